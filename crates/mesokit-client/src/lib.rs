@@ -1,0 +1,1 @@
+//! HTTP clients for the Mesos v1 APIs.
