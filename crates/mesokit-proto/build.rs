@@ -1,6 +1,8 @@
 //! Compiles `proto/` with protox (pure Rust, no system protoc), generates the prost types and,
 //! from the same descriptors, the Mesos JSON codec (see `build/json_codegen.rs`).
 
+#[path = "build/boxing.rs"]
+mod boxing;
 #[path = "build/json_codegen.rs"]
 mod json_codegen;
 
@@ -17,15 +19,21 @@ const FILES: &[&str] = &[
 fn main() {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../../proto");
     println!("cargo:rerun-if-changed={}", root.display());
-    println!("cargo:rerun-if-changed=build/json_codegen.rs");
+    println!("cargo:rerun-if-changed=build");
     let fds = match protox::compile(FILES, [&root]) {
         Ok(fds) => fds,
-        Err(e) => panic!("cannot compile the .proto files under {}: {e:?}", root.display()),
+        Err(e) => panic!(
+            "cannot compile the .proto files under {}: {e:?}",
+            root.display()
+        ),
     };
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
     let mut config = prost_build::Config::new();
     config.btree_map(["."]);
     config.bytes(["."]);
+    for field in boxing::fields_to_box(&fds) {
+        config.boxed(field);
+    }
     config
         .compile_fds(fds.clone())
         .expect("prost-build failed on the compiled descriptors");

@@ -26,7 +26,10 @@ pub fn ranges(name: &str, ranges: &[(u64, u64)]) -> Resource {
         name: name.to_owned(),
         r#type: value::Type::Ranges as i32,
         ranges: Some(value::Ranges {
-            range: ranges.iter().map(|&(begin, end)| value::Range { begin, end }).collect(),
+            range: ranges
+                .iter()
+                .map(|&(begin, end)| value::Range { begin, end })
+                .collect(),
         }),
         ..Default::default()
     }
@@ -37,7 +40,9 @@ pub fn set(name: &str, items: &[&str]) -> Resource {
     Resource {
         name: name.to_owned(),
         r#type: value::Type::Set as i32,
-        set: Some(value::Set { item: items.iter().map(|s| (*s).to_owned()).collect() }),
+        set: Some(value::Set {
+            item: items.iter().map(|s| (*s).to_owned()).collect(),
+        }),
         ..Default::default()
     }
 }
@@ -83,7 +88,11 @@ pub fn scalar_value(v: f64) -> Value {
 
 /// A shell command: `/bin/sh -c "<cmd>"`.
 pub fn shell(cmd: &str) -> CommandInfo {
-    CommandInfo { shell: Some(true), value: Some(cmd.to_owned()), ..Default::default() }
+    CommandInfo {
+        shell: Some(true),
+        value: Some(cmd.to_owned()),
+        ..Default::default()
+    }
 }
 
 /// A command executed directly: `argv[0]` is the program (looked up in `PATH`) and also the
@@ -117,14 +126,19 @@ pub fn labels<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> Labels {
     Labels {
         labels: pairs
             .iter()
-            .map(|(k, v)| Label { key: k.as_ref().to_owned(), value: Some(v.as_ref().to_owned()) })
+            .map(|(k, v)| Label {
+                key: k.as_ref().to_owned(),
+                value: Some(v.as_ref().to_owned()),
+            })
             .collect(),
     }
 }
 
 /// A `DurationInfo` from a `Duration`.
 pub fn duration_info(d: Duration) -> DurationInfo {
-    DurationInfo { nanoseconds: i64::try_from(d.as_nanos()).unwrap_or(i64::MAX) }
+    DurationInfo {
+        nanoseconds: i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+    }
 }
 
 /// Builds a [`TaskInfo`] step by step.
@@ -151,8 +165,12 @@ impl TaskBuilder {
         TaskBuilder {
             task: TaskInfo {
                 name: name.to_owned(),
-                task_id: TaskId { value: task_id.to_owned() },
-                agent_id: AgentId { value: agent_id.to_owned() },
+                task_id: TaskId {
+                    value: task_id.to_owned(),
+                },
+                agent_id: AgentId {
+                    value: agent_id.to_owned(),
+                },
                 ..Default::default()
             },
         }
@@ -204,20 +222,27 @@ impl TaskBuilder {
     pub fn env(mut self, name: &str, value: &str) -> Self {
         let cmd = self.task.command.get_or_insert_with(Default::default);
         let env = cmd.environment.get_or_insert_with(Default::default);
-        env.variables.extend(environment(&[(name, value)]).variables);
+        env.variables
+            .extend(environment(&[(name, value)]).variables);
         self
     }
 
     /// Adds a label.
     pub fn label(mut self, key: &str, value: &str) -> Self {
         let l = self.task.labels.get_or_insert_with(Default::default);
-        l.labels.push(Label { key: key.to_owned(), value: Some(value.to_owned()) });
+        l.labels.push(Label {
+            key: key.to_owned(),
+            value: Some(value.to_owned()),
+        });
         self
     }
 
     /// Sets the kill grace period.
     pub fn kill_grace(mut self, grace: Duration) -> Self {
-        self.task.kill_policy = Some(KillPolicy { grace_period: Some(duration_info(grace)), ..Default::default() });
+        self.task.kill_policy = Some(KillPolicy {
+            grace_period: Some(duration_info(grace)),
+            ..Default::default()
+        });
         self
     }
 
@@ -229,7 +254,7 @@ impl TaskBuilder {
 
     /// Runs the task under a custom executor instead of the command executor.
     pub fn executor(mut self, executor: ExecutorInfo) -> Self {
-        self.task.executor = Some(executor);
+        self.task.executor = Some(Box::new(executor));
         self
     }
 
@@ -242,7 +267,9 @@ impl TaskBuilder {
 /// A custom executor running `command`.
 pub fn custom_executor(id: &str, command: CommandInfo) -> ExecutorInfo {
     ExecutorInfo {
-        executor_id: ExecutorId { value: id.to_owned() },
+        executor_id: ExecutorId {
+            value: id.to_owned(),
+        },
         r#type: Some(crate::v1::executor_info::Type::Custom as i32),
         command: Some(command),
         ..Default::default()
@@ -301,7 +328,9 @@ pub fn uuid_string(bytes: &[u8]) -> String {
 
 /// A malformed duration string.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid duration '{0}': expected a number followed by ns, us, ms, secs, mins, hrs, days or weeks")]
+#[error(
+    "invalid duration '{0}': expected a number followed by ns, us, ms, secs, mins, hrs, days or weeks"
+)]
 pub struct DurationError(pub String);
 
 const UNITS: &[(&str, u128)] = &[
@@ -323,8 +352,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
         .ok_or_else(|| DurationError(s.to_owned()))?;
     let (num, unit) = t.split_at(split);
     let n: f64 = num.parse().map_err(|_| DurationError(s.to_owned()))?;
-    let &(_, nanos) =
-        UNITS.iter().find(|(u, _)| *u == unit).ok_or_else(|| DurationError(s.to_owned()))?;
+    let &(_, nanos) = UNITS
+        .iter()
+        .find(|(u, _)| *u == unit)
+        .ok_or_else(|| DurationError(s.to_owned()))?;
     let total = n * nanos as f64;
     if !total.is_finite() || total < 0.0 || total > u64::MAX as f64 {
         return Err(DurationError(s.to_owned()));
@@ -357,7 +388,10 @@ mod tests {
         assert_eq!(parse_duration("15mins").unwrap(), Duration::from_secs(900));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("1.5hrs").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_duration("2weeks").unwrap(), Duration::from_secs(14 * 86400));
+        assert_eq!(
+            parse_duration("2weeks").unwrap(),
+            Duration::from_secs(14 * 86400)
+        );
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("secs").is_err());
         assert!(parse_duration("5 fortnights").is_err());
@@ -396,8 +430,13 @@ mod tests {
     #[test]
     fn ports_are_merged_into_ranges() {
         let r = ports(&[31002, 31000, 31001, 31005]);
-        let got: Vec<(u64, u64)> =
-            r.ranges.unwrap().range.iter().map(|r| (r.begin, r.end)).collect();
+        let got: Vec<(u64, u64)> = r
+            .ranges
+            .unwrap()
+            .range
+            .iter()
+            .map(|r| (r.begin, r.end))
+            .collect();
         assert_eq!(got, vec![(31000, 31002), (31005, 31005)]);
     }
 

@@ -13,7 +13,12 @@ pub mod json;
 pub mod recordio;
 
 /// Generated Mesos v1 types (prost). Module paths follow the proto packages.
-#[allow(missing_docs, clippy::all, unreachable_pub, missing_debug_implementations)]
+#[allow(
+    missing_docs,
+    clippy::all,
+    unreachable_pub,
+    missing_debug_implementations
+)]
 pub mod mesos {
     pub mod v1 {
         include!(concat!(env!("OUT_DIR"), "/mesos.v1.rs"));
@@ -32,7 +37,7 @@ pub mod mesos {
     }
 }
 
-#[allow(clippy::all, unreachable_pub, unused_parens, deprecated)]
+#[allow(clippy::all, unreachable_pub, unused_parens, deprecated, dead_code)]
 mod generated_json {
     include!(concat!(env!("OUT_DIR"), "/mesos_json.rs"));
 }

@@ -28,7 +28,9 @@ pub fn frame(record: &[u8]) -> Vec<u8> {
 #[non_exhaustive]
 pub enum RecordIoError {
     /// A record header contained something other than decimal digits.
-    #[error("invalid RecordIO header: expected a decimal length, found byte 0x{byte:02x} at offset {offset}")]
+    #[error(
+        "invalid RecordIO header: expected a decimal length, found byte 0x{byte:02x} at offset {offset}"
+    )]
     InvalidHeader { byte: u8, offset: u64 },
     /// A record header longer than any length we could accept.
     #[error("invalid RecordIO header: length has more than 20 digits (offset {offset})")]
@@ -85,7 +87,10 @@ impl Decoder {
     pub fn next_record(&mut self) -> Result<Option<Bytes>, RecordIoError> {
         loop {
             match self.state {
-                State::Header { mut len, mut digits } => {
+                State::Header {
+                    mut len,
+                    mut digits,
+                } => {
                     let mut used = 0;
                     let mut done = false;
                     for &c in self.buf.iter() {
@@ -122,7 +127,10 @@ impl Decoder {
                         return Ok(None);
                     }
                     if len > self.max as u64 {
-                        return Err(RecordIoError::RecordTooLarge { size: len, max: self.max });
+                        return Err(RecordIoError::RecordTooLarge {
+                            size: len,
+                            max: self.max,
+                        });
                     }
                     self.state = State::Body { len: len as usize };
                 }
@@ -183,13 +191,25 @@ mod tests {
     fn decodes_the_reference_example() {
         let stream = b"20\n{\"type\":\"HEARTBEAT\"}2\n\x08\x08";
         let recs = decode_all(stream, 1024).unwrap();
-        assert_eq!(recs, vec![Bytes::from_static(b"{\"type\":\"HEARTBEAT\"}"), Bytes::from_static(b"\x08\x08")]);
+        assert_eq!(
+            recs,
+            vec![
+                Bytes::from_static(b"{\"type\":\"HEARTBEAT\"}"),
+                Bytes::from_static(b"\x08\x08")
+            ]
+        );
     }
 
     #[test]
     fn rejects_non_numeric_header() {
         let err = decode_all(b"12x\nabc", 1024).unwrap_err();
-        assert_eq!(err, RecordIoError::InvalidHeader { byte: b'x', offset: 2 });
+        assert_eq!(
+            err,
+            RecordIoError::InvalidHeader {
+                byte: b'x',
+                offset: 2
+            }
+        );
         assert!(err.to_string().contains("0x78"));
     }
 
@@ -199,12 +219,18 @@ mod tests {
         d.feed(b"99999999999999999\n");
         assert_eq!(
             d.next_record().unwrap_err(),
-            RecordIoError::RecordTooLarge { size: 99_999_999_999_999_999, max: 10 }
+            RecordIoError::RecordTooLarge {
+                size: 99_999_999_999_999_999,
+                max: 10
+            }
         );
         assert!(d.buffered() < 64);
         let mut d = Decoder::new(10);
         d.feed(b"123456789012345678901\n");
-        assert!(matches!(d.next_record(), Err(RecordIoError::HeaderTooLong { .. })));
+        assert!(matches!(
+            d.next_record(),
+            Err(RecordIoError::HeaderTooLong { .. })
+        ));
     }
 
     #[test]

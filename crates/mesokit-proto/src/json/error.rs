@@ -11,7 +11,10 @@ pub enum JsonErrorKind {
     /// The input ended in the middle of a value.
     UnexpectedEnd,
     /// A byte that cannot start or continue the expected token.
-    Unexpected { expected: &'static str, found: String },
+    Unexpected {
+        expected: &'static str,
+        found: String,
+    },
     /// Bytes after the end of the top-level value.
     TrailingData,
     /// A bad escape sequence in a string.
@@ -50,7 +53,11 @@ enum PathSeg {
 
 impl JsonError {
     pub(crate) fn new(kind: JsonErrorKind, offset: usize) -> Self {
-        JsonError { kind, offset, path: Vec::new() }
+        JsonError {
+            kind,
+            offset,
+            path: Vec::new(),
+        }
     }
 
     /// What went wrong.

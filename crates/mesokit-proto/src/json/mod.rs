@@ -16,6 +16,9 @@ mod error;
 mod parse;
 mod write;
 
+#[cfg(test)]
+pub(crate) mod testing;
+
 pub use error::{JsonError, JsonErrorKind};
 pub use parse::Parser;
 pub use write::Writer;

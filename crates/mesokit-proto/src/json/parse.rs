@@ -14,6 +14,33 @@ use super::error::{JsonError, JsonErrorKind};
 /// Deepest nesting of objects and arrays accepted (Mesos messages nest far less).
 const MAX_DEPTH: u32 = 96;
 
+/// Index of the first `"` or `\\` at or after `i` (or `b.len()`), eight bytes at a time.
+#[inline(always)]
+fn find_quote_or_backslash(b: &[u8], mut i: usize) -> usize {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    const QUOTES: u64 = LO * b'"' as u64;
+    const SLASHES: u64 = LO * b'\\' as u64;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let w = u64::from_le_bytes(chunk.try_into().expect("8-byte chunk"));
+        let q = w ^ QUOTES;
+        let s = w ^ SLASHES;
+        // A zero byte in q or s marks a match; the lowest flagged byte is the first one.
+        let hits = ((q.wrapping_sub(LO) & !q) | (s.wrapping_sub(LO) & !s)) & HI;
+        if hits != 0 {
+            return i + (hits.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(&c) = b.get(i) {
+        if c == b'"' || c == b'\\' {
+            return i;
+        }
+        i += 1;
+    }
+    b.len()
+}
+
 /// Pull parser state: the input and a cursor into it.
 #[derive(Debug)]
 pub struct Parser<'a> {
@@ -34,7 +61,11 @@ impl<'a> Parser<'a> {
     /// A parser over `input`, which must be UTF-8.
     pub fn new(input: &'a [u8]) -> R<Self> {
         match std::str::from_utf8(input) {
-            Ok(src) => Ok(Parser { src, pos: 0, depth: 0 }),
+            Ok(src) => Ok(Parser {
+                src,
+                pos: 0,
+                depth: 0,
+            }),
             Err(e) => Err(JsonError::new(JsonErrorKind::InvalidUtf8, e.valid_up_to())),
         }
     }
@@ -62,7 +93,10 @@ impl<'a> Parser<'a> {
     fn unexpected(&self, expected: &'static str) -> JsonError {
         match self.src[self.pos..].chars().next() {
             None => self.err(JsonErrorKind::UnexpectedEnd),
-            Some(c) => self.err(JsonErrorKind::Unexpected { expected, found: format!("{c:?}") }),
+            Some(c) => self.err(JsonErrorKind::Unexpected {
+                expected,
+                found: format!("{c:?}"),
+            }),
         }
     }
 
@@ -157,19 +191,18 @@ impl<'a> Parser<'a> {
     fn string_body(&mut self) -> R<Cow<'a, str>> {
         let b = self.bytes();
         let start = self.pos + 1;
-        let mut i = start;
-        while let Some(&c) = b.get(i) {
-            if c == b'"' {
+        let i = find_quote_or_backslash(b, start);
+        match b.get(i) {
+            Some(b'"') => {
                 self.pos = i + 1;
-                return Ok(Cow::Borrowed(&self.src[start..i]));
+                Ok(Cow::Borrowed(&self.src[start..i]))
             }
-            if c == b'\\' {
-                return self.string_escaped(start, i).map(Cow::Owned);
+            Some(_) => self.string_escaped(start, i).map(Cow::Owned),
+            None => {
+                self.pos = b.len();
+                Err(self.err(JsonErrorKind::UnexpectedEnd))
             }
-            i += 1;
         }
-        self.pos = b.len();
-        Err(self.err(JsonErrorKind::UnexpectedEnd))
     }
 
     #[cold]
@@ -217,8 +250,7 @@ impl<'a> Parser<'a> {
                 _ => {
                     // Copy a run of plain bytes at once; it ends at an ASCII byte, so the slice
                     // boundaries are char boundaries.
-                    let run = b[i..].iter().position(|&c| c == b'"' || c == b'\\');
-                    let end = run.map_or(b.len(), |n| i + n);
+                    let end = find_quote_or_backslash(b, i);
                     out.push_str(&self.src[i..end]);
                     i = end;
                 }
@@ -285,8 +317,7 @@ impl<'a> Parser<'a> {
         let decoded = match BASE64.decode(s.as_bytes()) {
             Ok(v) => v,
             Err(_) => {
-                let compact: Vec<u8> =
-                    s.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
+                let compact: Vec<u8> = s.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
                 BASE64
                     .decode(&compact)
                     .map_err(|_| JsonError::new(JsonErrorKind::BadBase64, at))?
@@ -309,7 +340,9 @@ impl<'a> Parser<'a> {
     /// The error for an enum name the field's enum does not know (generated code).
     #[cold]
     pub fn unknown_enum(&self, name: &str) -> JsonError {
-        self.err(JsonErrorKind::UnknownEnum { name: name.to_owned() })
+        self.err(JsonErrorKind::UnknownEnum {
+            name: name.to_owned(),
+        })
     }
 
     /// Reads the text of a number token, or of a string holding one (Mesos accepts both).
@@ -338,7 +371,13 @@ impl<'a> Parser<'a> {
 
     #[cold]
     fn bad_number(&self, ty: &'static str, text: &str, at: usize) -> JsonError {
-        JsonError::new(JsonErrorKind::BadNumber { ty, text: text.to_owned() }, at)
+        JsonError::new(
+            JsonErrorKind::BadNumber {
+                ty,
+                text: text.to_owned(),
+            },
+            at,
+        )
     }
 
     /// Parses an integer; an integral number written with a fraction or exponent is accepted.
@@ -346,6 +385,29 @@ impl<'a> Parser<'a> {
     fn integer<T: TryFrom<i128>>(&mut self, ty: &'static str) -> R<T> {
         self.ws();
         let at = self.pos;
+        // Fast path: a plain run of at most 18 digits followed by a delimiter.
+        let b = self.bytes();
+        let mut i = at;
+        let mut v: u64 = 0;
+        while let Some(&c) = b.get(i) {
+            if c.is_ascii_digit() && i - at < 18 {
+                v = v * 10 + u64::from(c - b'0');
+                i += 1;
+            } else {
+                break;
+            }
+        }
+        if i > at
+            && !matches!(
+                b.get(i),
+                Some(b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')
+            )
+        {
+            if let Ok(v) = T::try_from(i128::from(v)) {
+                self.pos = i;
+                return Ok(v);
+            }
+        }
         let text = self.number_text(ty)?;
         let t = text.trim();
         let v: Option<i128> = t.parse::<i128>().ok().or_else(|| {
@@ -386,14 +448,16 @@ impl<'a> Parser<'a> {
         self.ws();
         let at = self.pos;
         let b = self.bytes();
-        for (word, v) in [
-            (&b"Infinity"[..], f64::INFINITY),
-            (b"-Infinity", f64::NEG_INFINITY),
-            (b"NaN", f64::NAN),
-        ] {
-            if b[at..].starts_with(word) {
-                self.pos += word.len();
-                return Ok(v);
+        if matches!(b.get(at), Some(b'I' | b'N')) || b.get(at..at + 2) == Some(b"-I") {
+            for (word, v) in [
+                (&b"Infinity"[..], f64::INFINITY),
+                (b"-Infinity", f64::NEG_INFINITY),
+                (b"NaN", f64::NAN),
+            ] {
+                if b[at..].starts_with(word) {
+                    self.pos += word.len();
+                    return Ok(v);
+                }
             }
         }
         let text = self.number_text("double")?;

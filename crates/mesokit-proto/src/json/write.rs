@@ -126,7 +126,9 @@ impl<'o> Writer<'o> {
         self.out.push(b'"');
         let at = self.out.len();
         self.out.resize(at + b.len().div_ceil(3) * 4, 0);
-        let n = BASE64.encode_slice(b, &mut self.out[at..]).expect("base64 buffer sized exactly");
+        let n = BASE64
+            .encode_slice(b, &mut self.out[at..])
+            .expect("base64 buffer sized exactly");
         self.out.truncate(at + n);
         self.out.push(b'"');
     }
@@ -135,7 +137,8 @@ impl<'o> Writer<'o> {
     #[inline]
     pub fn bool(&mut self, v: bool) {
         self.sep();
-        self.out.extend_from_slice(if v { b"true" } else { b"false" });
+        self.out
+            .extend_from_slice(if v { b"true" } else { b"false" });
     }
 
     /// An unsigned integer.
@@ -210,7 +213,11 @@ pub(crate) fn format_double(v: f64, out: &mut Vec<u8>) {
         return;
     }
     if v == 0.0 {
-        out.extend_from_slice(if v.is_sign_negative() { b"-0.0" } else { b"0.0" });
+        out.extend_from_slice(if v.is_sign_negative() {
+            b"-0.0"
+        } else {
+            b"0.0"
+        });
         return;
     }
     // `{:e}` gives the shortest digits that round-trip: "d.ddde<exp>".

@@ -1,0 +1,101 @@
+//! Chooses which optional message fields prost should box.
+//!
+//! prost stores an optional sub-message inline (`Option<T>`), so a `Resource` would carry a
+//! whole `DiskInfo` (and its `Volume`, `Image`, …) even when it has none: over a kilobyte per
+//! resource, initialised and moved on every decode. Boxing the optional fields whose type is
+//! large keeps the common messages small; the rare large parts cost one allocation when present.
+
+use std::collections::HashMap;
+
+use prost_types::field_descriptor_proto::{Label, Type};
+use prost_types::{DescriptorProto, FileDescriptorSet};
+
+/// Optional message fields whose type is estimated above this many bytes get boxed.
+const BOX_ABOVE: usize = 256;
+
+/// Full proto paths (".pkg.Message.field") of the fields to box.
+pub(crate) fn fields_to_box(fds: &FileDescriptorSet) -> Vec<String> {
+    let mut messages = HashMap::new();
+    for file in &fds.file {
+        for m in &file.message_type {
+            collect(&mut messages, &format!(".{}", file.package()), m);
+        }
+    }
+    let mut sizes = HashMap::new();
+    let mut boxed = Vec::new();
+    let mut names: Vec<&String> = messages.keys().collect();
+    names.sort();
+    for name in names {
+        size_of(name, &messages, &mut sizes, &mut boxed, &mut Vec::new());
+    }
+    boxed.sort();
+    boxed.dedup();
+    boxed
+}
+
+fn collect<'a>(
+    out: &mut HashMap<String, &'a DescriptorProto>,
+    scope: &str,
+    m: &'a DescriptorProto,
+) {
+    let full = format!("{scope}.{}", m.name());
+    for n in &m.nested_type {
+        collect(out, &full, n);
+    }
+    out.insert(full, m);
+}
+
+/// Rough `size_of` of prost's struct for a message, deciding boxing bottom-up.
+fn size_of(
+    name: &str,
+    messages: &HashMap<String, &DescriptorProto>,
+    sizes: &mut HashMap<String, usize>,
+    boxed: &mut Vec<String>,
+    stack: &mut Vec<String>,
+) -> usize {
+    if let Some(&s) = sizes.get(name) {
+        return s;
+    }
+    if stack.iter().any(|s| s == name) {
+        return 8; // recursion: prost boxes it itself
+    }
+    stack.push(name.to_owned());
+    let m = messages[name];
+    let mut total = 0;
+    for f in &m.field {
+        let optional = f.label() == Label::Optional;
+        total += match (f.label(), f.r#type()) {
+            (Label::Repeated, _) => 24,
+            (_, Type::String) => 24,
+            (_, Type::Bytes) => 32,
+            (
+                _,
+                Type::Double
+                | Type::Int64
+                | Type::Uint64
+                | Type::Sint64
+                | Type::Fixed64
+                | Type::Sfixed64,
+            ) => {
+                if optional {
+                    16
+                } else {
+                    8
+                }
+            }
+            (_, Type::Message) => {
+                let inner = size_of(f.type_name(), messages, sizes, boxed, stack);
+                if optional && inner > BOX_ABOVE {
+                    boxed.push(format!("{name}.{}", f.name()));
+                    8
+                } else {
+                    inner + 8
+                }
+            }
+            _ => 8,
+        };
+    }
+    stack.pop();
+    sizes.insert(name.to_owned(), total);
+    total
+}

@@ -1,0 +1,128 @@
+//! Test support: random instances of every generated message, and the round-trip property
+//! checked over all of them (message -> JSON -> message, message -> protobuf -> message).
+
+use bytes::Bytes;
+use prost::Message;
+
+use super::MesosJson;
+
+/// A small deterministic generator (xorshift*), seeded by proptest.
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub(crate) fn new(seed: u64) -> Self {
+        Rng(seed | 1)
+    }
+    pub(crate) fn u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    pub(crate) fn coin(&mut self) -> bool {
+        self.u64() % 3 == 0
+    }
+    pub(crate) fn len(&mut self) -> usize {
+        (self.u64() % 3) as usize + 1
+    }
+    pub(crate) fn pick(&mut self, values: &[i32]) -> i32 {
+        values[(self.u64() % values.len() as u64) as usize]
+    }
+    pub(crate) fn f64(&mut self) -> f64 {
+        match self.u64() % 8 {
+            0 => f64::INFINITY,
+            1 => f64::NEG_INFINITY,
+            2 => (self.u64() % 100_000) as f64,
+            3 => 0.0,
+            _ => loop {
+                let v = f64::from_bits(self.u64());
+                if !v.is_nan() {
+                    break v;
+                }
+            },
+        }
+    }
+    pub(crate) fn f32(&mut self) -> f32 {
+        loop {
+            let v = f32::from_bits(self.u64() as u32);
+            if !v.is_nan() {
+                break v;
+            }
+        }
+    }
+    pub(crate) fn string(&mut self) -> String {
+        const ALPHABET: &[char] = &[
+            'a', 'Z', '0', ' ', '"', '\\', '/', '\n', '\t', '\u{1}', '\u{7f}', 'é', '€', '😀', '-',
+            ':',
+        ];
+        let n = (self.u64() % 12) as usize;
+        (0..n)
+            .map(|_| ALPHABET[(self.u64() % ALPHABET.len() as u64) as usize])
+            .collect()
+    }
+    pub(crate) fn bytes(&mut self) -> Bytes {
+        let n = (self.u64() % 20) as usize;
+        (0..n).map(|_| self.u64() as u8).collect::<Vec<u8>>().into()
+    }
+}
+
+/// Random instance generation, implemented for every message by the code generator.
+pub(crate) trait Random {
+    fn random(r: &mut Rng, depth: u32) -> Self;
+}
+
+/// Something to run for every generated message type.
+pub(crate) trait Visitor {
+    fn visit<T: MesosJson + Random + Message + PartialEq + std::fmt::Debug>(&mut self, name: &str);
+}
+
+struct RoundTrip {
+    seed: u64,
+    types: usize,
+}
+
+impl Visitor for RoundTrip {
+    fn visit<T: MesosJson + Random + Message + PartialEq + std::fmt::Debug>(&mut self, name: &str) {
+        let mut r = Rng::new(self.seed ^ name.len() as u64);
+        let msg = T::random(&mut r, 5);
+        let json = super::encode(&msg);
+        let back: T = super::decode(&json).unwrap_or_else(|e| {
+            panic!(
+                "{name}: JSON did not decode: {e}\n{}",
+                String::from_utf8_lossy(&json)
+            )
+        });
+        assert_eq!(
+            back,
+            msg,
+            "{name}: JSON round trip\n{}",
+            String::from_utf8_lossy(&json)
+        );
+        assert_eq!(
+            super::encode(&back),
+            json,
+            "{name}: JSON re-encoding differs"
+        );
+        let pb = msg.encode_to_vec();
+        assert_eq!(
+            T::decode(pb.as_slice()).unwrap(),
+            msg,
+            "{name}: protobuf round trip"
+        );
+        self.types += 1;
+    }
+}
+
+mod tests {
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        #[test]
+        fn every_message_round_trips_through_json_and_protobuf(seed in any::<u64>()) {
+            let mut v = super::RoundTrip { seed, types: 0 };
+            crate::generated_json::for_each_message_type(&mut v);
+            prop_assert!(v.types > 300);
+        }
+    }
+}
