@@ -1,6 +1,8 @@
 //! Compiles `proto/` with protox (pure Rust, no system protoc), generates the prost types and,
 //! from the same descriptors, the Mesos JSON codec (see `build/json_codegen.rs`).
 
+#[path = "build/borrowed_codegen.rs"]
+mod borrowed_codegen;
 #[path = "build/boxing.rs"]
 mod boxing;
 #[path = "build/json_codegen.rs"]
@@ -31,7 +33,8 @@ fn main() {
     let mut config = prost_build::Config::new();
     config.btree_map(["."]);
     config.bytes(["."]);
-    for field in boxing::fields_to_box(&fds) {
+    let boxed = boxing::fields_to_box(&fds);
+    for field in &boxed {
         config.boxed(field);
     }
     config
@@ -39,4 +42,6 @@ fn main() {
         .expect("prost-build failed on the compiled descriptors");
     let code = json_codegen::generate(&fds);
     std::fs::write(out.join("mesos_json.rs"), code).unwrap();
+    let borrowed = borrowed_codegen::generate(&fds, &boxed);
+    std::fs::write(out.join("mesos_borrowed.rs"), borrowed).unwrap();
 }

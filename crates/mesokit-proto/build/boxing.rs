@@ -76,12 +76,11 @@ fn size_of(
                 | Type::Sint64
                 | Type::Fixed64
                 | Type::Sfixed64,
-            ) => {
-                if optional {
-                    16
-                } else {
-                    8
-                }
+            ) => 8 + 8 * usize::from(optional),
+            (_, Type::Message) if stack.iter().any(|s| s == f.type_name()) => {
+                // A recursive field (ContainerID.parent): it must be boxed.
+                boxed.push(format!("{name}.{}", f.name()));
+                8
             }
             (_, Type::Message) => {
                 let inner = size_of(f.type_name(), messages, sizes, boxed, stack);

@@ -5,11 +5,13 @@
 //! `bench/mkstream.py` writes). With `--format protobuf` the stream is first transcoded to
 //! protobuf, and the protobuf stream is what gets measured. Each run feeds the whole stream
 //! through the incremental RecordIO decoder in 64 KiB chunks and decodes every record into a
-//! `scheduler::Event`. Prints the best of several runs (at least 2 s in total).
+//! `scheduler::Event`, twice: into the owned prost type (`mesokit-owned` line) and into the
+//! borrowed view (`mesokit` line, the main figure). Prints the best of several runs (at least
+//! 2 s in total) of each.
 
 use std::time::{Duration, Instant};
 
-use mesokit_proto::{Message, json, recordio, v1::scheduler::Event};
+use mesokit_proto::{Message, borrowed, json, recordio, v1::scheduler::Event};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -38,39 +40,64 @@ fn main() {
             std::process::exit(2);
         }
     };
+    let stream = bytes::Bytes::from(stream);
     let proto = format == "protobuf";
-    let run = || -> usize {
-        let mut dec = recordio::Decoder::new(usize::MAX);
-        let mut events = 0;
-        for chunk in stream.chunks(64 * 1024) {
-            dec.feed(chunk);
-            while let Some(rec) = dec.next_record().expect("valid RecordIO") {
-                let ev: Event = if proto {
-                    Event::decode(rec).expect("valid protobuf event")
-                } else {
-                    json::decode(&rec).expect("valid JSON event")
-                };
-                std::hint::black_box(&ev);
-                events += 1;
-            }
-        }
-        events
+    // Owned: into prost's `scheduler::Event`. Borrowed: into the zero-copy view.
+    let owned = |rec: bytes::Bytes| {
+        let ev: Event = if proto {
+            Event::decode(rec).expect("valid protobuf event")
+        } else {
+            json::decode(&rec).expect("valid JSON event")
+        };
+        std::hint::black_box(&ev);
     };
-    let mut best = Duration::MAX;
-    let mut events = 0;
-    let start = Instant::now();
-    let mut runs = 0;
-    while runs < 3 || start.elapsed() < Duration::from_secs(2) {
-        let t = Instant::now();
-        events = run();
-        best = best.min(t.elapsed());
-        runs += 1;
+    let borrowed = |rec: bytes::Bytes| {
+        let ev: borrowed::v1::scheduler::Event<'_> = if proto {
+            borrowed::decode_protobuf(&rec).expect("valid protobuf event")
+        } else {
+            borrowed::decode_json(&rec).expect("valid JSON event")
+        };
+        std::hint::black_box(&ev);
+    };
+    let only = std::env::var("DECODE_ONLY").ok();
+    for (label, decode) in [
+        ("mesokit-owned", &owned as &dyn Fn(bytes::Bytes)),
+        ("mesokit", &borrowed),
+    ] {
+        if only.as_deref().is_some_and(|o| o != label) {
+            continue;
+        }
+        let run = || -> usize {
+            let mut dec = recordio::Decoder::new(usize::MAX);
+            let mut events = 0;
+            let mut at = 0;
+            while at < stream.len() {
+                let end = (at + 64 * 1024).min(stream.len());
+                dec.feed_bytes(stream.slice(at..end));
+                at = end;
+                while let Some(rec) = dec.next_record().expect("valid RecordIO") {
+                    decode(rec);
+                    events += 1;
+                }
+            }
+            events
+        };
+        let mut best = Duration::MAX;
+        let mut events = 0;
+        let start = Instant::now();
+        let mut runs = 0;
+        while runs < 3 || start.elapsed() < Duration::from_secs(2) {
+            let t = Instant::now();
+            events = run();
+            best = best.min(t.elapsed());
+            runs += 1;
+        }
+        let secs = best.as_secs_f64();
+        println!(
+            "{label} kind={format} bytes={} events={events} secs={secs:.6} MBps={:.1} events_per_s={:.0}",
+            stream.len(),
+            stream.len() as f64 / secs / 1e6,
+            events as f64 / secs
+        );
     }
-    let secs = best.as_secs_f64();
-    println!(
-        "mesokit kind={format} bytes={} events={events} secs={secs:.6} MBps={:.1} events_per_s={:.0}",
-        stream.len(),
-        stream.len() as f64 / secs / 1e6,
-        events as f64 / secs
-    );
 }

@@ -241,7 +241,6 @@ impl TaskBuilder {
     pub fn kill_grace(mut self, grace: Duration) -> Self {
         self.task.kill_policy = Some(KillPolicy {
             grace_period: Some(duration_info(grace)),
-            ..Default::default()
         });
         self
     }

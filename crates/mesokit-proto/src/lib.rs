@@ -3,11 +3,13 @@
 //! * [`mesos`]: prost types generated from our own `.proto` files under `proto/` (packages
 //!   `mesos.v1`, `mesos.v1.scheduler`, `mesos.v1.executor`, `mesos.v1.master`, `mesos.v1.agent`).
 //! * [`json`]: the Mesos (stout) JSON mapping for every one of those types.
+//! * [`borrowed`]: zero-copy views of the same messages, for hot decode paths.
 //! * [`recordio`]: the framing of Mesos's streaming responses.
 //! * [`helpers`]: builders and predicates a framework or executor author needs every day.
 //!
 //! This crate does no IO.
 
+pub mod borrowed;
 pub mod helpers;
 pub mod json;
 pub mod recordio;

@@ -52,9 +52,16 @@ enum State {
 }
 
 /// Incremental RecordIO decoder.
+///
+/// Bytes given with [`Decoder::feed_bytes`] are not copied when they hold whole records: the
+/// records returned are slices of the chunk. Only a record split across chunks is assembled in
+/// an internal buffer.
 #[derive(Debug)]
 pub struct Decoder {
+    /// Input being assembled across chunks (read first).
     buf: BytesMut,
+    /// A chunk handed over whole; read only while `buf` is empty.
+    pending: Bytes,
     state: State,
     max: usize,
     /// Bytes consumed so far, for error offsets.
@@ -72,19 +79,57 @@ impl Decoder {
     pub fn new(max_record_size: usize) -> Self {
         Decoder {
             buf: BytesMut::new(),
+            pending: Bytes::new(),
             state: State::Header { len: 0, digits: 0 },
             max: max_record_size,
             consumed: 0,
         }
     }
 
-    /// Appends bytes received from the stream.
+    /// Appends bytes received from the stream (copied).
     pub fn feed(&mut self, chunk: &[u8]) {
+        self.spill();
         self.buf.extend_from_slice(chunk);
+    }
+
+    /// Appends a chunk received from the stream, without copying it where possible.
+    pub fn feed_bytes(&mut self, chunk: Bytes) {
+        if self.buf.is_empty() && self.pending.is_empty() {
+            self.pending = chunk;
+        } else {
+            self.spill();
+            self.buf.extend_from_slice(&chunk);
+        }
+    }
+
+    /// Moves the pending chunk into the assembly buffer.
+    fn spill(&mut self) {
+        if !self.pending.is_empty() {
+            self.buf.extend_from_slice(&self.pending);
+            self.pending = Bytes::new();
+        }
     }
 
     /// Takes the next complete record, if the bytes fed so far hold one.
     pub fn next_record(&mut self) -> Result<Option<Bytes>, RecordIoError> {
+        if self.buf.is_empty() && !self.pending.is_empty() {
+            let mut src = std::mem::take(&mut self.pending);
+            let r = self.next_from(&mut src);
+            if matches!(r, Ok(None)) && !src.is_empty() {
+                // An incomplete record at the end of the chunk: assemble it in `buf`.
+                self.buf.extend_from_slice(&src);
+            } else {
+                self.pending = src;
+            }
+            return r;
+        }
+        let mut src = std::mem::take(&mut self.buf);
+        let r = self.next_from(&mut src);
+        self.buf = src;
+        r
+    }
+
+    fn next_from<S: Source>(&mut self, src: &mut S) -> Result<Option<Bytes>, RecordIoError> {
         loop {
             match self.state {
                 State::Header {
@@ -93,7 +138,7 @@ impl Decoder {
                 } => {
                     let mut used = 0;
                     let mut done = false;
-                    for &c in self.buf.iter() {
+                    for &c in src.bytes() {
                         used += 1;
                         match c {
                             b'0'..=b'9' => {
@@ -120,7 +165,7 @@ impl Decoder {
                             }
                         }
                     }
-                    self.buf.advance(used);
+                    src.skip(used);
                     self.consumed += used as u64;
                     if !done {
                         self.state = State::Header { len, digits };
@@ -135,13 +180,11 @@ impl Decoder {
                     self.state = State::Body { len: len as usize };
                 }
                 State::Body { len } => {
-                    if self.buf.len() < len {
-                        // Reserve what the record needs now that the size was checked, so
-                        // large records are not reallocated on every chunk.
-                        self.buf.reserve(len - self.buf.len());
+                    if src.bytes().len() < len {
+                        src.reserve_for(len);
                         return Ok(None);
                     }
-                    let record = self.buf.split_to(len).freeze();
+                    let record = src.take(len);
                     self.consumed += len as u64;
                     self.state = State::Header { len: 0, digits: 0 };
                     return Ok(Some(record));
@@ -153,21 +196,59 @@ impl Decoder {
     /// Checks, at the end of the stream, that it did not stop inside a record.
     pub fn finish(&self) -> Result<(), RecordIoError> {
         match self.state {
-            State::Header { digits: 0, .. } if self.buf.is_empty() => Ok(()),
+            State::Header { digits: 0, .. } if self.buffered() == 0 => Ok(()),
             State::Header { digits, .. } => Err(RecordIoError::Truncated(format!(
                 "stream ended inside a record header ({digits} digits read)"
             ))),
             State::Body { len } => Err(RecordIoError::Truncated(format!(
                 "stream ended after {} of {len} record bytes",
-                self.buf.len()
+                self.buffered()
             ))),
         }
     }
 
     /// Bytes buffered but not yet returned as records.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.buf.len() + self.pending.len()
     }
+}
+
+/// Where the decoder reads from: the assembly buffer or a whole chunk.
+trait Source {
+    fn bytes(&self) -> &[u8];
+    fn skip(&mut self, n: usize);
+    fn take(&mut self, n: usize) -> Bytes;
+    fn reserve_for(&mut self, record_len: usize);
+}
+
+impl Source for BytesMut {
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+    fn skip(&mut self, n: usize) {
+        self.advance(n);
+    }
+    fn take(&mut self, n: usize) -> Bytes {
+        self.split_to(n).freeze()
+    }
+    fn reserve_for(&mut self, record_len: usize) {
+        // The size was checked against the limit: reserve it now so that a large record is not
+        // reallocated on every chunk.
+        self.reserve(record_len - self.len());
+    }
+}
+
+impl Source for Bytes {
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+    fn skip(&mut self, n: usize) {
+        self.advance(n);
+    }
+    fn take(&mut self, n: usize) -> Bytes {
+        self.split_to(n)
+    }
+    fn reserve_for(&mut self, _record_len: usize) {}
 }
 
 /// Decodes a complete stream held in memory.
@@ -267,8 +348,13 @@ mod tests {
             points.sort_unstable();
             let mut d = Decoder::new(1024);
             let mut got = Vec::new();
-            for w in points.windows(2) {
-                d.feed(&stream[w[0]..w[1]]);
+            let shared = Bytes::from(stream.clone());
+            for (i, w) in points.windows(2).enumerate() {
+                if i % 2 == 0 {
+                    d.feed_bytes(shared.slice(w[0]..w[1]));
+                } else {
+                    d.feed(&stream[w[0]..w[1]]);
+                }
                 while let Some(r) = d.next_record().unwrap() { got.push(r.to_vec()); }
             }
             d.finish().unwrap();

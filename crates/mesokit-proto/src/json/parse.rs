@@ -310,6 +310,17 @@ impl<'a> Parser<'a> {
         Ok(self.str_token()?.into_owned())
     }
 
+    /// Reads a `string` field, borrowing from the input when it has no escapes.
+    #[inline]
+    pub fn str_cow(&mut self) -> R<Cow<'a, str>> {
+        self.str_token()
+    }
+
+    /// Reads a `bytes` field for a borrowed view (base64 always decodes into a new buffer).
+    pub fn bytes_cow(&mut self) -> R<Cow<'a, [u8]>> {
+        Ok(Cow::Owned(self.bytes_field()?.into()))
+    }
+
     /// Reads a `bytes` field (base64; whitespace inside is tolerated).
     pub fn bytes_field(&mut self) -> R<Bytes> {
         let at = self.pos;
@@ -544,14 +555,13 @@ impl<'a> Parser<'a> {
 
     /// Reads a map field: a JSON object whose keys are the map keys.
     #[inline]
-    pub fn map_entries(&mut self, mut each: impl FnMut(&mut Self, String) -> R<()>) -> R<()> {
+    pub fn map_entries(&mut self, mut each: impl FnMut(&mut Self, Cow<'a, str>) -> R<()>) -> R<()> {
         self.begin_object()?;
         let mut first = true;
         while let Some(key) = self.next_key(&mut first)? {
             if self.take_null() {
                 continue;
             }
-            let key = key.into_owned();
             if let Err(e) = each(self, key.clone()) {
                 return Err(e.in_key(&key));
             }

@@ -42,6 +42,7 @@ impl Rng {
             },
         }
     }
+    #[allow(dead_code)]
     pub(crate) fn f32(&mut self) -> f32 {
         loop {
             let v = f32::from_bits(self.u64() as u32);
@@ -113,6 +114,34 @@ impl Visitor for RoundTrip {
     }
 }
 
+/// Checks one generated view against its owned type: a random owned message encoded as
+/// protobuf and as JSON decodes into a view that converts back to the same message.
+macro_rules! check_borrowed {
+    ($seed:expr, $owned:ty, $view:ty) => {{
+        let mut r = crate::json::testing::Rng::new($seed);
+        let msg = <$owned as crate::json::testing::Random>::random(&mut r, 5);
+        let pb = prost::Message::encode_to_vec(&msg);
+        let view: $view = crate::borrowed::decode_protobuf(&pb)
+            .unwrap_or_else(|e| panic!("{}: {e}", stringify!($view)));
+        assert_eq!(
+            view.to_owned_message(),
+            msg,
+            "{} from protobuf",
+            stringify!($view)
+        );
+        let json = crate::json::encode(&msg);
+        let view: $view = crate::borrowed::decode_json(&json)
+            .unwrap_or_else(|e| panic!("{}: {e}", stringify!($view)));
+        assert_eq!(
+            view.to_owned_message(),
+            msg,
+            "{} from JSON",
+            stringify!($view)
+        );
+    }};
+}
+pub(crate) use check_borrowed;
+
 mod tests {
     use proptest::prelude::*;
 
@@ -123,6 +152,11 @@ mod tests {
             let mut v = super::RoundTrip { seed, types: 0 };
             crate::generated_json::for_each_message_type(&mut v);
             prop_assert!(v.types > 300);
+        }
+
+        #[test]
+        fn every_borrowed_view_decodes_to_the_same_message(seed in any::<u64>()) {
+            crate::generated_json::check_borrowed_views(seed);
         }
     }
 }
