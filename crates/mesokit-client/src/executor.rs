@@ -702,7 +702,7 @@ async fn subscribe(shared: &Shared) -> Result<RecordStream, Error> {
     Ok(RecordStream::new(resp.into_body(), codec, ep.url(), guard))
 }
 
-/// Updates the bookkeeping for an event; returns whether it ends the session (SHUTDOWN).
+/// Updates the bookkeeping for an event: tasks launched, updates acknowledged, SHUTDOWN.
 fn record(shared: &Shared, ev: &Event) {
     let mut state = shared.lock();
     match event_type(ev) {

@@ -335,3 +335,32 @@ async fn an_unreachable_master_is_a_connect_error() {
         "{err:?}"
     );
 }
+
+#[cfg(feature = "tls")]
+#[tokio::test]
+async fn https_with_an_extra_ca() {
+    let mut master = FakeServer::start_tls().await;
+    let url = format!("https://{}", master.authority());
+    let mut cfg = OperatorConfig::new(url.clone());
+    cfg.tls.extra_ca_pem = Some(include_bytes!("data/ca.pem").to_vec());
+    let ops = OperatorClient::new(cfg).unwrap();
+    let fake = async {
+        let req = master.next().await;
+        assert_v1(&req, ContentType::Json, call::Type::GetHealth);
+        req.respond(
+            200,
+            &[("Content-Type", "application/json")],
+            br#"{"type":"GET_HEALTH","get_health":{"healthy":true}}"#,
+        );
+    };
+    let (healthy, ()) = tokio::join!(ops.get_health(), fake);
+    assert!(healthy.unwrap());
+
+    // Without our CA the certificate is not trusted.
+    let untrusting = OperatorClient::new(OperatorConfig::new(url)).unwrap();
+    let err = untrusting.get_health().await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Tls { reason, .. } if reason.contains("UnknownIssuer")),
+        "{err:?}"
+    );
+}

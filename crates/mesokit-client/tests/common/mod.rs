@@ -11,11 +11,18 @@ use std::time::Duration;
 
 use mesokit_client::{ContentType, WireMessage};
 use mesokit_proto::recordio;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{
+    AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadHalf,
+    WriteHalf,
+};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
+
+#[cfg(feature = "tls")]
+type Tls = Arc<tokio_rustls::rustls::ServerConfig>;
+#[cfg(not(feature = "tls"))]
+type Tls = std::convert::Infallible;
 
 /// How long a test waits for something that must happen before declaring failure.
 pub const PATIENCE: Duration = Duration::from_secs(10);
@@ -44,6 +51,30 @@ impl Drop for FakeServer {
 
 impl FakeServer {
     pub async fn start() -> FakeServer {
+        Self::start_with(None).await
+    }
+
+    /// A server speaking HTTPS with the test certificate of `tests/data`.
+    #[cfg(feature = "tls")]
+    pub async fn start_tls() -> FakeServer {
+        use pki_types::pem::PemObject;
+        use tokio_rustls::rustls::{self, pki_types};
+        let certs = pki_types::CertificateDer::pem_slice_iter(include_bytes!("../data/server.pem"))
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key =
+            pki_types::PrivateKeyDer::from_pem_slice(include_bytes!("../data/server.key")).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        Self::start_with(Some(Arc::new(config))).await
+    }
+
+    async fn start_with(tls: Option<Tls>) -> FakeServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = mpsc::unbounded_channel();
@@ -54,8 +85,26 @@ impl FakeServer {
                 let Ok((sock, _)) = listener.accept().await else {
                     return;
                 };
+                let _ = sock.set_nodelay(true);
                 let id = ids.fetch_add(1, Ordering::Relaxed);
-                conns.spawn(serve(sock, id, tx.clone()));
+                let tx = tx.clone();
+                match &tls {
+                    None => {
+                        conns.spawn(serve(sock, id, tx));
+                    }
+                    #[cfg(feature = "tls")]
+                    Some(config) => {
+                        let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
+                        conns.spawn(async move {
+                            // A failed handshake (the client refusing our certificate) just ends.
+                            if let Ok(stream) = acceptor.accept(sock).await {
+                                serve(stream, id, tx).await;
+                            }
+                        });
+                    }
+                    #[cfg(not(feature = "tls"))]
+                    Some(never) => match *never {},
+                }
             }
         });
         FakeServer { addr, rx, task }
@@ -230,9 +279,11 @@ impl StreamWriter {
     }
 }
 
-async fn serve(sock: TcpStream, conn: u64, tx: mpsc::UnboundedSender<Request>) {
-    let _ = sock.set_nodelay(true);
-    let (read, mut write) = sock.into_split();
+trait Io: AsyncRead + AsyncWrite + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + 'static> Io for T {}
+
+async fn serve<S: Io>(sock: S, conn: u64, tx: mpsc::UnboundedSender<Request>) {
+    let (read, mut write) = tokio::io::split(sock);
     let mut read = BufReader::new(read);
     loop {
         let Some((method, path, headers, body)) = read_request(&mut read).await else {
@@ -269,9 +320,9 @@ async fn serve(sock: TcpStream, conn: u64, tx: mpsc::UnboundedSender<Request>) {
     }
 }
 
-async fn stream(
-    mut read: BufReader<OwnedReadHalf>,
-    mut write: OwnedWriteHalf,
+async fn stream<S: Io>(
+    mut read: BufReader<ReadHalf<S>>,
+    mut write: WriteHalf<S>,
     head: Vec<u8>,
     mut ops: mpsc::UnboundedReceiver<Op>,
     client_gone: watch::Sender<bool>,
@@ -318,7 +369,7 @@ async fn stream(
 
 type Parsed = (String, String, Vec<(String, String)>, Vec<u8>);
 
-async fn read_request(read: &mut BufReader<OwnedReadHalf>) -> Option<Parsed> {
+async fn read_request<S: Io>(read: &mut BufReader<ReadHalf<S>>) -> Option<Parsed> {
     let mut line = String::new();
     if read.read_line(&mut line).await.ok()? == 0 {
         return None;
