@@ -364,6 +364,37 @@ mod tests {
         assert_eq!(e.message(), "Not Found");
         let e = ApiError::from_response(StatusCode::NOT_FOUND, None, None, b"", false);
         assert_eq!(e, ApiError::NotFound("Not Found".into()));
+        let table = [
+            (
+                StatusCode::NOT_ACCEPTABLE,
+                ApiError::NotAcceptable("x".into()),
+            ),
+            (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ApiError::UnsupportedMediaType("x".into()),
+            ),
+            (StatusCode::CONFLICT, ApiError::Conflict("x".into())),
+            (StatusCode::FORBIDDEN, ApiError::Forbidden("x".into())),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                ApiError::Unavailable("x".into()),
+            ),
+        ];
+        for (status, want) in table {
+            let got = ApiError::from_response(status, None, None, b"x", true);
+            assert_eq!(got, want);
+            assert_eq!(got.status(), status.as_u16());
+        }
+        let e = ApiError::from_response(
+            StatusCode::TEMPORARY_REDIRECT,
+            Some("//m2:5050/api/v1/scheduler".into()),
+            None,
+            b"",
+            true,
+        );
+        assert!(e.to_string().contains("leader: //m2:5050"), "{e}");
+        assert!(e.is_retryable());
+        assert!(!ApiError::BadRequest("x".into()).is_retryable());
         let e = ApiError::from_response(StatusCode::IM_A_TEAPOT, None, None, b"tea", false);
         assert_eq!(
             e,

@@ -459,3 +459,24 @@ async fn an_executor_configured_from_the_environment_reaches_its_agent() {
     let req = agent.next().await;
     assert_subscribe_at(&req, ct, "/slave(1)/api/v1/executor");
 }
+
+#[tokio::test]
+async fn heartbeat_calls_keep_the_connection_warm() {
+    let mut agent = FakeServer::start().await;
+    let ct = ContentType::Json;
+    let mut cfg = config(&agent, ct, false);
+    cfg.heartbeat_interval = Duration::from_millis(50);
+    let (_client, mut events) = ExecutorClient::start(cfg).unwrap();
+    let stream = open(agent.next().await, ct);
+    stream.event(ct, &subscribed());
+    expect_connected(&mut events).await;
+    for _ in 0..2 {
+        let req = agent.next().await;
+        let call: Call = req.decode();
+        assert_eq!(call.r#type, Some(call::Type::Heartbeat as i32));
+        assert_eq!(call.executor_id.value, EXEC);
+        assert_eq!(call.framework_id.value, FW);
+        req.respond(202, &[], b"");
+    }
+    drop(stream);
+}
