@@ -101,7 +101,8 @@ for kind in offers updates; do
 done
 
 # ---------------------------------------------------------------- 4. mesokit
-declare -A MK    # MK[kind] = result line
+declare -A MK    # MK[kind] = result line (borrowed views)
+declare -A MKO   # MKO[kind] = result line (owned prost types)
 MESOKIT_FAILED=0
 if [[ "$SKIP_MESOKIT" != 1 ]]; then
     command -v cargo >/dev/null || die "cargo not found (set SKIP_MESOKIT=1 to run only the pymesos side)"
@@ -110,10 +111,12 @@ if [[ "$SKIP_MESOKIT" != 1 ]]; then
         for kind in offers updates; do
             file="OFFERS_FILE"; [[ $kind == updates ]] && file="UPDATES_FILE"
             log "mesokit on $kind"
-            if line="$(cd "$REPO" && cargo run --release -q -p mesokit-proto --example decode_stream -- \
-                         --format json "${!file}" | grep '^mesokit ' | tail -n1)" && [[ -n "$line" ]]; then
-                echo "$line"
+            if out="$(cd "$REPO" && cargo run --release -q -p mesokit-proto --example decode_stream -- \
+                         --format json "${!file}")" \
+               && line="$(grep '^mesokit ' <<<"$out" | tail -n1)" && [[ -n "$line" ]]; then
+                echo "$out"
                 MK[$kind]="$line"
+                MKO[$kind]="$(grep '^mesokit-owned ' <<<"$out" | tail -n1)"
             else
                 log "mesokit decode_stream failed on $kind"
                 MESOKIT_FAILED=1
@@ -132,7 +135,7 @@ or_na() { [[ -n "$1" ]] && printf '%s' "$1" || printf 'n/a'; }
 echo
 hdr="$(printf '%-8s %10s %8s' kind MB events)"
 for tp in $PYMESOS_TRANSPORTS; do hdr+="$(printf ' %14s' "pymesos-$tp")"; done
-hdr+="$(printf ' %12s' mesokit)"
+hdr+="$(printf ' %14s %12s' mesokit-owned mesokit)"
 for tp in $PYMESOS_TRANSPORTS; do hdr+="$(printf ' %18s' "mesokit/pym-$tp")"; done
 echo "$hdr   (MB/s, MB = 10^6 bytes)"
 for kind in offers updates; do
@@ -145,7 +148,7 @@ for kind in offers updates; do
     fi
     row="$(printf '%-8s %10.1f %8s' "$kind" "$(awk -v b="$bytes" 'BEGIN{print b/1e6}')" "$events")"
     for tp in $PYMESOS_TRANSPORTS; do row+="$(printf ' %14s' "$(kv "${PYM[$kind,$tp]}" MBps)")"; done
-    row+="$(printf ' %12s' "$(or_na "$mk")")"
+    row+="$(printf ' %14s %12s' "$(or_na "$(kv "${MKO[$kind]:-}" MBps)")" "$(or_na "$mk")")"
     for tp in $PYMESOS_TRANSPORTS; do row+="$(printf ' %18s' "$(ratio "$mk" "$(kv "${PYM[$kind,$tp]}" MBps)")")"; done
     echo "$row"
 done

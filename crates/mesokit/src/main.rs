@@ -1,1 +1,42 @@
-fn main() {}
+//! `mesokit`: the command-line front of the mesokit libraries.
+//!
+//! Subcommands land with the libraries they drive; today: `decode` (inspect a captured Mesos
+//! event stream). `run`, `local`, `executor`, `status` and `hook` follow (see the README).
+
+mod cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Run work on Apache Mesos.
+#[derive(Debug, Parser)]
+#[command(name = "mesokit", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Decode a RecordIO stream of scheduler events (as captured from a SUBSCRIBE response)
+    /// and print each event.
+    Decode(cmd::decode::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Decode(args) => cmd::decode::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("mesokit: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -108,7 +108,7 @@ impl<'a> PbReader<'a> {
     }
 
     /// The next field's number and wire type, or `None` at the end of the message.
-    #[inline]
+    #[inline(always)]
     pub fn key(&mut self) -> R<Option<(u32, u8)>> {
         if self.pos >= self.buf.len() {
             return Ok(None);
@@ -121,7 +121,7 @@ impl<'a> PbReader<'a> {
         Ok(Some((num, (k & 7) as u8)))
     }
 
-    #[inline]
+    #[inline(always)]
     fn expect(&self, wt: u8, want: u8) -> R<()> {
         if wt == want {
             Ok(())
@@ -130,7 +130,7 @@ impl<'a> PbReader<'a> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn take(&mut self, n: usize) -> R<&'a [u8]> {
         let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len());
         match end {
@@ -144,7 +144,7 @@ impl<'a> PbReader<'a> {
     }
 
     /// A length-delimited value.
-    #[inline]
+    #[inline(always)]
     pub fn bytes(&mut self, wt: u8) -> R<&'a [u8]> {
         self.expect(wt, 2)?;
         let n = self.varint()?;
@@ -153,7 +153,7 @@ impl<'a> PbReader<'a> {
     }
 
     /// A `string` value (UTF-8 checked).
-    #[inline]
+    #[inline(always)]
     pub fn str(&mut self, wt: u8) -> R<&'a str> {
         let at = self.pos;
         let b = self.bytes(wt)?;
@@ -171,7 +171,7 @@ impl<'a> PbReader<'a> {
     }
 
     /// A reader over an embedded message's bytes.
-    #[inline]
+    #[inline(always)]
     pub fn sub(&mut self, wt: u8) -> R<PbReader<'a>> {
         let base = self.base + self.pos;
         let buf = self.bytes(wt)?;
@@ -189,7 +189,7 @@ impl<'a> PbReader<'a> {
     }
 
     /// Merges an embedded message into `into`.
-    #[inline]
+    #[inline(always)]
     pub fn message<T: super::BorrowedProto<'a>>(&mut self, wt: u8, into: &mut T) -> R<()> {
         let mut sub = self.sub(wt)?;
         into.merge_pb(&mut sub)
