@@ -158,5 +158,35 @@ mod tests {
         fn every_borrowed_view_decodes_to_the_same_message(seed in any::<u64>()) {
             crate::generated_json::check_borrowed_views(seed);
         }
+
+        /// Decoders of untrusted bytes never panic, also on near-valid input (a valid event
+        /// with bytes flipped, cut or repeated), and owned and borrowed decoders agree.
+        #[test]
+        fn corrupted_events_give_errors_not_panics(
+            seed in any::<u64>(),
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            use crate::v1::scheduler::Event;
+            use crate::json::testing::Random;
+            let mut r = super::Rng::new(seed);
+            let ev = Event::random(&mut r, 4);
+            for mut bytes in [crate::json::encode(&ev), prost::Message::encode_to_vec(&ev)] {
+                if bytes.is_empty() { continue; }
+                for (at, b) in &edits {
+                    let i = at.index(bytes.len());
+                    bytes[i] = *b;
+                }
+                bytes.truncate(cut.index(bytes.len() + 1));
+                let owned = crate::json::decode::<Event>(&bytes);
+                let view = crate::borrowed::decode_json::<crate::borrowed::v1::scheduler::Event<'_>>(&bytes);
+                prop_assert_eq!(owned.is_ok(), view.is_ok());
+                if let (Ok(o), Ok(v)) = (owned, view) { prop_assert_eq!(v.to_owned_message(), o); }
+                let view = crate::borrowed::decode_protobuf::<crate::borrowed::v1::scheduler::Event<'_>>(&bytes);
+                if let (Ok(v), Ok(p)) = (view, <Event as prost::Message>::decode(bytes.as_slice())) {
+                    prop_assert_eq!(v.to_owned_message(), p);
+                }
+            }
+        }
     }
 }
