@@ -1,0 +1,1 @@
+//! An agent: executor processes, sandboxes, the executor HTTP API and status updates.

@@ -1,0 +1,1 @@
+//! Starting a master and agents on sockets and tasks.
