@@ -16,5 +16,6 @@
 
 pub mod agent;
 pub mod cluster;
+pub mod http;
 pub mod master;
 pub mod messages;

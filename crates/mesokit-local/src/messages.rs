@@ -13,19 +13,42 @@ pub enum ToAgent {
     /// Run one task. `executor` is `None` for a command task (the agent synthesises the command
     /// executor's `ExecutorInfo`, executor id = task id); otherwise the task's custom executor
     /// (with `framework_id` filled in). Task resources carry `allocation_info`.
-    RunTask { framework: FrameworkInfo, executor: Option<ExecutorInfo>, task: TaskInfo },
+    RunTask {
+        framework: FrameworkInfo,
+        executor: Option<ExecutorInfo>,
+        task: TaskInfo,
+    },
     /// Run a task group under `executor` (LAUNCH_GROUP).
-    RunTaskGroup { framework: FrameworkInfo, executor: ExecutorInfo, group: TaskGroupInfo },
+    RunTaskGroup {
+        framework: FrameworkInfo,
+        executor: ExecutorInfo,
+        group: TaskGroupInfo,
+    },
     /// Kill a task; `kill_policy` from the KILL call overrides the task's.
-    KillTask { framework_id: FrameworkId, task_id: TaskId, kill_policy: Option<KillPolicy> },
+    KillTask {
+        framework_id: FrameworkId,
+        task_id: TaskId,
+        kill_policy: Option<KillPolicy>,
+    },
     /// Shut one executor down (scheduler SHUTDOWN call).
-    ShutdownExecutor { framework_id: FrameworkId, executor_id: ExecutorId },
+    ShutdownExecutor {
+        framework_id: FrameworkId,
+        executor_id: ExecutorId,
+    },
     /// The framework was removed: shut down all its executors, send no more updates.
     ShutdownFramework { framework_id: FrameworkId },
     /// The scheduler acknowledged the update with this uuid.
-    Acknowledge { framework_id: FrameworkId, task_id: TaskId, uuid: Bytes },
+    Acknowledge {
+        framework_id: FrameworkId,
+        task_id: TaskId,
+        uuid: Bytes,
+    },
     /// Scheduler MESSAGE for an executor (best effort).
-    FrameworkMessage { framework_id: FrameworkId, executor_id: ExecutorId, data: Bytes },
+    FrameworkMessage {
+        framework_id: FrameworkId,
+        executor_id: ExecutorId,
+        data: Bytes,
+    },
     /// The framework (re-)subscribed: its new info; pending status updates are re-sent at once.
     UpdateFramework { framework: FrameworkInfo },
 }
