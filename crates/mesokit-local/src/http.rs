@@ -98,10 +98,33 @@ pub fn stream(content_type: Media, rx: mpsc::Receiver<Bytes>) -> Response {
     r
 }
 
+/// Like [`stream`], fed by an unbounded channel (for senders that must never wait, such as
+/// the master's single actor writing to many subscribers).
+pub fn stream_unbounded(content_type: Media, rx: mpsc::UnboundedReceiver<Bytes>) -> Response {
+    let mut r = http::Response::new(BoxBody::new(UnboundedChannelBody(rx)));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type.as_str()));
+    r
+}
+
 /// A body fed by a channel.
 struct ChannelBody(mpsc::Receiver<Bytes>);
 
 impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+/// A body fed by an unbounded channel.
+struct UnboundedChannelBody(mpsc::UnboundedReceiver<Bytes>);
+
+impl hyper::body::Body for UnboundedChannelBody {
     type Data = Bytes;
     type Error = Infallible;
 

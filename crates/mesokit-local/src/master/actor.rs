@@ -1,0 +1,219 @@
+//! Drives the [`Master`] state machine: one task owns it, feeds it requests from the HTTP front
+//! and messages from the agents, ticks it on time, and carries out its outputs (events onto
+//! subscription streams, messages to agents).
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use mesokit_proto::v1::{self, scheduler};
+use mesokit_proto::{Message, json, recordio};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::{CallError, CallOk, Master, Output, StreamId, Subscribed};
+use crate::agent::AgentHandle;
+use crate::http::Media;
+use crate::messages::ToMaster;
+
+/// A read of the master's state for the HTTP front.
+#[derive(Debug)]
+pub(crate) enum Read {
+    State,
+    Frameworks { framework_id: Option<String> },
+    Tasks {
+        limit: usize,
+        offset: usize,
+        descending: bool,
+        framework_id: Option<String>,
+        task_id: Option<String>,
+    },
+    Metrics,
+    MasterInfo,
+}
+
+/// What a read returns.
+#[derive(Debug)]
+pub(crate) enum ReadResult {
+    Json(String),
+    Metrics(Vec<(String, f64)>),
+    MasterInfo(Box<v1::MasterInfo>),
+}
+
+/// A SUBSCRIBE accepted by the master: the stream's id and its event records.
+pub(crate) type Subscription = (Subscribed, mpsc::UnboundedReceiver<Bytes>);
+
+#[derive(Debug)]
+pub(crate) enum Command {
+    Subscribe {
+        call: Box<scheduler::Call>,
+        media: Media,
+        reply: oneshot::Sender<Result<Subscription, CallError>>,
+    },
+    Call {
+        stream_id: Option<String>,
+        call: Box<scheduler::Call>,
+        reply: oneshot::Sender<Result<CallOk, CallError>>,
+    },
+    StreamClosed(StreamId),
+    Read { what: Read, reply: oneshot::Sender<ReadResult> },
+}
+
+/// The handle the HTTP front uses to talk to the master task.
+#[derive(Debug, Clone)]
+pub(crate) struct MasterHandle {
+    tx: mpsc::UnboundedSender<Command>,
+}
+
+impl MasterHandle {
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(make(reply)).ok()?;
+        rx.await.ok()
+    }
+
+    pub(crate) async fn subscribe(
+        &self,
+        call: scheduler::Call,
+        media: Media,
+    ) -> Result<Subscription, CallError> {
+        self.ask(|reply| Command::Subscribe { call: Box::new(call), media, reply })
+            .await
+            .unwrap_or_else(|| Err(gone()))
+    }
+
+    pub(crate) async fn call(
+        &self,
+        stream_id: Option<String>,
+        call: scheduler::Call,
+    ) -> Result<CallOk, CallError> {
+        self.ask(|reply| Command::Call { stream_id, call: Box::new(call), reply })
+            .await
+            .unwrap_or_else(|| Err(gone()))
+    }
+
+    pub(crate) async fn read(&self, what: Read) -> Option<ReadResult> {
+        self.ask(|reply| Command::Read { what, reply }).await
+    }
+}
+
+fn gone() -> CallError {
+    CallError { status: 503, message: "Master is shutting down".into() }
+}
+
+struct Stream {
+    tx: mpsc::UnboundedSender<Bytes>,
+    media: Media,
+}
+
+/// Starts the master task. `agents` receive the master's messages; `from_agents` carries theirs.
+pub(crate) fn spawn(
+    mut master: Master,
+    agents: Vec<AgentHandle>,
+    mut from_agents: mpsc::UnboundedReceiver<ToMaster>,
+) -> (MasterHandle, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Command>();
+    let handle = MasterHandle { tx: tx.clone() };
+    let agents: HashMap<String, AgentHandle> =
+        agents.into_iter().map(|a| (a.id().value.clone(), a)).collect();
+    let task = tokio::spawn(async move {
+        let mut streams: HashMap<StreamId, Stream> = HashMap::new();
+        let mut next_stream: StreamId = 1;
+        loop {
+            let deadline = master.next_timeout().map(Instant::from_std);
+            tokio::select! {
+                cmd = rx.recv() => {
+                    let Some(cmd) = cmd else { break };
+                    let now = Instant::now().into_std();
+                    match cmd {
+                        Command::Subscribe { call, media, reply } => {
+                            let id = next_stream;
+                            next_stream += 1;
+                            let (stx, srx) = mpsc::unbounded_channel();
+                            // Register first: the subscribe outputs (SUBSCRIBED, HEARTBEAT) go
+                            // to this stream.
+                            streams.insert(id, Stream { tx: stx.clone(), media });
+                            match master.subscribe(now, id, *call) {
+                                Ok(sub) => {
+                                    let closed = tx.clone();
+                                    tokio::spawn(async move {
+                                        stx.closed().await;
+                                        let _ = closed.send(Command::StreamClosed(id));
+                                    });
+                                    let _ = reply.send(Ok((sub, srx)));
+                                }
+                                Err(e) => {
+                                    streams.remove(&id);
+                                    let _ = reply.send(Err(e));
+                                }
+                            }
+                        }
+                        Command::Call { stream_id, call, reply } => {
+                            let _ = reply.send(master.call(now, stream_id.as_deref(), *call));
+                        }
+                        Command::StreamClosed(id) => {
+                            if streams.remove(&id).is_some() {
+                                master.stream_closed(now, id);
+                            }
+                        }
+                        Command::Read { what, reply } => {
+                            let _ = reply.send(read(&master, now, what));
+                        }
+                    }
+                }
+                msg = from_agents.recv() => {
+                    let Some(msg) = msg else { break };
+                    master.handle_agent(Instant::now().into_std(), msg);
+                }
+                _ = sleep_until(deadline) => {
+                    master.tick(Instant::now().into_std());
+                }
+            }
+            while let Some(out) = master.poll_output() {
+                match out {
+                    Output::Event { stream, event } => {
+                        if let Some(s) = streams.get(&stream) {
+                            let body = match s.media {
+                                Media::Json => json::encode(&event),
+                                Media::Protobuf => event.encode_to_vec(),
+                            };
+                            if s.tx.send(Bytes::from(recordio::frame(&body))).is_err() {
+                                streams.remove(&stream);
+                                master.stream_closed(Instant::now().into_std(), stream);
+                            }
+                        }
+                    }
+                    Output::CloseStream { stream } => {
+                        // Dropping the sender ends the chunked response.
+                        streams.remove(&stream);
+                    }
+                    Output::Agent { agent_id, msg } => match agents.get(&agent_id.value) {
+                        Some(a) => a.send(msg),
+                        None => tracing::warn!(agent_id = %agent_id.value, "message for an unknown agent dropped"),
+                    },
+                }
+            }
+        }
+    });
+    (handle, task)
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn read(master: &Master, now: std::time::Instant, what: Read) -> ReadResult {
+    match what {
+        Read::State => ReadResult::Json(master.state_json(now)),
+        Read::Frameworks { framework_id } => {
+            ReadResult::Json(master.frameworks_json(framework_id.as_deref()))
+        }
+        Read::Tasks { limit, offset, descending, framework_id, task_id } => ReadResult::Json(
+            master.tasks_json(limit, offset, descending, framework_id.as_deref(), task_id.as_deref()),
+        ),
+        Read::Metrics => ReadResult::Metrics(master.metrics()),
+        Read::MasterInfo => ReadResult::MasterInfo(Box::new(master.master_info())),
+    }
+}
