@@ -13,6 +13,7 @@ pub mod borrowed;
 pub mod helpers;
 pub mod json;
 pub mod recordio;
+pub mod resources;
 
 /// Generated Mesos v1 types (prost). Module paths follow the proto packages.
 #[allow(
