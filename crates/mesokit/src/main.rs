@@ -1,7 +1,8 @@
 //! `mesokit`: the command-line front of the mesokit libraries.
 //!
 //! Subcommands land with the libraries they drive; today: `decode` (inspect a captured Mesos
-//! event stream). `run`, `local`, `executor`, `status` and `hook` follow (see the README).
+//! event stream) and `executor` (the command executor an agent starts). `run`, `local`,
+//! `status` and `hook` follow (see the README).
 
 mod cmd;
 
@@ -25,12 +26,16 @@ enum Command {
     /// Decode a RecordIO stream of scheduler events (as captured from a SUBSCRIBE response)
     /// and print each event.
     Decode(cmd::decode::Args),
+    /// Run as a Mesos command executor: started by an agent with the MESOS_* environment, run
+    /// the task it sends and report its states.
+    Executor(cmd::executor::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Decode(args) => cmd::decode::run(args),
+        Command::Executor(args) => cmd::executor::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,30 @@
+//! The executor runtime: runs the tasks an agent hands to a Mesos executor, reports their
+//! states, and kills them gracefully.
+//!
+//! * [`process`]: start a task in a session of its own; signal its whole tree; graceful kill
+//!   (SIGTERM, SIGKILL after a grace period, done as soon as it is reaped).
+//! * [`launch`]: from a `TaskInfo` to the process to start (command line, environment,
+//!   sandbox), as the Mesos command executor builds it.
+//! * [`supervisor`]: the executor's rules as a state machine with no IO (events, exits and
+//!   time in; processes, signals and status updates out).
+//! * [`run`]: the async driver that connects them to the agent through
+//!   [`mesokit_client::executor`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use mesokit_client::executor::ExecutorConfig;
+//! use mesokit_executor::{Settings, run};
+//!
+//! let config = ExecutorConfig::from_env()?;
+//! let settings = Settings::from_config(&config);
+//! run(config, settings).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod launch;
+pub mod process;
+mod runtime;
+pub mod supervisor;
+
+pub use runtime::{Error, run};
+pub use supervisor::{Action, Settings, Supervisor};

@@ -1,0 +1,392 @@
+//! Task processes: each starts in a session (and so a process group) of its own, so that a
+//! kill reaches everything it started; a graceful kill is SIGTERM to the whole tree, SIGKILL
+//! after a grace period, and is over as soon as the process is reaped.
+//!
+//! The only `unsafe` of the crate lives here: the `pre_exec` hook and the `kill(2)` calls.
+
+#![allow(unsafe_code)]
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+/// The two signals of a kill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Signal {
+    /// SIGTERM: please stop.
+    Term,
+    /// SIGKILL: stop now.
+    Kill,
+}
+
+impl Signal {
+    fn raw(self) -> libc::c_int {
+        match self {
+            Signal::Term => libc::SIGTERM,
+            Signal::Kill => libc::SIGKILL,
+        }
+    }
+}
+
+impl fmt::Display for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Signal::Term => "SIGTERM",
+            Signal::Kill => "SIGKILL",
+        })
+    }
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Termination {
+    /// It exited with this status.
+    Exited(i32),
+    /// A signal (this number) ended it.
+    Signaled(i32),
+}
+
+impl Termination {
+    /// Whether it exited with status 0.
+    pub fn success(self) -> bool {
+        self == Termination::Exited(0)
+    }
+}
+
+impl From<ExitStatus> for Termination {
+    fn from(status: ExitStatus) -> Self {
+        use std::os::unix::process::ExitStatusExt;
+        match (status.code(), status.signal()) {
+            (Some(code), _) => Termination::Exited(code),
+            (None, Some(sig)) => Termination::Signaled(sig),
+            // Stopped/continued statuses are never returned by wait() without WUNTRACED.
+            (None, None) => Termination::Exited(status.into_raw()),
+        }
+    }
+}
+
+/// Says what ended a process the way Mesos's `WSTRINGIFY` does, so that status messages read
+/// the same as the Mesos command executor's: `exited with status 3`,
+/// `terminated with signal Killed`.
+impl fmt::Display for Termination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Termination::Exited(code) => write!(f, "exited with status {code}"),
+            Termination::Signaled(sig) => write!(f, "terminated with signal {}", signal_text(sig)),
+        }
+    }
+}
+
+/// glibc's `strsignal(3)` text (what Mesos prints), without calling the non-reentrant C
+/// function.
+pub fn signal_text(sig: i32) -> String {
+    let text = match sig {
+        libc::SIGHUP => "Hangup",
+        libc::SIGINT => "Interrupt",
+        libc::SIGQUIT => "Quit",
+        libc::SIGILL => "Illegal instruction",
+        libc::SIGTRAP => "Trace/breakpoint trap",
+        libc::SIGABRT => "Aborted",
+        libc::SIGBUS => "Bus error",
+        libc::SIGFPE => "Floating point exception",
+        libc::SIGKILL => "Killed",
+        libc::SIGUSR1 => "User defined signal 1",
+        libc::SIGSEGV => "Segmentation fault",
+        libc::SIGUSR2 => "User defined signal 2",
+        libc::SIGPIPE => "Broken pipe",
+        libc::SIGALRM => "Alarm clock",
+        libc::SIGTERM => "Terminated",
+        libc::SIGCHLD => "Child exited",
+        libc::SIGCONT => "Continued",
+        libc::SIGSTOP => "Stopped (signal)",
+        libc::SIGTSTP => "Stopped",
+        libc::SIGTTIN => "Stopped (tty input)",
+        libc::SIGTTOU => "Stopped (tty output)",
+        libc::SIGURG => "Urgent I/O condition",
+        libc::SIGXCPU => "CPU time limit exceeded",
+        libc::SIGXFSZ => "File size limit exceeded",
+        libc::SIGVTALRM => "Virtual timer expired",
+        libc::SIGPROF => "Profiling timer expired",
+        libc::SIGWINCH => "Window changed",
+        libc::SIGIO => "I/O possible",
+        libc::SIGSYS => "Bad system call",
+        _ => return format!("Unknown signal {sig}"),
+    };
+    text.to_owned()
+}
+
+/// Where a standard stream of the process goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// The executor's own stream (the agent points it at the sandbox's `stdout`/`stderr`).
+    Inherit,
+    /// This file, created if missing and appended to.
+    File(PathBuf),
+}
+
+/// Everything needed to start a task's process. Plain data: the supervisor builds it, the
+/// runtime starts it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CommandSpec {
+    /// The program: a path, or a name looked up in the `PATH` of [`CommandSpec::env`].
+    pub program: String,
+    /// `argv[0]`, if not the program itself.
+    pub argv0: Option<String>,
+    /// `argv[1..]`.
+    pub args: Vec<String>,
+    /// The complete environment (nothing is inherited).
+    pub env: Vec<(String, String)>,
+    /// The working directory.
+    pub cwd: Option<PathBuf>,
+    /// Create [`CommandSpec::cwd`] (and parents) if missing.
+    pub create_cwd: bool,
+    /// Standard output.
+    pub stdout: Output,
+    /// Standard error.
+    pub stderr: Output,
+    /// Linux: SIGKILL the process if the executor dies first (`PR_SET_PDEATHSIG`), so that a
+    /// killed executor does not leave its task behind.
+    pub die_with_parent: bool,
+}
+
+impl fmt::Debug for CommandSpec {
+    // The environment may hold credentials the task needs; keep it out of logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CommandSpec")
+            .field("program", &self.program)
+            .field("argv0", &self.argv0)
+            .field("args", &self.args)
+            .field("env", &format_args!("<{} variables>", self.env.len()))
+            .field("cwd", &self.cwd)
+            .field("create_cwd", &self.create_cwd)
+            .field("stdout", &self.stdout)
+            .field("stderr", &self.stderr)
+            .field("die_with_parent", &self.die_with_parent)
+            .finish()
+    }
+}
+
+impl CommandSpec {
+    /// `/bin/sh -c <script>` with `argv[0] = "sh"`, as Mesos runs a shell command, with the
+    /// executor's environment, in the current directory, output inherited.
+    pub fn shell(script: impl Into<String>) -> Self {
+        CommandSpec {
+            program: "/bin/sh".into(),
+            argv0: Some("sh".into()),
+            args: vec!["-c".into(), script.into()],
+            env: std::env::vars().collect(),
+            cwd: None,
+            create_cwd: false,
+            stdout: Output::Inherit,
+            stderr: Output::Inherit,
+            die_with_parent: true,
+        }
+    }
+}
+
+/// Starts the process in a new session (`setsid`), so that it leads a process group and a
+/// session of its own; stdin is `/dev/null`. Must be called within a Tokio runtime.
+///
+/// Errors name what failed: the working directory, an output file, or the `exec` itself (for
+/// example `No such file or directory` for an unknown program).
+pub fn spawn(spec: &CommandSpec) -> io::Result<Child> {
+    let mut cmd = Command::new(&spec.program);
+    if let Some(argv0) = &spec.argv0 {
+        cmd.arg0(argv0);
+    }
+    cmd.args(&spec.args)
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(stdio(&spec.stdout)?)
+        .stderr(stdio(&spec.stderr)?)
+        .kill_on_drop(false);
+    if let Some(cwd) = &spec.cwd {
+        if spec.create_cwd {
+            std::fs::create_dir_all(cwd).map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot create {}: {e}", cwd.display()))
+            })?;
+        }
+        cmd.current_dir(cwd);
+    }
+    let die_with_parent = spec.die_with_parent;
+    let parent = std::process::id();
+    // SAFETY: the hook runs in the forked child before exec, where only async-signal-safe
+    // calls are allowed: setsid, prctl and getppid are, and the errors are built from errno
+    // without allocating.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setsid() == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            #[cfg(target_os = "linux")]
+            if die_with_parent {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+                // The executor died between fork and prctl: nobody would ever reap us.
+                if libc::getppid() as u32 != parent {
+                    return Err(io::Error::from_raw_os_error(libc::ESRCH));
+                }
+            }
+            #[cfg(not(target_os = "linux"))]
+            let _ = (die_with_parent, parent);
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
+fn stdio(output: &Output) -> io::Result<Stdio> {
+    match output {
+        Output::Inherit => Ok(Stdio::inherit()),
+        Output::File(path) => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display()))
+                })?;
+            }
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map(Stdio::from)
+                .map_err(|e| {
+                    io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display()))
+                })
+        }
+    }
+}
+
+/// Sends `signal` to the process tree of a task started by [`spawn`]: its process group and,
+/// on Linux, every process still in its session or group (a child that moved to a group of
+/// its own with `setpgid` stays in the session). Returns how many targets were signalled;
+/// `ESRCH` if none was left.
+///
+/// `leader` must be the pid of a process started by [`spawn`] that has not been reaped yet, or
+/// whose group may still hold processes: while any process uses the number as its group or
+/// session id, the kernel does not hand it out again, so the signal cannot hit a stranger.
+pub fn signal_tree(leader: u32, signal: Signal) -> io::Result<usize> {
+    let pgid = match libc::pid_t::try_from(leader) {
+        // 0 and 1 would mean "my own group" and "every process": never.
+        Ok(p) if p > 1 => p,
+        _ => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("refusing to signal process group {leader}"),
+            ));
+        }
+    };
+    let mut hit = 0;
+    // SAFETY: kill(2) takes two integers and touches no memory; -pgid addresses the group.
+    let r = unsafe { libc::kill(-pgid, signal.raw()) };
+    let group_err = if r == 0 {
+        hit += 1;
+        None
+    } else {
+        Some(io::Error::last_os_error())
+    };
+    #[cfg(target_os = "linux")]
+    {
+        hit += sweep(pgid, signal);
+    }
+    match group_err {
+        Some(e) if hit == 0 => Err(e),
+        _ => Ok(hit),
+    }
+}
+
+/// Signals the processes of session `id` that left group `id` (which `kill(-id)` already
+/// reached), found in `/proc`.
+#[cfg(target_os = "linux")]
+fn sweep(id: libc::pid_t, signal: Signal) -> usize {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let me = std::process::id() as libc::pid_t;
+    let mut hit = 0;
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<libc::pid_t>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid pgrp session ...": comm may hold spaces and parentheses.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace().skip(2);
+        let pgrp = fields.next().and_then(|f| f.parse::<libc::pid_t>().ok());
+        let session = fields.next().and_then(|f| f.parse::<libc::pid_t>().ok());
+        if session == Some(id) && pgrp != Some(id) {
+            // SAFETY: as in signal_tree; a positive pid addresses one process.
+            if unsafe { libc::kill(pid, signal.raw()) } == 0 {
+                hit += 1;
+            }
+        }
+    }
+    hit
+}
+
+/// Kills a process started by [`spawn`] gracefully: SIGTERM to its tree, and SIGKILL to the
+/// tree if it is still there after `grace`. Returns as soon as the process is reaped.
+pub async fn kill_gracefully(child: &mut Child, grace: Duration) -> io::Result<ExitStatus> {
+    // No id: already reaped, and its number may belong to someone else by now.
+    let Some(pid) = child.id() else {
+        return child.wait().await;
+    };
+    if let Err(e) = signal_tree(pid, Signal::Term) {
+        tracing::debug!(pid, error = %e, "SIGTERM not delivered");
+    }
+    match tokio::time::timeout(grace, child.wait()).await {
+        Ok(status) => status,
+        Err(_) => {
+            tracing::debug!(pid, ?grace, "still running after the grace period: SIGKILL");
+            if let Err(e) = signal_tree(pid, Signal::Kill) {
+                tracing::debug!(pid, error = %e, "SIGKILL not delivered");
+            }
+            child.wait().await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn termination_reads_like_mesos() {
+        assert_eq!(Termination::Exited(3).to_string(), "exited with status 3");
+        assert_eq!(
+            Termination::Signaled(libc::SIGKILL).to_string(),
+            "terminated with signal Killed"
+        );
+        assert_eq!(
+            Termination::Signaled(libc::SIGTERM).to_string(),
+            "terminated with signal Terminated"
+        );
+        assert_eq!(signal_text(77), "Unknown signal 77");
+        assert!(Termination::Exited(0).success());
+        assert!(!Termination::Signaled(9).success());
+    }
+
+    #[test]
+    fn refuses_to_signal_everyone() {
+        for pid in [0, 1, u32::MAX] {
+            let e = signal_tree(pid, Signal::Term).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! The async driver: subscribes to the agent, feeds the [`Supervisor`] with events, process
+//! exits, timers and the executor's own SIGTERM/SIGINT, and carries out its actions.
+
+use std::collections::HashMap;
+use std::io;
+use std::time::Instant;
+
+use mesokit_client::executor::{ExecutorClient, ExecutorConfig, ExecutorEvent};
+use mesokit_proto::v1::{TaskId, TaskStatus};
+use tokio::process::Child;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+
+use crate::process::{self, Signal, Termination};
+use crate::supervisor::{Action, Settings, Supervisor};
+
+/// Why the executor stopped before its work was done.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The client could not start (bad agent URL, no runtime).
+    #[error("cannot start the executor client: {0}")]
+    Client(#[source] mesokit_client::Error),
+    /// The executor could not watch its own signals.
+    #[error("cannot install the SIGTERM/SIGINT handlers: {0}")]
+    Signals(#[source] io::Error),
+    /// The connection to the agent ended for good (without checkpointing, any disconnection;
+    /// with it, the recovery timeout). The tasks were killed.
+    #[error("lost the agent, tasks killed: {0}")]
+    AgentLost(#[source] mesokit_client::Error),
+}
+
+impl Settings {
+    /// Settings for an executor started by an agent: the process environment, the sandbox
+    /// and shutdown grace period of `config`, Mesos's default kill grace and a 5 s wait for
+    /// acknowledgements.
+    pub fn from_config(config: &ExecutorConfig) -> Self {
+        Settings {
+            executor_env: std::env::vars().collect(),
+            sandbox: config.sandbox.clone().or_else(|| config.directory.clone()),
+            shutdown_grace: config.shutdown_grace_period,
+            ..Settings::default()
+        }
+    }
+}
+
+/// Runs the executor until it is done: subscribe, run the tasks the agent sends, report
+/// their states, kill them on KILL or SHUTDOWN, and return once every task has ended and its
+/// terminal update is acknowledged (or `settings.ack_timeout` passed).
+///
+/// Must run within a Tokio runtime with IO and time enabled; a current-thread runtime is
+/// enough. A SIGTERM or SIGINT to the executor kills the tasks as a SHUTDOWN does.
+pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error> {
+    let mut sigterm = signal(SignalKind::terminate()).map_err(Error::Signals)?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(Error::Signals)?;
+    let (client, mut events) = ExecutorClient::start(config).map_err(Error::Client)?;
+    let mut sup = Supervisor::new(settings);
+
+    let (exit_tx, mut exit_rx) = mpsc::unbounded_channel::<(TaskId, io::Result<Termination>)>();
+    let (update_tx, update_rx) = mpsc::unbounded_channel::<TaskStatus>();
+    let sender = tokio::spawn(send_updates(client.clone(), update_rx));
+    let mut procs: HashMap<String, mpsc::UnboundedSender<Signal>> = HashMap::new();
+    let mut stream_open = true;
+    let mut lost = None;
+
+    loop {
+        while let Some(action) = sup.poll_action() {
+            match action {
+                Action::Update(status) => {
+                    tracing::info!(
+                        task_id = %status.task_id.value,
+                        state = state_name(status.state),
+                        message = status.message.as_deref().unwrap_or(""),
+                        "status update"
+                    );
+                    let _ = update_tx.send(*status);
+                }
+                Action::Launch { task_id, command } => {
+                    let result = process::spawn(&command).and_then(|child| {
+                        let pid = child.id().ok_or_else(|| io::Error::other("no pid"))?;
+                        tracing::info!(task_id = %task_id.value, pid, "forked command");
+                        let (tx, rx) = mpsc::unbounded_channel();
+                        procs.insert(task_id.value.clone(), tx);
+                        tokio::spawn(watch(task_id.clone(), child, pid, rx, exit_tx.clone()));
+                        Ok(())
+                    });
+                    sup.handle_spawned(&task_id, result.map_err(|e| e.to_string()), Instant::now());
+                }
+                Action::Signal { task_id, signal } => {
+                    if let Some(tx) = procs.get(&task_id.value) {
+                        tracing::info!(task_id = %task_id.value, %signal, "signalling the process tree");
+                        let _ = tx.send(signal);
+                    }
+                }
+            }
+        }
+        if sup.is_finished() {
+            break;
+        }
+        let timeout = sup.poll_timeout();
+        tokio::select! {
+            event = events.next_event(), if stream_open => match event {
+                Ok(ExecutorEvent::Connected { subscribed }) => sup.handle_subscribed(&subscribed),
+                Ok(ExecutorEvent::Event(event)) => sup.handle_event(&event, Instant::now()),
+                Ok(ExecutorEvent::Disconnected { reason }) => {
+                    tracing::warn!(error = %reason, "disconnected from the agent; re-subscribing");
+                }
+                Ok(other) => tracing::debug!(event = ?other, "ignored"),
+                Err(mesokit_client::Error::Closed) if sup.is_shutting_down() => {
+                    stream_open = false;
+                    tracing::info!("the agent closed the connection after SHUTDOWN");
+                }
+                Err(e) => {
+                    stream_open = false;
+                    tracing::error!(error = %e, "lost the agent: killing the tasks");
+                    sup.agent_lost(Instant::now());
+                    lost = Some(e);
+                }
+            },
+            Some((task_id, result)) = exit_rx.recv() => {
+                procs.remove(&task_id.value);
+                match result {
+                    Ok(how) => sup.handle_exit(&task_id, how, Instant::now()),
+                    // wait() failing leaves nothing to wait for; report it as Mesos does.
+                    Err(e) => {
+                        tracing::error!(task_id = %task_id.value, error = %e, "cannot wait for the task");
+                        sup.handle_exit(&task_id, Termination::Exited(-1), Instant::now());
+                    }
+                }
+            }
+            () = sleep_until(timeout), if timeout.is_some() => sup.handle_timeout(Instant::now()),
+            _ = sigterm.recv() => {
+                tracing::info!("SIGTERM: shutting down");
+                sup.shutdown(Instant::now());
+            }
+            _ = sigint.recv() => {
+                tracing::info!("SIGINT: shutting down");
+                sup.shutdown(Instant::now());
+            }
+        }
+    }
+
+    // Let the last updates out (they are acknowledged already unless the agent is gone or
+    // slow, in which case this is bounded by the client's request timeout).
+    drop(update_tx);
+    let _ = tokio::time::timeout(sup.settings().ack_timeout, sender).await;
+    drop(events);
+    match lost {
+        Some(e) => Err(Error::AgentLost(e)),
+        None => Ok(()),
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at.into()).await;
+    }
+}
+
+/// Sends updates one at a time, in order, so that a slow agent never delays a kill.
+async fn send_updates(client: ExecutorClient, mut rx: mpsc::UnboundedReceiver<TaskStatus>) {
+    while let Some(status) = rx.recv().await {
+        let task_id = status.task_id.value.clone();
+        // Failures stay queued in the client and go out with the next SUBSCRIBE.
+        if let Err(e) = client.update(status).await {
+            tracing::warn!(task_id = %task_id, error = %e, "status update not delivered");
+        }
+    }
+}
+
+/// Owns one task process: signals its tree on request and reports its exit. Signals and
+/// reaping happen in this one place, so a signal never reaches a reaped (and maybe reused) pid.
+async fn watch(
+    task_id: TaskId,
+    mut child: Child,
+    pid: u32,
+    mut signals: mpsc::UnboundedReceiver<Signal>,
+    exits: mpsc::UnboundedSender<(TaskId, io::Result<Termination>)>,
+) {
+    let status = loop {
+        tokio::select! {
+            biased;
+            status = child.wait() => break status,
+            signal = signals.recv() => match signal {
+                Some(signal) => {
+                    if let Err(e) = process::signal_tree(pid, signal) {
+                        tracing::debug!(task_id = %task_id.value, error = %e, "signal not delivered");
+                    }
+                }
+                None => break child.wait().await,
+            },
+        }
+    };
+    // Whatever the task left running in its session goes with it, as the agent's container
+    // destroy would do.
+    if let Ok(n) = process::signal_tree(pid, Signal::Kill) {
+        tracing::info!(task_id = %task_id.value, processes = n, "killed what the task left behind");
+    }
+    let _ = exits.send((task_id, status.map(Termination::from)));
+}
+
+fn state_name(state: i32) -> &'static str {
+    mesokit_proto::v1::TaskState::try_from(state).map_or("UNKNOWN", |s| s.as_str_name())
+}

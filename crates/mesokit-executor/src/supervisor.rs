@@ -1,0 +1,595 @@
+//! The executor's bookkeeping as a state machine: agent events, process starts and exits and
+//! the passing of time go in; processes to start, signals to send and status updates come
+//! out. It does no IO and reads no clock, so a test can play a task's whole life in
+//! microseconds; [`crate::run`] drives it against the agent and real processes.
+//!
+//! The rules are those of the Mesos command executor (`src/launcher/executor.cpp`), and for
+//! task groups those of the default executor: TASK_STARTING, TASK_RUNNING once the process
+//! exists, one terminal update; a kill is SIGTERM, then SIGKILL after a grace period that a
+//! repeated kill may shorten but never extend.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mesokit_proto::helpers::new_uuid;
+use mesokit_proto::v1::executor::{Event, event};
+use mesokit_proto::v1::framework_info::capability::Type as Capability;
+use mesokit_proto::v1::task_status::{Reason, Source};
+use mesokit_proto::v1::{DurationInfo, KillPolicy, TaskId, TaskInfo, TaskState, TaskStatus};
+
+use crate::launch::{self, Placement};
+use crate::process::{CommandSpec, Signal, Termination};
+
+/// Grace period between SIGTERM and SIGKILL when neither the KILL event nor the task has a
+/// kill policy: Mesos keeps 3 s "for backwards compatibility", and so do we.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(3);
+
+/// Taken off `MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD` for the kill on SHUTDOWN, so that
+/// TASK_KILLED is out before the agent destroys the container. Mesos takes 2 s, one of which
+/// covers its 1 s polling for exits; we learn of an exit at once.
+pub const SHUTDOWN_MARGIN: Duration = Duration::from_secs(1);
+
+/// How long to wait for the agent to acknowledge the terminal updates before exiting anyway.
+pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the supervisor needs to know about its surroundings.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct Settings {
+    /// The executor's own environment; tasks get it minus the executor's secrets (see
+    /// [`launch::command_spec`]).
+    pub executor_env: Vec<(String, String)>,
+    /// The sandbox (`MESOS_SANDBOX`, else `MESOS_DIRECTORY`): the working directory of tasks.
+    pub sandbox: Option<PathBuf>,
+    /// Grace period when no kill policy says otherwise ([`DEFAULT_GRACE`]).
+    pub default_grace: Duration,
+    /// `MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD` (5 s): the time between SHUTDOWN and the agent
+    /// destroying the container.
+    pub shutdown_grace: Duration,
+    /// How long to wait for the acknowledgements of terminal updates ([`DEFAULT_ACK_TIMEOUT`]).
+    pub ack_timeout: Duration,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field(
+                "executor_env",
+                &format_args!("<{} variables>", self.executor_env.len()),
+            )
+            .field("sandbox", &self.sandbox)
+            .field("default_grace", &self.default_grace)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field("ack_timeout", &self.ack_timeout)
+            .finish()
+    }
+}
+
+impl Default for Settings {
+    /// No environment, no sandbox, Mesos's timings.
+    fn default() -> Self {
+        Settings {
+            executor_env: Vec::new(),
+            sandbox: None,
+            default_grace: DEFAULT_GRACE,
+            shutdown_grace: Duration::from_secs(5),
+            ack_timeout: DEFAULT_ACK_TIMEOUT,
+        }
+    }
+}
+
+/// Something for the driver to do.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Action {
+    /// Start the task's process, then report with [`Supervisor::handle_spawned`].
+    Launch {
+        /// The task.
+        task_id: TaskId,
+        /// Its process.
+        command: Box<CommandSpec>,
+    },
+    /// Signal the task's process tree (see [`crate::process::signal_tree`]).
+    Signal {
+        /// The task.
+        task_id: TaskId,
+        /// The signal.
+        signal: Signal,
+    },
+    /// Send this status update to the agent. `uuid` and `source` are set; the executor id and
+    /// timestamp are left to the client.
+    Update(Box<TaskStatus>),
+}
+
+/// The state of the executor's tasks. See the [module documentation](self).
+#[derive(Debug)]
+pub struct Supervisor {
+    settings: Settings,
+    /// The framework understands TASK_KILLING.
+    killing_state: bool,
+    tasks: Vec<Task>,
+    next_group: u64,
+    /// Groups in which a task failed or was killed: their other tasks are killed, and any
+    /// not yet started never start.
+    doomed_groups: Vec<u64>,
+    /// KILLs for tasks not (yet) seen.
+    pre_killed: Vec<TaskId>,
+    actions: VecDeque<Action>,
+    shutting_down: bool,
+    agent_lost: bool,
+    /// Uuids of terminal updates not yet ACKNOWLEDGED.
+    unacked: Vec<Bytes>,
+    /// When to stop waiting for them (set once every task is done).
+    ack_deadline: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Task {
+    id: TaskId,
+    /// `TaskInfo.kill_policy`'s grace period.
+    grace: Option<Duration>,
+    group: Option<u64>,
+    phase: Phase,
+    kill: Option<Kill>,
+    /// When `max_completion_time` runs out.
+    deadline: Option<Instant>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// [`Action::Launch`] is out; waiting for [`Supervisor::handle_spawned`].
+    Starting,
+    /// The process exists.
+    Running,
+    /// The terminal update is out.
+    Done,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Kill {
+    cause: KillCause,
+    started: Instant,
+    /// When to escalate to SIGKILL.
+    escalate_at: Instant,
+    escalated: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KillCause {
+    /// A KILL event.
+    Requested,
+    /// Another task of the group failed or was killed.
+    Group,
+    /// SHUTDOWN, a signal to the executor, or the loss of the agent.
+    Shutdown,
+    /// `max_completion_time` ran out.
+    MaxCompletion,
+}
+
+impl Supervisor {
+    /// A supervisor with no tasks yet.
+    pub fn new(settings: Settings) -> Self {
+        Supervisor {
+            settings,
+            killing_state: false,
+            tasks: Vec::new(),
+            next_group: 0,
+            doomed_groups: Vec::new(),
+            pre_killed: Vec::new(),
+            actions: VecDeque::new(),
+            shutting_down: false,
+            agent_lost: false,
+            unacked: Vec::new(),
+            ack_deadline: None,
+        }
+    }
+
+    /// The settings in use.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The next thing to do, if any. Call until `None` after every `handle_*`.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When [`Supervisor::handle_timeout`] must be called next: a SIGKILL escalation, a
+    /// `max_completion_time`, or the end of the wait for acknowledgements.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let tasks = self.tasks.iter().filter_map(|t| match (t.phase, t.kill) {
+            (Phase::Done, _) => None,
+            (Phase::Running, Some(k)) if !k.escalated => Some(k.escalate_at),
+            (_, Some(_)) => None,
+            (_, None) => t.deadline,
+        });
+        let acks = self.ack_deadline.filter(|_| !self.unacked.is_empty());
+        tasks.chain(acks).min()
+    }
+
+    /// Whether the executor is done: every task has ended, and its terminal update has been
+    /// acknowledged (or the wait for that ran out, or the agent is gone). False until a task
+    /// arrived or a shutdown began.
+    pub fn is_finished(&self) -> bool {
+        (!self.tasks.is_empty() || self.shutting_down)
+            && self.tasks.iter().all(|t| t.phase == Phase::Done)
+            && (self.unacked.is_empty() || self.agent_lost)
+    }
+
+    /// Whether a shutdown (SHUTDOWN, [`Supervisor::shutdown`], the loss of the agent) began.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down
+    }
+
+    /// Tasks whose terminal update is not out yet.
+    pub fn active_tasks(&self) -> usize {
+        self.tasks.iter().filter(|t| t.phase != Phase::Done).count()
+    }
+
+    /// SUBSCRIBED: remembers whether the framework understands TASK_KILLING.
+    pub fn handle_subscribed(&mut self, subscribed: &event::Subscribed) {
+        self.killing_state = subscribed
+            .framework_info
+            .capabilities
+            .iter()
+            .any(|c| c.r#type == Some(Capability::TaskKillingState as i32));
+    }
+
+    /// An event from the agent.
+    pub fn handle_event(&mut self, event: &Event, now: Instant) {
+        let kind = event.r#type.and_then(|t| event::Type::try_from(t).ok());
+        match kind {
+            Some(event::Type::Subscribed) => {
+                if let Some(s) = &event.subscribed {
+                    self.handle_subscribed(s);
+                }
+            }
+            Some(event::Type::Launch) => {
+                if let Some(launch) = &event.launch {
+                    self.launch(&launch.task, None, now);
+                }
+            }
+            Some(event::Type::LaunchGroup) => {
+                if let Some(group) = &event.launch_group {
+                    let id = self.next_group;
+                    self.next_group += 1;
+                    for task in &group.task_group.tasks {
+                        self.launch(task, Some(id), now);
+                    }
+                }
+            }
+            Some(event::Type::Kill) => {
+                if let Some(kill) = &event.kill {
+                    self.kill(&kill.task_id, kill.kill_policy.as_ref(), now);
+                }
+            }
+            Some(event::Type::Acknowledged) => {
+                if let Some(ack) = &event.acknowledged {
+                    self.unacked.retain(|u| *u != ack.uuid);
+                }
+            }
+            Some(event::Type::Shutdown) => {
+                tracing::info!("SHUTDOWN from the agent");
+                self.shutdown(now);
+            }
+            Some(event::Type::Message) => {
+                let len = event.message.as_ref().map_or(0, |m| m.data.len());
+                tracing::info!(bytes = len, "MESSAGE from the framework");
+            }
+            Some(event::Type::Error) => {
+                let message = event.error.as_ref().map_or("", |e| e.message.as_str());
+                tracing::warn!(%message, "ERROR from the agent");
+            }
+            Some(event::Type::Heartbeat) => {}
+            Some(event::Type::Unknown) | None => {
+                tracing::warn!(r#type = ?event.r#type, "unknown event ignored");
+            }
+        }
+        self.escalate(now);
+    }
+
+    /// The outcome of an [`Action::Launch`]: the process started, or the error saying why not.
+    pub fn handle_spawned(&mut self, task_id: &TaskId, result: Result<(), String>, now: Instant) {
+        let Some(i) = self.find(task_id, Phase::Starting) else {
+            tracing::warn!(task_id = %task_id.value, "start reported for a task not being started");
+            return;
+        };
+        match result {
+            Ok(()) => {
+                self.tasks[i].phase = Phase::Running;
+                self.update(task_id, TaskState::TaskRunning, None, None);
+                if self.tasks[i].kill.is_some() {
+                    // Killed while starting: the SIGTERM could not be sent until now.
+                    self.signal(task_id, Signal::Term);
+                }
+            }
+            Err(error) => {
+                tracing::warn!(task_id = %task_id.value, %error, "cannot start the task");
+                self.terminal(
+                    i,
+                    TaskState::TaskFailed,
+                    Some(Reason::ContainerLaunchFailed),
+                    format!("Failed to launch the task's command: {error}"),
+                    now,
+                );
+            }
+        }
+        self.escalate(now);
+    }
+
+    /// The task's process was reaped.
+    pub fn handle_exit(&mut self, task_id: &TaskId, how: Termination, now: Instant) {
+        let Some(i) = self.find(task_id, Phase::Running) else {
+            tracing::warn!(task_id = %task_id.value, "exit reported for a task not running");
+            return;
+        };
+        let kill = self.tasks[i].kill.map(|k| k.cause);
+        // The order of Mesos's `reaped()`: a clean exit is a success even during a kill.
+        let (state, reason) = if how.success() {
+            (TaskState::TaskFinished, None)
+        } else if kill == Some(KillCause::MaxCompletion) {
+            (
+                TaskState::TaskFailed,
+                Some(Reason::MaxCompletionTimeReached),
+            )
+        } else if kill.is_some() {
+            (TaskState::TaskKilled, None)
+        } else {
+            (TaskState::TaskFailed, None)
+        };
+        tracing::info!(task_id = %task_id.value, "command {how}");
+        self.terminal(i, state, reason, format!("Command {how}"), now);
+        self.escalate(now);
+    }
+
+    /// Time passed: escalates kills to SIGKILL, enforces `max_completion_time`, stops waiting
+    /// for acknowledgements.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for i in 0..self.tasks.len() {
+            let t = &self.tasks[i];
+            if t.phase != Phase::Done && t.kill.is_none() && t.deadline.is_some_and(|d| d <= now) {
+                tracing::info!(task_id = %t.id.value, "max_completion_time reached: killing");
+                self.kill_task(i, Duration::ZERO, KillCause::MaxCompletion, now);
+            }
+        }
+        if self.ack_deadline.is_some_and(|d| d <= now) && !self.unacked.is_empty() {
+            tracing::warn!(
+                unacknowledged = self.unacked.len(),
+                timeout = ?self.settings.ack_timeout,
+                "terminal updates not acknowledged in time; exiting anyway"
+            );
+            self.unacked.clear();
+        }
+        self.escalate(now);
+    }
+
+    /// Kills every task (grace: the task's, at most the shutdown grace period less
+    /// [`SHUTDOWN_MARGIN`]) and finishes: for SHUTDOWN, or a SIGTERM to the executor.
+    pub fn shutdown(&mut self, now: Instant) {
+        if !self.shutting_down {
+            self.shutting_down = true;
+            let cap = self.settings.shutdown_grace.saturating_sub(SHUTDOWN_MARGIN);
+            for i in 0..self.tasks.len() {
+                let grace = self.grace(i, None).min(cap);
+                self.kill_task(i, grace, KillCause::Shutdown, now);
+            }
+        }
+        self.escalate(now);
+    }
+
+    /// The agent is gone for good: shut down, and do not wait for acknowledgements that
+    /// cannot come.
+    pub fn agent_lost(&mut self, now: Instant) {
+        self.agent_lost = true;
+        self.shutdown(now);
+    }
+
+    fn find(&self, task_id: &TaskId, phase: Phase) -> Option<usize> {
+        self.tasks
+            .iter()
+            .position(|t| t.id == *task_id && t.phase == phase)
+    }
+
+    fn launch(&mut self, task: &TaskInfo, group: Option<u64>, now: Instant) {
+        let id = &task.task_id;
+        if self.tasks.iter().any(|t| t.id == *id) {
+            tracing::warn!(task_id = %id.value, "task launched twice: ignored");
+            return;
+        }
+        tracing::info!(task_id = %id.value, group, "launching task");
+        self.tasks.push(Task {
+            id: id.clone(),
+            grace: task
+                .kill_policy
+                .as_ref()
+                .and_then(|p| p.grace_period.as_ref())
+                .map(duration),
+            group,
+            phase: Phase::Starting,
+            kill: None,
+            deadline: task.max_completion_time.as_ref().map(|d| now + duration(d)),
+        });
+        let i = self.tasks.len() - 1;
+
+        let refusal = if self.shutting_down {
+            Some("the executor is shutting down")
+        } else if self.pre_killed.contains(id) {
+            Some("the task was killed before it was launched")
+        } else if group.is_some_and(|g| self.doomed_groups.contains(&g)) {
+            Some("another task of its group failed or was killed")
+        } else {
+            None
+        };
+        if let Some(message) = refusal {
+            self.terminal(
+                i,
+                TaskState::TaskKilled,
+                Some(Reason::TaskKilledDuringLaunch),
+                message.to_owned(),
+                now,
+            );
+            return;
+        }
+
+        self.update(id, TaskState::TaskStarting, None, None);
+        let sandbox = self.settings.sandbox.as_deref();
+        let placement = match group {
+            None => Placement::Shared(sandbox),
+            Some(_) => Placement::OwnDir(sandbox),
+        };
+        match launch::command_spec(task, &self.settings.executor_env, placement) {
+            Ok(spec) => self.actions.push_back(Action::Launch {
+                task_id: id.clone(),
+                command: Box::new(spec),
+            }),
+            Err(e) => {
+                tracing::warn!(task_id = %id.value, error = %e, "invalid task");
+                self.terminal(
+                    i,
+                    TaskState::TaskFailed,
+                    Some(Reason::TaskInvalid),
+                    e.to_string(),
+                    now,
+                );
+            }
+        }
+    }
+
+    fn kill(&mut self, task_id: &TaskId, policy: Option<&KillPolicy>, now: Instant) {
+        let Some(i) = self.tasks.iter().position(|t| t.id == *task_id) else {
+            tracing::warn!(task_id = %task_id.value, "KILL for an unknown task: it will not start");
+            if !self.pre_killed.contains(task_id) {
+                self.pre_killed.push(task_id.clone());
+            }
+            return;
+        };
+        let grace = self.grace(i, policy);
+        tracing::info!(task_id = %task_id.value, ?grace, "KILL");
+        self.kill_task(i, grace, KillCause::Requested, now);
+    }
+
+    /// The grace period, by precedence: the KILL's policy, the task's, the default.
+    fn grace(&self, i: usize, policy: Option<&KillPolicy>) -> Duration {
+        policy
+            .and_then(|p| p.grace_period.as_ref())
+            .map(duration)
+            .or(self.tasks[i].grace)
+            .unwrap_or(self.settings.default_grace)
+    }
+
+    fn kill_task(&mut self, i: usize, grace: Duration, cause: KillCause, now: Instant) {
+        let task = &mut self.tasks[i];
+        if task.phase == Phase::Done {
+            return;
+        }
+        if let Some(kill) = &mut task.kill {
+            // Only ever shorten: the total grace counts from the first kill.
+            let at = kill.started + grace;
+            if at < kill.escalate_at {
+                tracing::info!(task_id = %task.id.value, ?grace, "kill grace period shortened");
+                kill.escalate_at = at;
+            }
+            return;
+        }
+        task.kill = Some(Kill {
+            cause,
+            started: now,
+            escalate_at: now + grace,
+            escalated: false,
+        });
+        let id = task.id.clone();
+        let running = task.phase == Phase::Running;
+        if self.killing_state && cause != KillCause::MaxCompletion {
+            self.update(&id, TaskState::TaskKilling, None, None);
+        }
+        if running {
+            self.signal(&id, Signal::Term);
+        }
+    }
+
+    /// SIGKILL for every running task whose grace period is over.
+    fn escalate(&mut self, now: Instant) {
+        for i in 0..self.tasks.len() {
+            let t = &mut self.tasks[i];
+            if t.phase != Phase::Running {
+                continue;
+            }
+            if let Some(kill) = &mut t.kill
+                && !kill.escalated
+                && kill.escalate_at <= now
+            {
+                kill.escalated = true;
+                let id = t.id.clone();
+                tracing::info!(task_id = %id.value, "grace period over: SIGKILL");
+                self.signal(&id, Signal::Kill);
+            }
+        }
+    }
+
+    fn terminal(
+        &mut self,
+        i: usize,
+        state: TaskState,
+        reason: Option<Reason>,
+        message: String,
+        now: Instant,
+    ) {
+        self.tasks[i].phase = Phase::Done;
+        let id = self.tasks[i].id.clone();
+        let uuid = self.update(&id, state, reason, Some(message));
+        self.unacked.push(uuid);
+
+        // Default-executor group policy: one task failing or killed takes the others down.
+        if let Some(g) = self.tasks[i].group
+            && matches!(state, TaskState::TaskFailed | TaskState::TaskKilled)
+            && !self.shutting_down
+            && !self.doomed_groups.contains(&g)
+        {
+            self.doomed_groups.push(g);
+            for j in 0..self.tasks.len() {
+                if self.tasks[j].group == Some(g) && self.tasks[j].phase != Phase::Done {
+                    let grace = self.grace(j, None);
+                    self.kill_task(j, grace, KillCause::Group, now);
+                }
+            }
+        }
+        if self.tasks.iter().all(|t| t.phase == Phase::Done) {
+            self.ack_deadline = Some(now + self.settings.ack_timeout);
+        }
+    }
+
+    fn signal(&mut self, task_id: &TaskId, signal: Signal) {
+        self.actions.push_back(Action::Signal {
+            task_id: task_id.clone(),
+            signal,
+        });
+    }
+
+    fn update(
+        &mut self,
+        task_id: &TaskId,
+        state: TaskState,
+        reason: Option<Reason>,
+        message: Option<String>,
+    ) -> Bytes {
+        let uuid = new_uuid();
+        self.actions.push_back(Action::Update(Box::new(TaskStatus {
+            task_id: task_id.clone(),
+            state: state as i32,
+            message,
+            reason: reason.map(|r| r as i32),
+            source: Some(Source::Executor as i32),
+            uuid: Some(uuid.clone()),
+            ..Default::default()
+        })));
+        uuid
+    }
+}
+
+/// A `DurationInfo` as a `Duration`; negative means zero.
+fn duration(d: &DurationInfo) -> Duration {
+    Duration::from_nanos(u64::try_from(d.nanoseconds).unwrap_or(0))
+}

@@ -1,0 +1,60 @@
+//! `mesokit executor`: the Mesos command executor. An agent starts it with the `MESOS_*`
+//! environment; it subscribes, runs the task it is given, reports its states and exits.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use mesokit_client::executor::ExecutorConfig;
+use mesokit_executor::Settings;
+use mesokit_proto::helpers::parse_duration;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Grace period between SIGTERM and SIGKILL when neither the KILL nor the task has a
+    /// kill policy (a Mesos duration: 3secs, 500ms, …).
+    #[arg(long, default_value = "3secs", value_parser = duration)]
+    default_grace: Duration,
+    /// How long to wait for the agent to acknowledge the terminal status updates before
+    /// exiting anyway.
+    #[arg(long, default_value = "5secs", value_parser = duration)]
+    ack_timeout: Duration,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    parse_duration(s).map_err(|e| e.to_string())
+}
+
+pub(crate) fn run(args: Args) -> Result<ExitCode, String> {
+    init_logging();
+    let config = ExecutorConfig::from_env().map_err(|e| e.to_string())?;
+    let mut settings = Settings::from_config(&config);
+    settings.default_grace = args.default_grace;
+    settings.ack_timeout = args.ack_timeout;
+    tracing::info!(
+        framework_id = %config.framework_id.value,
+        executor_id = %config.executor_id.value,
+        agent = %config.agent_url,
+        "mesokit executor starting"
+    );
+    // One thread: an executor waits on one agent and a few processes, and its footprint is
+    // charged to every task.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime
+        .block_on(mesokit_executor::run(config, settings))
+        .map_err(|e| e.to_string())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Logs to stderr (the sandbox's `stderr` file), plain text, level from `RUST_LOG` (info).
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+}

@@ -1,0 +1,377 @@
+//! `mesokit executor` end to end: the real binary, started the way an agent starts a command
+//! executor, against a fake agent on 127.0.0.1.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use mesokit_proto::helpers::TaskBuilder;
+use mesokit_proto::v1::framework_info::capability::Type as Capability;
+use mesokit_proto::v1::task_status::Reason;
+use support::fake_agent::{self, FakeAgent, state, within};
+use tokio::process::{Child, Command};
+
+const FRAMEWORK: &str = "fw-0001";
+
+/// A sandbox directory, removed at the end of the test; on failure the executor's stderr is
+/// printed first.
+struct Sandbox {
+    path: PathBuf,
+}
+
+impl Sandbox {
+    fn new(name: &str) -> Sandbox {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "mesokit-executor-test-{}-{}-{name}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        Sandbox { path }
+    }
+
+    fn read(&self, file: &str) -> String {
+        std::fs::read_to_string(self.path.join(file)).unwrap_or_default()
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- executor stderr ---\n{}\n--- end ---",
+                self.read("stderr")
+            );
+        }
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Starts `mesokit executor` for `executor_id` with only the agent's environment (plus
+/// `PATH`), stdout/stderr in the sandbox as an agent sets them up.
+fn start_executor(
+    agent: &FakeAgent,
+    executor_id: &str,
+    sandbox: &Sandbox,
+    extra_env: &[(&str, &str)],
+) -> Child {
+    let out = |name: &str| Stdio::from(std::fs::File::create(sandbox.path.join(name)).unwrap());
+    Command::new(env!("CARGO_BIN_EXE_mesokit"))
+        .arg("executor")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "debug")
+        .envs(agent.executor_env(FRAMEWORK, executor_id, &sandbox.path))
+        .envs(extra_env.iter().copied())
+        .current_dir(&sandbox.path)
+        .stdin(Stdio::null())
+        .stdout(out("stdout"))
+        .stderr(out("stderr"))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+async fn exits(child: &mut Child) -> ExitStatus {
+    within("the executor to exit", child.wait()).await.unwrap()
+}
+
+/// An agent with `task` queued for its executor, and the executor running.
+async fn launched(
+    task_id: &str,
+    task: TaskBuilder,
+    capabilities: &[Capability],
+    sandbox: &Sandbox,
+) -> (FakeAgent, Child) {
+    let agent = FakeAgent::start(fake_agent::subscribed(FRAMEWORK, task_id, capabilities)).await;
+    agent.queue(fake_agent::launch(task.build()));
+    let child = start_executor(&agent, task_id, sandbox, &[]);
+    (agent, child)
+}
+
+fn task(id: &str, script: &str) -> TaskBuilder {
+    TaskBuilder::new(id, id, "fake-agent-S0").shell(script)
+}
+
+fn states(updates: &[mesokit_proto::v1::TaskStatus]) -> Vec<&'static str> {
+    updates.iter().map(state).collect()
+}
+
+#[tokio::test]
+async fn a_command_that_succeeds_is_finished() {
+    let sandbox = Sandbox::new("finished");
+    let (mut agent, mut child) = launched("t-true", task("t-true", "true"), &[], &sandbox).await;
+
+    let subscribe = agent.next_call().await;
+    assert_eq!(subscribe.executor_id.value, "t-true");
+    assert_eq!(subscribe.framework_id.value, FRAMEWORK);
+    let updates = agent.updates_until_terminal().await;
+    assert_eq!(
+        states(&updates),
+        ["TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"]
+    );
+    let last = updates.last().unwrap();
+    assert_eq!(
+        last.message.as_deref(),
+        Some("Command exited with status 0")
+    );
+    for u in &updates {
+        assert_eq!(u.task_id.value, "t-true");
+        assert_eq!(u.executor_id.as_ref().unwrap().value, "t-true");
+    }
+    assert!(exits(&mut child).await.success());
+}
+
+#[tokio::test]
+async fn a_command_that_fails_is_failed_with_its_status() {
+    let sandbox = Sandbox::new("failed");
+    let (mut agent, mut child) =
+        launched("t-exit3", task("t-exit3", "exit 3"), &[], &sandbox).await;
+
+    let updates = agent.updates_until_terminal().await;
+    assert_eq!(
+        states(&updates),
+        ["TASK_STARTING", "TASK_RUNNING", "TASK_FAILED"]
+    );
+    assert_eq!(
+        updates[2].message.as_deref(),
+        Some("Command exited with status 3")
+    );
+    assert!(exits(&mut child).await.success());
+}
+
+#[tokio::test]
+async fn kill_sends_killing_then_killed_and_the_executor_exits() {
+    let sandbox = Sandbox::new("killed");
+    let (mut agent, mut child) = launched(
+        "t-sleep",
+        task("t-sleep", "echo $$ > pid; exec sleep 30"),
+        &[Capability::TaskKillingState],
+        &sandbox,
+    )
+    .await;
+
+    assert_eq!(state(&agent.next_update().await), "TASK_STARTING");
+    assert_eq!(state(&agent.next_update().await), "TASK_RUNNING");
+    agent.send(fake_agent::kill("t-sleep", None));
+    let updates = agent.updates_until_terminal().await;
+    assert_eq!(states(&updates), ["TASK_KILLING", "TASK_KILLED"]);
+    assert_eq!(
+        updates[1].message.as_deref(),
+        Some("Command terminated with signal Terminated")
+    );
+    assert!(exits(&mut child).await.success());
+    assert_gone(&sandbox.path.join("pid"));
+}
+
+#[tokio::test]
+async fn kill_without_the_capability_sends_no_killing_and_escalates() {
+    let sandbox = Sandbox::new("escalate");
+    // The task ignores SIGTERM: only the SIGKILL after the 200 ms grace ends it.
+    let (mut agent, mut child) = launched(
+        "t-stubborn",
+        task("t-stubborn", "trap '' TERM; echo $$ > pid; sleep 30; true")
+            .kill_grace(Duration::from_secs(60)),
+        &[],
+        &sandbox,
+    )
+    .await;
+
+    assert_eq!(state(&agent.next_update().await), "TASK_STARTING");
+    assert_eq!(state(&agent.next_update().await), "TASK_RUNNING");
+    // The KILL's own policy wins over the task's 60 s.
+    agent.send(fake_agent::kill(
+        "t-stubborn",
+        Some(Duration::from_millis(200)),
+    ));
+    let updates = agent.updates_until_terminal().await;
+    assert_eq!(states(&updates), ["TASK_KILLED"]);
+    assert_eq!(
+        updates[0].message.as_deref(),
+        Some("Command terminated with signal Killed")
+    );
+    assert!(exits(&mut child).await.success());
+    assert_gone(&sandbox.path.join("pid"));
+}
+
+#[tokio::test]
+async fn shutdown_kills_the_task_and_exits() {
+    let sandbox = Sandbox::new("shutdown");
+    let (mut agent, mut child) =
+        launched("t-shut", task("t-shut", "exec sleep 30"), &[], &sandbox).await;
+
+    assert_eq!(state(&agent.next_update().await), "TASK_STARTING");
+    assert_eq!(state(&agent.next_update().await), "TASK_RUNNING");
+    agent.send(fake_agent::shutdown());
+    let updates = agent.updates_until_terminal().await;
+    assert_eq!(states(&updates), ["TASK_KILLED"]);
+    assert!(exits(&mut child).await.success());
+}
+
+#[tokio::test]
+async fn max_completion_time_fails_the_task() {
+    let sandbox = Sandbox::new("deadline");
+    let mut t = task("t-slow", "exec sleep 30").build();
+    t.max_completion_time = Some(mesokit_proto::helpers::duration_info(
+        Duration::from_millis(300),
+    ));
+    let agent = FakeAgent::start(fake_agent::subscribed(
+        FRAMEWORK,
+        "t-slow",
+        &[Capability::TaskKillingState],
+    ))
+    .await;
+    agent.queue(fake_agent::launch(t));
+    let mut agent = agent;
+    let mut child = start_executor(&agent, "t-slow", &sandbox, &[]);
+
+    let updates = agent.updates_until_terminal().await;
+    // No TASK_KILLING for a deadline kill, as in Mesos.
+    assert_eq!(
+        states(&updates),
+        ["TASK_STARTING", "TASK_RUNNING", "TASK_FAILED"]
+    );
+    assert_eq!(
+        updates[2].reason,
+        Some(Reason::MaxCompletionTimeReached as i32)
+    );
+    assert!(exits(&mut child).await.success());
+}
+
+#[tokio::test]
+async fn losing_the_agent_kills_the_task_and_exits() {
+    let sandbox = Sandbox::new("lost");
+    let (mut agent, mut child) = launched(
+        "t-orphan",
+        task("t-orphan", "echo $$ > pid; exec sleep 30"),
+        &[],
+        &sandbox,
+    )
+    .await;
+
+    assert_eq!(state(&agent.next_update().await), "TASK_STARTING");
+    assert_eq!(state(&agent.next_update().await), "TASK_RUNNING");
+    agent.close_stream();
+    let status = exits(&mut child).await;
+    assert_eq!(status.code(), Some(1), "lost agent is an error exit");
+    assert_gone(&sandbox.path.join("pid"));
+}
+
+#[tokio::test]
+async fn the_task_gets_the_environment_without_the_executor_token() {
+    let sandbox = Sandbox::new("env");
+    let agent = FakeAgent::start(fake_agent::subscribed(FRAMEWORK, "t-env", &[])).await;
+    agent.queue(fake_agent::launch(
+        task(
+            "t-env",
+            "echo \"token=$MESOS_EXECUTOR_AUTHENTICATION_TOKEN greeting=$GREETING \
+             sandbox=$MESOS_SANDBOX pwd=$(pwd)\"",
+        )
+        .env("GREETING", "hello")
+        .build(),
+    ));
+    let mut agent = agent;
+    let mut child = start_executor(
+        &agent,
+        "t-env",
+        &sandbox,
+        &[("MESOS_EXECUTOR_AUTHENTICATION_TOKEN", "jwt-secret")],
+    );
+
+    let updates = agent.updates_until_terminal().await;
+    assert_eq!(state(updates.last().unwrap()), "TASK_FINISHED");
+    assert!(exits(&mut child).await.success());
+    let dir = sandbox.path.canonicalize().unwrap();
+    let line = sandbox
+        .read("stdout")
+        .lines()
+        .find(|l| l.starts_with("token="))
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(
+        line,
+        format!(
+            "token= greeting=hello sandbox={} pwd={}",
+            sandbox.path.display(),
+            dir.display()
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_task_that_cannot_start_fails_with_the_reason() {
+    let sandbox = Sandbox::new("nostart");
+    let agent = FakeAgent::start(fake_agent::subscribed(FRAMEWORK, "t-none", &[])).await;
+    agent.queue(fake_agent::launch(
+        TaskBuilder::new("t-none", "t-none", "fake-agent-S0")
+            .argv(&["/nonexistent/program"])
+            .build(),
+    ));
+    let mut agent = agent;
+    let mut child = start_executor(&agent, "t-none", &sandbox, &[]);
+
+    let updates = agent.updates_until_terminal().await;
+    assert_eq!(states(&updates), ["TASK_STARTING", "TASK_FAILED"]);
+    let message = updates[1].message.clone().unwrap_or_default();
+    assert!(
+        message.contains("No such file or directory"),
+        "message: {message}"
+    );
+    assert!(exits(&mut child).await.success());
+}
+
+#[tokio::test]
+async fn a_failing_task_of_a_group_kills_the_others() {
+    let sandbox = Sandbox::new("group");
+    let agent = FakeAgent::start(fake_agent::subscribed(FRAMEWORK, "group-exec", &[])).await;
+    agent.queue(fake_agent::launch_group(vec![
+        task("g-sleeper", "echo $$ > pid; exec sleep 30").build(),
+        task("g-failer", "sleep 0.2; exit 7").build(),
+    ]));
+    let mut agent = agent;
+    let mut child = start_executor(&agent, "group-exec", &sandbox, &[]);
+
+    let mut terminal = Vec::new();
+    while terminal.len() < 2 {
+        let u = agent.next_update().await;
+        if mesokit_proto::helpers::is_terminal_value(u.state) {
+            terminal.push((u.task_id.value.clone(), state(&u), u.message.clone()));
+        }
+    }
+    terminal.sort();
+    assert_eq!(
+        terminal,
+        [
+            (
+                "g-failer".to_owned(),
+                "TASK_FAILED",
+                Some("Command exited with status 7".to_owned())
+            ),
+            (
+                "g-sleeper".to_owned(),
+                "TASK_KILLED",
+                Some("Command terminated with signal Terminated".to_owned())
+            ),
+        ]
+    );
+    assert!(exits(&mut child).await.success());
+    // Each task of a group has its own directory, output and MESOS_SANDBOX.
+    assert_gone(&sandbox.path.join("tasks/g-sleeper/pid"));
+    assert!(sandbox.path.join("tasks/g-failer/stdout").exists());
+}
+
+/// The process whose pid is in `file` no longer exists.
+fn assert_gone(file: &Path) {
+    let pid = std::fs::read_to_string(file).expect("the task wrote its pid");
+    let pid = pid.trim();
+    assert!(!pid.is_empty());
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "task process {pid} still exists"
+    );
+}
