@@ -89,6 +89,11 @@ impl Resources {
         if trimmed.starts_with('[') {
             return Self::parse_json(trimmed);
         }
+        // What `Display` prints for no resources.
+        if trimmed == "{}" {
+            return Ok(Resources::new());
+        }
+        let mut checker = CommandLineCheck::default();
         let mut out = Resources::new();
         for token in text.split(';') {
             if token.trim().is_empty() {
@@ -141,7 +146,8 @@ impl Resources {
                     ..Default::default()
                 });
             }
-            if let Some(r) = validate(r).map_err(err)? {
+            checker.check(&r).map_err(err)?;
+            if let Some(r) = validate(r, true).map_err(err)? {
                 out.add_one(r);
             }
         }
@@ -155,12 +161,16 @@ impl Resources {
             crate::json::decode_str(&wrapped).map_err(|e| ResourcesError::Json {
                 reason: e.to_string(),
             })?;
+        let mut checker = CommandLineCheck::default();
         let mut out = Resources::new();
         for r in info.resources {
             let item = r.name.clone();
-            let checked =
-                validate(r).map_err(|reason| ResourcesError::Resource { item, reason })?;
-            if let Some(r) = checked {
+            let err = |reason| ResourcesError::Resource { item, reason };
+            let checked = checker
+                .check(&r)
+                .and_then(|()| validate_reservations(&r))
+                .and_then(|()| validate(r, true));
+            if let Some(r) = checked.map_err(err)? {
                 out.add_one(r);
             }
         }
@@ -174,7 +184,7 @@ impl Resources {
     pub fn from_vec(v: Vec<Resource>) -> Resources {
         let mut out = Resources::new();
         for r in v {
-            if let Ok(Some(r)) = validate(r) {
+            if let Ok(Some(r)) = validate(r, false) {
                 out.add_one(r);
             }
         }
@@ -407,9 +417,14 @@ impl Resources {
 
 impl fmt::Display for Resources {
     /// Mesos's text form: `cpus:4; mem:8192; ports:[31000-32000]`, with the role in parentheses
-    /// when reserved (`cpus(dev):2`), `(allocated: role)` when allocated, `{REV}` when revocable
-    /// and `<SHARED>` when shared.
+    /// when reserved (`cpus(dev):2`, the innermost role of a refined reservation),
+    /// `(allocated: role)` when allocated, `{REV}` when revocable and `<SHARED>` when shared;
+    /// `{}` when empty. Without allocation, revocable and shared markers it parses back with
+    /// [`Resources::parse`].
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.items.is_empty() {
+            return f.write_str("{}");
+        }
         for (i, r) in self.items.iter().enumerate() {
             if i > 0 {
                 f.write_str("; ")?;
@@ -575,10 +590,14 @@ fn parse_value(text: &str) -> Result<Parsed, String> {
                 .collect(),
         )),
         (None, Some(_)) => Err(format!("unexpected '{{' in '{t}'")),
-        (None, None) => Ok(match parse_number(&t) {
-            Some(v) => Parsed::Scalar(v),
-            None => Parsed::Text(t),
-        }),
+        // Only finite, non-negative numbers are scalars; "-1", "inf" and "nan" are text.
+        (None, None) => match parse_number(&t) {
+            Some(v) if v != 0.0 && !v.is_normal() && v.is_finite() => {
+                Err(format!("subnormal value '{t}' is not supported"))
+            }
+            Some(v) if v.is_finite() && v >= 0.0 => Ok(Parsed::Scalar(v)),
+            _ => Ok(Parsed::Text(t)),
+        },
     }
 }
 
@@ -586,9 +605,7 @@ fn parse_value(text: &str) -> Result<Parsed, String> {
 /// (`0x1p3`) are left to be text.
 fn parse_number(t: &str) -> Option<f64> {
     let lower = t.to_ascii_lowercase();
-    let bare = lower.trim_start_matches(['+', '-']);
-    // Rust accepts "inf"/"nan" spellings; keep them, Mesos's validation then rejects them.
-    if bare.starts_with("0x") {
+    if lower.trim_start_matches(['+', '-']).starts_with("0x") {
         return None;
     }
     t.parse::<f64>().ok()
@@ -609,28 +626,91 @@ fn brackets_match(s: &str, open: char, close: char) -> bool {
     depth == 0
 }
 
-/// A subset of Mesos's role-name rules: enough to catch typos in flags.
+/// Mesos's `roles::validate`: `*`, or a `/`-separated path of components that are not `.`,
+/// `..` or `*`, do not start with `-` and hold no whitespace or DEL.
 fn validate_role(role: &str) -> Result<(), String> {
-    if role.is_empty() {
-        return Err("empty role name".into());
-    }
     if role == "*" {
         return Ok(());
     }
-    if role == "." || role == ".." || role.starts_with('-') {
-        return Err(format!("invalid role name '{role}'"));
+    if role.is_empty() {
+        return Err("role names cannot be the empty string".into());
     }
-    if role
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || c == '\\' || c == '*')
-    {
-        return Err(format!("invalid character in role name '{role}'"));
+    if role.starts_with('/') || role.ends_with('/') || role.contains("//") {
+        return Err(format!(
+            "role '{role}' cannot start or end with a slash or contain two adjacent slashes"
+        ));
+    }
+    for c in role.split('/') {
+        if c == "." || c == ".." || c == "*" {
+            return Err(format!("role '{role}' cannot include '{c}' as a component"));
+        }
+        if c.starts_with('-') {
+            return Err(format!("role component '{c}' cannot start with a dash"));
+        }
+        if c.chars().any(|ch| matches!(ch, '\t'..='\r' | ' ' | '\x7f')) {
+            return Err(format!("role component '{c}' contains whitespace"));
+        }
     }
     Ok(())
 }
 
-/// Mesos's `Resources::validate` plus canonical form. `Ok(None)` means valid but empty.
-fn validate(mut r: Resource) -> Result<Option<Resource>, String> {
+/// The reservation checks of `Resources::validate` for resources read from JSON.
+fn validate_reservations(r: &Resource) -> Result<(), String> {
+    if r.reservations.is_empty() {
+        #[allow(deprecated)]
+        return validate_role(r.role.as_deref().unwrap_or("*"));
+    }
+    for info in &r.reservations {
+        if info.r#type.is_none() {
+            return Err("a reservation needs its 'type'".into());
+        }
+        validate_role(info.role.as_deref().unwrap_or(""))?;
+    }
+    Ok(())
+}
+
+/// `validateCommandLineResources`: what an agent's `--resources` may not contain.
+#[derive(Default)]
+struct CommandLineCheck {
+    types: Vec<(String, i32)>,
+}
+
+impl CommandLineCheck {
+    fn check(&mut self, r: &Resource) -> Result<(), String> {
+        if r.disk.as_ref().is_some_and(|d| d.persistence.is_some()) {
+            return Err("persistent volumes cannot be given on the command line".into());
+        }
+        if r.revocable.is_some() {
+            return Err("revocable resources cannot be given on the command line".into());
+        }
+        let dynamic = resource::reservation_info::Type::Dynamic as i32;
+        if effective_reservations(r)
+            .last()
+            .is_some_and(|i| i.r#type == Some(dynamic))
+        {
+            return Err("dynamic reservations cannot be given on the command line".into());
+        }
+        match self.types.iter().find(|(n, _)| *n == r.name) {
+            Some((_, t)) if *t != r.r#type => Err(format!(
+                "resources named '{}' must all have the same type",
+                r.name
+            )),
+            Some(_) => Ok(()),
+            None => {
+                self.types.push((r.name.clone(), r.r#type));
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Mesos's `Resources::validate` (value checks) plus canonical form. `Ok(None)` means valid but
+/// empty. `strict` also rejects what Mesos rejects but we could repair: overlapping ranges and
+/// duplicate set items.
+fn validate(mut r: Resource, strict: bool) -> Result<Option<Resource>, String> {
+    if r.name.is_empty() {
+        return Err("empty resource name".into());
+    }
     match value_type(&r) {
         Some(value::Type::Scalar) => {
             let Some(s) = r.scalar.as_mut() else {
@@ -646,6 +726,12 @@ fn validate(mut r: Resource) -> Result<Option<Resource>, String> {
                 ));
             }
             let fixed = to_fixed(s.value);
+            if s.value != 0.0 && fixed == 0 {
+                return Err(format!(
+                    "scalar {} would be 0 with the 3 decimals Mesos keeps",
+                    s.value
+                ));
+            }
             s.value = from_fixed(fixed);
             Ok((fixed > 0).then_some(r))
         }
@@ -663,6 +749,11 @@ fn validate(mut r: Resource) -> Result<Option<Resource>, String> {
                 ));
             }
             let rs = coalesce(ranges_of(&r));
+            let covered =
+                |rs: &[(u64, u64)]| -> u128 { rs.iter().map(|(b, e)| u128::from(e - b) + 1).sum() };
+            if strict && covered(&rs) != covered(&ranges_of(&r)) {
+                return Err("ranges overlap".into());
+            }
             let empty = rs.is_empty();
             set_ranges(&mut r, rs);
             Ok((!empty).then_some(r))
@@ -674,8 +765,12 @@ fn validate(mut r: Resource) -> Result<Option<Resource>, String> {
             let Some(set) = r.set.as_mut() else {
                 return Err("a SET resource needs a set".into());
             };
+            let before = set.item.len();
             set.item.sort();
             set.item.dedup();
+            if strict && set.item.len() != before {
+                return Err("duplicate set items".into());
+            }
             let empty = set.item.is_empty();
             Ok((!empty).then_some(r))
         }
@@ -873,6 +968,10 @@ mod tests {
         assert_eq!(r.ranges("ports"), vec![(1, 5), (10, 10)]);
         assert_eq!(r.as_slice().len(), 2);
         assert!(Resources::parse("").unwrap().is_empty());
+        // Hierarchical roles and an empty-looking Display.
+        assert_eq!(res("cpus(eng/dev):1").to_string(), "cpus(eng/dev):1");
+        assert_eq!(Resources::new().to_string(), "{}");
+        assert!(res("{}").is_empty());
     }
 
     #[test]
@@ -907,6 +1006,17 @@ mod tests {
             ("ports:[1-x]", "invalid resource 'ports:[1-x]': "),
             ("ports:[1-2-3]", "invalid resource 'ports:[1-2-3]': "),
             (":4", "invalid resource ':4': "),
+            ("cpus:0.0001", "invalid resource 'cpus:0.0001': "),
+            ("cpus:1e-310", "invalid resource 'cpus:1e-310': "),
+            ("cpus:inf", "invalid resource 'cpus:inf': "),
+            ("zones:{a,a}", "invalid resource 'zones:{a,a}': "),
+            ("zones:{a}}", "invalid resource 'zones:{a}}': "),
+            ("foo:1;foo:[1-2]", "invalid resource 'foo:[1-2]': "),
+            ("cpus(/dev):1", "invalid resource 'cpus(/dev):1': "),
+            ("cpus(a//b):1", "invalid resource 'cpus(a//b):1': "),
+            ("cpus(a/../b):1", "invalid resource 'cpus(a/../b):1': "),
+            ("cpus(-a):1", "invalid resource 'cpus(-a):1': "),
+            ("cpus(a b):1", "invalid resource 'cpus(a b):1': "),
         ];
         for (text, prefix) in cases {
             let e = Resources::parse(text).unwrap_err().to_string();
@@ -938,6 +1048,37 @@ mod tests {
 
         let e = Resources::parse(r#"[{"name":"cpus"}]"#).unwrap_err();
         assert!(matches!(e, ResourcesError::Json { .. }), "{e}");
+        // What an agent's flags may not say, as validateCommandLineResources has it.
+        for (json, why) in [
+            (
+                r#"{"name":"cpus","type":"SCALAR","scalar":{"value":1},"revocable":{}}"#,
+                "revocable",
+            ),
+            (
+                r#"{"name":"cpus","type":"SCALAR","scalar":{"value":1},
+                    "reservations":[{"type":"DYNAMIC","role":"dev"}]}"#,
+                "dynamic",
+            ),
+            (
+                r#"{"name":"cpus","type":"SCALAR","scalar":{"value":1},
+                    "reservations":[{"role":"dev"}]}"#,
+                "type",
+            ),
+            (
+                r#"{"name":"ports","type":"RANGES","ranges":{"range":[
+                    {"begin":1,"end":5},{"begin":3,"end":7}]}}"#,
+                "overlap",
+            ),
+            (r#"{"name":"cpus","type":"TEXT"}"#, "TEXT"),
+        ] {
+            let e = Resources::parse(&format!("[{json}]"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with("invalid resource '") && e.contains(why),
+                "{e}"
+            );
+        }
         let e = Resources::parse(r#"[{"name":"cpus","type":"SCALAR","scalar":{"value":-1}}]"#)
             .unwrap_err()
             .to_string();
@@ -1150,6 +1291,9 @@ mod tests {
         // Only the first ':' separates name and value.
         let b = parse_attributes("url:http://x").unwrap();
         assert_eq!(b[0].text.as_ref().unwrap().value, "http://x");
+        // Negative and non-finite numbers are text to Mesos.
+        let c = parse_attributes("t:-1;n:nan;z:0").unwrap();
+        assert_eq!(attributes_v0_json(&c), r#"{"t":"-1","n":"nan","z":0.0}"#);
         assert_eq!(attributes_v0_json(&[]), "{}");
 
         let e = parse_attributes("rack:r1;broken").unwrap_err().to_string();
