@@ -1,0 +1,805 @@
+//! The agent's HTTP routes: the executor API and the read endpoints (`/state`, `/health`,
+//! `/version`, `/files/*`, `/monitor/statistics`, `/metrics/snapshot`), each also under the
+//! libprocess name `/slave(1)/…`. JSON uses Mesos's v0 "slave" naming.
+
+// Handlers return finished error responses, as `crate::http` does.
+#![allow(clippy::result_large_err)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode, header};
+use mesokit_proto::json::{MesosJson, Writer};
+use mesokit_proto::v1::{Attribute, Resource, ResourceStatistics, TaskState, value};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Agent, AgentConfig, ExecState, Executor, Framework, Input, Task, sandbox};
+use crate::http::{Request, Response, empty, json, query, text};
+
+/// What the HTTP handlers share.
+pub(crate) struct Ctx {
+    pub(crate) tx: mpsc::UnboundedSender<Input>,
+    pub(crate) config: Arc<AgentConfig>,
+}
+
+/// The Mesos version we speak.
+pub(crate) const VERSION: &str = "1.12.0";
+
+pub(crate) async fn route(ctx: Arc<Ctx>, req: Request) -> Response {
+    let path = req.uri().path().to_owned();
+    let path = path.strip_prefix("/slave(1)").unwrap_or(&path);
+    let path = path.strip_suffix(".json").unwrap_or(path);
+    match path {
+        "/api/v1/executor" => super::executor_api::handle(&ctx, req).await,
+        "/health" => empty(StatusCode::OK),
+        "/version" => jsonp(&req, version_json()),
+        "/state" => match ask(&ctx, state_json).await {
+            Some(b) => jsonp(&req, b),
+            None => gone(),
+        },
+        "/monitor/statistics" => match ask(&ctx, statistics_json).await {
+            Some(b) => jsonp(&req, b),
+            None => gone(),
+        },
+        "/metrics/snapshot" => match ask(&ctx, metrics_json).await {
+            Some(b) => jsonp(&req, b),
+            None => gone(),
+        },
+        "/flags" => jsonp(&req, flags_json(&ctx.config)),
+        "/files/read" => files_read(&ctx.config, &req),
+        "/files/download" => files_download(&ctx.config, &req),
+        "/files/browse" => files_browse(&ctx.config, &req),
+        _ => text(StatusCode::NOT_FOUND, ""),
+    }
+}
+
+fn gone() -> Response {
+    text(StatusCode::SERVICE_UNAVAILABLE, "Agent is shutting down")
+}
+
+/// Runs `f` on the agent's state inside the actor.
+async fn ask(ctx: &Ctx, f: fn(&Agent) -> Vec<u8>) -> Option<Vec<u8>> {
+    let (tx, rx) = oneshot::channel();
+    let q: super::Query = Box::new(move |a: &Agent| {
+        let _ = tx.send(f(a));
+    });
+    ctx.tx.send(Input::Query(q)).ok()?;
+    rx.await.ok()
+}
+
+/// A JSON answer, wrapped as `cb(…);` when `?jsonp=cb` is given.
+fn jsonp(req: &Request, body: Vec<u8>) -> Response {
+    match query(req).into_iter().find(|(k, _)| k == "jsonp") {
+        Some((_, cb)) => {
+            let mut out = Vec::with_capacity(body.len() + cb.len() + 3);
+            out.extend_from_slice(cb.as_bytes());
+            out.push(b'(');
+            out.extend_from_slice(&body);
+            out.extend_from_slice(b");");
+            crate::http::bytes(StatusCode::OK, "text/javascript", out)
+        }
+        None => json(body),
+    }
+}
+
+fn version_json() -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut w = Writer::new(&mut out);
+    w.begin_object();
+    build_fields(&mut w);
+    w.end_object();
+    out
+}
+
+fn build_fields(w: &mut Writer<'_>) {
+    w.key("version");
+    w.string(VERSION);
+    w.key("build_date");
+    w.string("");
+    w.key("build_time");
+    w.f64(0.0);
+    w.key("build_user");
+    w.string("mesokit");
+}
+
+fn flags_json(c: &AgentConfig) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut w = Writer::new(&mut out);
+    w.begin_object();
+    w.key("flags");
+    write_flags(&mut w, c);
+    w.end_object();
+    out
+}
+
+fn write_flags(w: &mut Writer<'_>, c: &AgentConfig) {
+    use mesokit_proto::helpers::format_duration;
+    w.begin_object();
+    let flags = [
+        ("work_dir", c.work_dir.display().to_string()),
+        ("port", c.port.to_string()),
+        ("hostname", c.hostname.clone()),
+        ("ip", c.ip.to_string()),
+        ("http_command_executor", "true".into()),
+        (
+            "executor_registration_timeout",
+            format_duration(c.executor_registration_timeout),
+        ),
+        (
+            "executor_shutdown_grace_period",
+            format_duration(c.executor_shutdown_grace),
+        ),
+        (
+            "executor_reregistration_timeout",
+            format_duration(c.executor_reregistration_timeout),
+        ),
+        ("recovery_timeout", format_duration(c.recovery_timeout)),
+    ];
+    for (k, v) in flags {
+        w.key(k);
+        w.string(&v);
+    }
+    w.end_object();
+}
+
+// ----- v0 resources and attributes -----
+
+fn scalar_sum(rs: &[Resource], name: &str) -> f64 {
+    rs.iter()
+        .filter(|r| r.name == name)
+        .filter_map(|r| r.scalar.as_ref().map(|s| s.value))
+        .sum()
+}
+
+/// Resources as the v0 endpoints print them: a flat object, `cpus`/`gpus`/`mem`/`disk` always.
+fn write_resources(w: &mut Writer<'_>, rs: &[Resource]) {
+    let mut names: Vec<&str> = vec!["cpus", "gpus", "mem", "disk"];
+    for r in rs {
+        if !names.contains(&r.name.as_str()) {
+            names.push(&r.name);
+        }
+    }
+    w.begin_object();
+    for name in names {
+        let of: Vec<&Resource> = rs.iter().filter(|r| r.name == name).collect();
+        let ty = of.first().map(|r| r.r#type);
+        w.map_key(name);
+        match ty {
+            Some(t) if t == value::Type::Ranges as i32 => {
+                let mut ranges: Vec<(u64, u64)> = of
+                    .iter()
+                    .filter_map(|r| r.ranges.as_ref())
+                    .flat_map(|r| r.range.iter().map(|x| (x.begin, x.end)))
+                    .collect();
+                ranges.sort_unstable();
+                w.string(&format_ranges(&ranges));
+            }
+            Some(t) if t == value::Type::Set as i32 => {
+                let mut items: Vec<&str> = of
+                    .iter()
+                    .filter_map(|r| r.set.as_ref())
+                    .flat_map(|s| s.item.iter().map(String::as_str))
+                    .collect();
+                items.sort_unstable();
+                items.dedup();
+                w.string(&format!("{{{}}}", items.join(", ")));
+            }
+            _ => w.f64(scalar_sum(rs, name)),
+        }
+    }
+    w.end_object();
+}
+
+fn format_ranges(ranges: &[(u64, u64)]) -> String {
+    let parts: Vec<String> = ranges.iter().map(|(b, e)| format!("{b}-{e}")).collect();
+    format!("[{}]", parts.join(", "))
+}
+
+fn write_attributes(w: &mut Writer<'_>, attrs: &[Attribute]) {
+    w.begin_object();
+    for a in attrs {
+        w.map_key(&a.name);
+        if let Some(t) = &a.text {
+            w.string(&t.value);
+        } else if let Some(s) = &a.scalar {
+            w.f64(s.value);
+        } else if let Some(r) = &a.ranges {
+            let v: Vec<(u64, u64)> = r.range.iter().map(|x| (x.begin, x.end)).collect();
+            w.string(&format_ranges(&v));
+        } else if let Some(s) = &a.set {
+            w.string(&format!("{{{}}}", s.item.join(", ")));
+        } else {
+            w.string("");
+        }
+    }
+    w.end_object();
+}
+
+fn role_of(rs: &[Resource]) -> Option<String> {
+    rs.iter()
+        .find_map(|r| r.allocation_info.as_ref().and_then(|a| a.role.clone()))
+}
+
+// ----- /state -----
+
+/// The agent's `/slave(1)/state` (§5.3 essential shape).
+pub(crate) fn state_json(a: &Agent) -> Vec<u8> {
+    let c = &a.config;
+    let mut out = Vec::with_capacity(4096);
+    let mut w = Writer::new(&mut out);
+    w.begin_object();
+    build_fields(&mut w);
+    w.key("start_time");
+    w.f64(a.start_time);
+    w.key("id");
+    w.string(&c.id.value);
+    w.key("pid");
+    w.string(&c.pid());
+    w.key("hostname");
+    w.string(&c.hostname);
+    w.key("capabilities");
+    w.begin_array();
+    for cap in ["MULTI_ROLE", "HIERARCHICAL_ROLE", "RESERVATION_REFINEMENT"] {
+        w.string(cap);
+    }
+    w.end_array();
+    w.key("resources");
+    write_resources(&mut w, &c.resources);
+    w.key("reserved_resources");
+    w.begin_object();
+    w.end_object();
+    w.key("unreserved_resources");
+    write_resources(&mut w, &c.resources);
+    w.key("reserved_resources_full");
+    w.begin_object();
+    w.end_object();
+    w.key("unreserved_resources_full");
+    w.begin_array();
+    for r in &c.resources {
+        r.write_json(&mut w);
+    }
+    w.end_array();
+    let used = used_resources(a);
+    w.key("reserved_resources_allocated");
+    w.begin_object();
+    w.end_object();
+    w.key("unreserved_resources_allocated");
+    write_resources(&mut w, &used);
+    w.key("resource_providers");
+    w.begin_array();
+    w.end_array();
+    w.key("attributes");
+    write_attributes(&mut w, &c.attributes);
+    w.key("flags");
+    write_flags(&mut w, c);
+    w.key("frameworks");
+    w.begin_array();
+    for f in a.frameworks.values() {
+        write_framework(&mut w, a, f);
+    }
+    w.end_array();
+    w.key("completed_frameworks");
+    w.begin_array();
+    for f in &a.completed_frameworks {
+        write_framework(&mut w, a, f);
+    }
+    w.end_array();
+    w.end_object();
+    out
+}
+
+fn write_framework(w: &mut Writer<'_>, a: &Agent, f: &Framework) {
+    let i = &f.info;
+    w.begin_object();
+    w.key("id");
+    w.string(&i.id.clone().unwrap_or_default().value);
+    w.key("name");
+    w.string(&i.name);
+    w.key("user");
+    w.string(&i.user);
+    w.key("failover_timeout");
+    w.f64(i.failover_timeout.unwrap_or(0.0));
+    w.key("checkpoint");
+    w.bool(i.checkpoint.unwrap_or(false));
+    w.key("hostname");
+    w.string(i.hostname.as_deref().unwrap_or(""));
+    if let Some(p) = &i.principal {
+        w.key("principal");
+        w.string(p);
+    }
+    w.key("capabilities");
+    w.begin_array();
+    for cap in &i.capabilities {
+        let name = cap
+            .r#type
+            .and_then(|t| mesokit_proto::v1::framework_info::capability::Type::try_from(t).ok())
+            .map(|t| t.as_str_name())
+            .unwrap_or("UNKNOWN");
+        w.string(name);
+    }
+    w.end_array();
+    let multi_role = i.capabilities.iter().any(|c| {
+        c.r#type == Some(mesokit_proto::v1::framework_info::capability::Type::MultiRole as i32)
+    });
+    if multi_role {
+        w.key("roles");
+        w.begin_array();
+        for r in &i.roles {
+            w.string(r);
+        }
+        w.end_array();
+    } else {
+        #[allow(deprecated)]
+        let role = i.role.clone().unwrap_or_else(|| "*".into());
+        w.key("role");
+        w.string(&role);
+    }
+    w.key("executors");
+    w.begin_array();
+    for e in f.executors.values() {
+        write_executor(w, a, e);
+    }
+    w.end_array();
+    w.key("completed_executors");
+    w.begin_array();
+    for e in &f.completed_executors {
+        write_executor(w, a, e);
+    }
+    w.end_array();
+    w.end_object();
+}
+
+fn write_executor(w: &mut Writer<'_>, a: &Agent, e: &Executor) {
+    let fid = e.info.framework_id.clone().unwrap_or_default().value;
+    w.begin_object();
+    w.key("id");
+    w.string(&e.info.executor_id.value);
+    w.key("name");
+    w.string(e.info.name.as_deref().unwrap_or(""));
+    w.key("source");
+    #[allow(deprecated)]
+    w.string(e.info.source.as_deref().unwrap_or(""));
+    w.key("container");
+    w.string(&e.container_id);
+    w.key("directory");
+    w.string(&e.directory.display().to_string());
+    w.key("resources");
+    write_resources(w, &executor_resources(e));
+    if let Some(role) = role_of(&e.info.resources) {
+        w.key("role");
+        w.string(&role);
+    }
+    if let Some(l) = &e.info.labels {
+        w.key("labels");
+        w.begin_array();
+        for l in &l.labels {
+            l.write_json(w);
+        }
+        w.end_array();
+    }
+    if let Some(t) = e.info.r#type {
+        w.key("type");
+        let name = mesokit_proto::v1::executor_info::Type::try_from(t)
+            .map(|t| t.as_str_name())
+            .unwrap_or("UNKNOWN");
+        w.string(name);
+    }
+    w.key("tasks");
+    w.begin_array();
+    for t in e.launched.values() {
+        write_task(w, a, &fid, e, t, false);
+    }
+    w.end_array();
+    w.key("queued_tasks");
+    w.begin_array();
+    for p in &e.queued {
+        for info in p.tasks() {
+            let t = Task {
+                info: info.clone(),
+                state: TaskState::TaskStaging,
+                statuses: Vec::new(),
+            };
+            write_task(w, a, &fid, e, &t, true);
+        }
+    }
+    w.end_array();
+    w.key("completed_tasks");
+    w.begin_array();
+    for t in &e.completed {
+        write_task(w, a, &fid, e, t, false);
+    }
+    w.end_array();
+    w.end_object();
+}
+
+fn write_task(w: &mut Writer<'_>, a: &Agent, fid: &str, e: &Executor, t: &Task, queued: bool) {
+    w.begin_object();
+    w.key("id");
+    w.string(&t.info.task_id.value);
+    w.key("name");
+    w.string(&t.info.name);
+    w.key("framework_id");
+    w.string(fid);
+    w.key("executor_id");
+    w.string(if e.command {
+        ""
+    } else {
+        &e.info.executor_id.value
+    });
+    w.key("slave_id");
+    w.string(&a.config.id.value);
+    if !queued {
+        w.key("state");
+        w.string(t.state.as_str_name());
+    }
+    w.key("resources");
+    write_resources(w, &t.info.resources);
+    if let Some(role) = role_of(&t.info.resources) {
+        w.key("role");
+        w.string(&role);
+    }
+    if !queued {
+        w.key("statuses");
+        w.begin_array();
+        for (state, ts) in &t.statuses {
+            w.begin_object();
+            w.key("state");
+            w.string(state.as_str_name());
+            w.key("timestamp");
+            w.f64(*ts);
+            w.end_object();
+        }
+        w.end_array();
+    }
+    if let Some(l) = &t.info.labels {
+        w.key("labels");
+        w.begin_array();
+        for l in &l.labels {
+            l.write_json(w);
+        }
+        w.end_array();
+    }
+    if let Some(d) = &t.info.discovery {
+        w.key("discovery");
+        d.write_json(w);
+    }
+    if let Some(c) = &t.info.container {
+        w.key("container");
+        c.write_json(w);
+    }
+    w.end_object();
+}
+
+/// Executor resources plus those of its live and queued tasks.
+fn executor_resources(e: &Executor) -> Vec<Resource> {
+    let mut rs = e.info.resources.clone();
+    for t in e.launched.values() {
+        rs.extend(t.info.resources.iter().cloned());
+    }
+    for p in &e.queued {
+        for t in p.tasks() {
+            rs.extend(t.resources.iter().cloned());
+        }
+    }
+    rs
+}
+
+fn used_resources(a: &Agent) -> Vec<Resource> {
+    a.frameworks
+        .values()
+        .flat_map(|f| f.executors.values())
+        .flat_map(executor_resources)
+        .collect()
+}
+
+// ----- /monitor/statistics -----
+
+fn proc_stats(pid: u32) -> (Option<u64>, Option<f64>, Option<f64>) {
+    let rss = std::fs::read_to_string(format!("/proc/{pid}/statm"))
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map(|pages| pages * 4096);
+    let times = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which may contain spaces) end with ')'.
+            let rest = &s[s.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let utime = f.get(11)?.parse::<f64>().ok()? / 100.0;
+            let stime = f.get(12)?.parse::<f64>().ok()? / 100.0;
+            Some((utime, stime))
+        });
+    (rss, times.map(|t| t.0), times.map(|t| t.1))
+}
+
+pub(crate) fn statistics_json(a: &Agent) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut w = Writer::new(&mut out);
+    w.begin_array();
+    for e in a.frameworks.values().flat_map(|f| f.executors.values()) {
+        if e.state == ExecState::Terminated {
+            continue;
+        }
+        let rs = executor_resources(e);
+        let (rss, user, system) = e.pid.map(proc_stats).unwrap_or_default();
+        let stats = ResourceStatistics {
+            timestamp: super::now_secs(),
+            cpus_limit: Some(scalar_sum(&rs, "cpus")),
+            mem_limit_bytes: Some((scalar_sum(&rs, "mem") * 1024.0 * 1024.0) as u64),
+            mem_rss_bytes: rss,
+            cpus_user_time_secs: user,
+            cpus_system_time_secs: system,
+            ..Default::default()
+        };
+        w.begin_object();
+        w.key("executor_id");
+        w.string(&e.info.executor_id.value);
+        w.key("executor_name");
+        w.string(e.info.name.as_deref().unwrap_or(""));
+        w.key("framework_id");
+        w.string(&e.info.framework_id.clone().unwrap_or_default().value);
+        w.key("source");
+        #[allow(deprecated)]
+        w.string(e.info.source.as_deref().unwrap_or(""));
+        w.key("statistics");
+        stats.write_json(&mut w);
+        w.end_object();
+    }
+    w.end_array();
+    out
+}
+
+// ----- /metrics/snapshot -----
+
+pub(crate) fn metrics_json(a: &Agent) -> Vec<u8> {
+    let mut m: Vec<(String, f64)> = Vec::new();
+    m.push(("slave/registered".into(), 1.0));
+    m.push((
+        "slave/uptime_secs".into(),
+        a.started.elapsed().as_secs_f64(),
+    ));
+    let live: Vec<&Executor> = a
+        .frameworks
+        .values()
+        .flat_map(|f| f.executors.values())
+        .collect();
+    let count = |s: ExecState| live.iter().filter(|e| e.state == s).count() as f64;
+    m.push((
+        "slave/executors_registering".into(),
+        count(ExecState::Registering),
+    ));
+    m.push(("slave/executors_running".into(), count(ExecState::Running)));
+    m.push((
+        "slave/executors_terminating".into(),
+        count(ExecState::Terminating),
+    ));
+    m.push((
+        "slave/executors_terminated".into(),
+        a.executors_terminated as f64,
+    ));
+    let mut active = [0.0f64; 4];
+    for e in &live {
+        active[0] += e.queued.iter().map(|p| p.tasks().len() as f64).sum::<f64>();
+        for t in e.launched.values() {
+            match t.state {
+                TaskState::TaskStaging => active[0] += 1.0,
+                TaskState::TaskStarting => active[1] += 1.0,
+                TaskState::TaskRunning => active[2] += 1.0,
+                TaskState::TaskKilling => active[3] += 1.0,
+                _ => {}
+            }
+        }
+    }
+    for (i, name) in ["staging", "starting", "running", "killing"]
+        .iter()
+        .enumerate()
+    {
+        m.push((format!("slave/tasks_{name}"), active[i]));
+    }
+    for (name, state) in [
+        ("finished", "TASK_FINISHED"),
+        ("failed", "TASK_FAILED"),
+        ("killed", "TASK_KILLED"),
+        ("lost", "TASK_LOST"),
+        ("gone", "TASK_GONE"),
+    ] {
+        let n = a.terminal_counts.get(state).copied().unwrap_or(0);
+        m.push((format!("slave/tasks_{name}"), n as f64));
+    }
+    let used = used_resources(a);
+    for r in ["cpus", "mem", "disk", "gpus"] {
+        let total = scalar_sum(&a.config.resources, r);
+        let u = scalar_sum(&used, r);
+        m.push((format!("slave/{r}_total"), total));
+        m.push((format!("slave/{r}_used"), u));
+        m.push((
+            format!("slave/{r}_percent"),
+            if total > 0.0 { u / total } else { 0.0 },
+        ));
+    }
+    m.push(("slave/frameworks_active".into(), a.frameworks.len() as f64));
+    m.push(("slave/recovery_errors".into(), 0.0));
+    let mut out = Vec::new();
+    let mut w = Writer::new(&mut out);
+    w.begin_object();
+    for (k, v) in m {
+        w.map_key(&k);
+        w.f64(v);
+    }
+    w.end_object();
+    out
+}
+
+// ----- /files -----
+
+/// Maps a `/files` path (virtual `/frameworks/<fid>/executors/<eid>/runs/latest/...` or an
+/// absolute path) to a real path inside the work directory.
+fn resolve(config: &AgentConfig, path: &str) -> Result<PathBuf, Response> {
+    let not_found = || text(StatusCode::NOT_FOUND, "");
+    let candidate = if let Some(rest) = path.strip_prefix("/frameworks/") {
+        let parts: Vec<&str> = rest.splitn(6, '/').collect();
+        if parts.len() < 5 || parts[1] != "executors" || parts[3] != "runs" {
+            return Err(not_found());
+        }
+        let mut p = sandbox::runs_dir(&config.work_dir, &config.id.value, parts[0], parts[2])
+            .join(parts[4]);
+        if let Some(tail) = parts.get(5) {
+            p = p.join(tail);
+        }
+        p
+    } else {
+        PathBuf::from(path)
+    };
+    let real = candidate.canonicalize().map_err(|_| not_found())?;
+    let root = config.work_dir.canonicalize().map_err(|_| not_found())?;
+    if !real.starts_with(&root) {
+        return Err(not_found());
+    }
+    Ok(real)
+}
+
+fn path_param(req: &Request) -> Result<String, Response> {
+    query(req)
+        .into_iter()
+        .find(|(k, _)| k == "path")
+        .map(|(_, v)| v)
+        .ok_or_else(|| {
+            text(
+                StatusCode::BAD_REQUEST,
+                "Expecting 'path=value' in query.\n",
+            )
+        })
+}
+
+fn int_param(req: &Request, name: &str) -> Result<Option<i64>, Response> {
+    match query(req).into_iter().find(|(k, _)| k == name) {
+        None => Ok(None),
+        Some((_, v)) => v.parse::<i64>().map(Some).map_err(|e| {
+            text(
+                StatusCode::BAD_REQUEST,
+                format!("Failed to parse {name}: {e}.\n"),
+            )
+        }),
+    }
+}
+
+fn files_read(config: &AgentConfig, req: &Request) -> Response {
+    let inner = || -> Result<Response, Response> {
+        let path = path_param(req)?;
+        let offset = int_param(req, "offset")?.unwrap_or(-1);
+        let length = int_param(req, "length")?;
+        let real = resolve(config, &path)?;
+        if real.is_dir() {
+            return Err(text(StatusCode::BAD_REQUEST, "Cannot read a directory.\n"));
+        }
+        let data = std::fs::read(&real).map_err(|_| text(StatusCode::NOT_FOUND, ""))?;
+        let size = data.len() as i64;
+        let mut out = Vec::new();
+        let mut w = Writer::new(&mut out);
+        w.begin_object();
+        if offset < 0 {
+            w.key("data");
+            w.string("");
+            w.key("offset");
+            w.i64(size);
+        } else {
+            // Mesos caps a read at 16 pages.
+            let cap = 16 * 4096;
+            let len = length.filter(|l| *l >= 0).unwrap_or(cap).min(cap);
+            let start = offset.min(size) as usize;
+            let end = (offset.saturating_add(len)).min(size) as usize;
+            w.key("data");
+            w.string(&String::from_utf8_lossy(&data[start..end]));
+            w.key("offset");
+            w.i64(offset);
+        }
+        w.end_object();
+        Ok(jsonp(req, out))
+    };
+    inner().unwrap_or_else(|r| r)
+}
+
+fn files_download(config: &AgentConfig, req: &Request) -> Response {
+    let inner = || -> Result<Response, Response> {
+        let path = path_param(req)?;
+        let real = resolve(config, &path)?;
+        if real.is_dir() {
+            return Err(text(
+                StatusCode::BAD_REQUEST,
+                "Cannot download a directory.\n",
+            ));
+        }
+        let data = std::fs::read(&real).map_err(|_| text(StatusCode::NOT_FOUND, ""))?;
+        let mut r = crate::http::bytes(
+            StatusCode::OK,
+            "application/octet-stream",
+            Bytes::from(data),
+        );
+        let name = real
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+            r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+        }
+        Ok(r)
+    };
+    inner().unwrap_or_else(|r| r)
+}
+
+fn mode_string(mode: u32, dir: bool) -> String {
+    let mut s = String::with_capacity(10);
+    s.push(if dir { 'd' } else { '-' });
+    for shift in [6, 3, 0] {
+        let bits = (mode >> shift) & 7;
+        s.push(if bits & 4 != 0 { 'r' } else { '-' });
+        s.push(if bits & 2 != 0 { 'w' } else { '-' });
+        s.push(if bits & 1 != 0 { 'x' } else { '-' });
+    }
+    s
+}
+
+fn files_browse(config: &AgentConfig, req: &Request) -> Response {
+    use std::os::unix::fs::MetadataExt;
+    let inner = || -> Result<Response, Response> {
+        let path = path_param(req)?;
+        let real = resolve(config, &path)?;
+        let entries: Vec<(PathBuf, std::fs::Metadata)> = if real.is_dir() {
+            let rd = std::fs::read_dir(&real).map_err(|_| text(StatusCode::NOT_FOUND, ""))?;
+            let mut v: Vec<_> = rd
+                .filter_map(|e| e.ok())
+                .filter_map(|e| Some((e.path(), e.metadata().ok()?)))
+                .collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        } else {
+            let md = std::fs::metadata(&real).map_err(|_| text(StatusCode::NOT_FOUND, ""))?;
+            vec![(real.clone(), md)]
+        };
+        let mut out = Vec::new();
+        let mut w = Writer::new(&mut out);
+        w.begin_array();
+        for (p, md) in entries {
+            w.begin_object();
+            w.key("path");
+            w.string(&p.display().to_string());
+            w.key("nlink");
+            w.u64(md.nlink());
+            w.key("size");
+            w.u64(md.size());
+            w.key("mtime");
+            w.i64(md.mtime());
+            w.key("mode");
+            w.string(&mode_string(md.mode(), md.is_dir()));
+            w.key("uid");
+            w.string(&md.uid().to_string());
+            w.key("gid");
+            w.string(&md.gid().to_string());
+            w.end_object();
+        }
+        w.end_array();
+        Ok(jsonp(req, out))
+    };
+    inner().unwrap_or_else(|r| r)
+}

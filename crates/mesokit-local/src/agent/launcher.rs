@@ -1,0 +1,103 @@
+//! Starting executor processes as the Mesos agent does: the exact environment of §4.13 (nothing
+//! inherited), output into the sandbox's `stdout`/`stderr`, the sandbox as working directory,
+//! and a process group of their own so that the whole tree can be signalled.
+
+use std::io;
+use std::path::Path;
+use std::process::Stdio;
+
+use mesokit_proto::v1::{CommandInfo, environment};
+
+/// The host default `PATH`, given when the environment has none (as Mesos does).
+pub(crate) const HOST_DEFAULT_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Adds `CommandInfo.environment`'s VALUE variables to `env` (they win), then `PATH` if missing.
+pub(crate) fn finish_env(env: &mut Vec<(String, String)>, command: &CommandInfo) {
+    if let Some(e) = &command.environment {
+        for v in &e.variables {
+            let is_value = v
+                .r#type
+                .is_none_or(|t| t == environment::variable::Type::Value as i32);
+            if !is_value {
+                continue;
+            }
+            let value = v.value.clone().unwrap_or_default();
+            set(env, &v.name, value);
+        }
+    }
+    if !env.iter().any(|(k, _)| k == "PATH") {
+        env.push(("PATH".into(), HOST_DEFAULT_PATH.into()));
+    }
+}
+
+/// Sets `name` in `env`, replacing an earlier value.
+pub(crate) fn set(env: &mut Vec<(String, String)>, name: &str, value: String) {
+    match env.iter_mut().find(|(k, _)| k == name) {
+        Some(slot) => slot.1 = value,
+        None => env.push((name.to_owned(), value)),
+    }
+}
+
+/// Starts `command` (shell: `/bin/sh -c value`; else `value` with `arguments` as the whole
+/// argv) in `sandbox` with exactly `env`, output to `sandbox/stdout` and `sandbox/stderr`.
+pub(crate) fn spawn(
+    command: &CommandInfo,
+    env: &[(String, String)],
+    sandbox: &Path,
+) -> io::Result<tokio::process::Child> {
+    let value = command.value.clone().unwrap_or_default();
+    let mut cmd = if command.shell.unwrap_or(true) {
+        let mut c = tokio::process::Command::new("/bin/sh");
+        c.arg("-c").arg(&value);
+        c
+    } else {
+        if value.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "CommandInfo.value (the executable) is missing",
+            ));
+        }
+        let mut c = tokio::process::Command::new(&value);
+        if let Some((first, rest)) = command.arguments.split_first() {
+            c.arg0(first);
+            c.args(rest);
+        }
+        c
+    };
+    let stdout = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(sandbox.join("stdout"))?;
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(sandbox.join("stderr"))?;
+    cmd.env_clear()
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .current_dir(sandbox)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::from(stderr))
+        .process_group(0)
+        .kill_on_drop(false);
+    cmd.spawn()
+}
+
+/// Sends `signal` to the process group `pgid` (the executor's pid: it leads its own group).
+/// Errors (e.g. the group is gone) are ignored.
+#[allow(unsafe_code)]
+pub(crate) fn kill_group(pgid: u32, signal: i32) {
+    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+        return;
+    };
+    if pgid <= 1 {
+        return;
+    }
+    // SAFETY: killpg only sends a signal; it takes plain integers and touches no memory of ours.
+    unsafe {
+        libc::killpg(pgid, signal);
+    }
+}
+
+pub(crate) use libc::SIGKILL;
