@@ -57,6 +57,21 @@ pub enum ResourcesError {
 /// Reservations are compared in post-refinement form: a pre-refinement `role: "dev"` (with or
 /// without the single `reservation`) is the same reservation as `reservations: [{role: "dev"}]`,
 /// so resources in either format add, subtract and contain each other.
+///
+/// ```
+/// use mesokit_proto::resources::Resources;
+///
+/// let mut agent = Resources::parse("cpus:4;mem:8192;ports:[31000-32000];cpus(dev):2").unwrap();
+/// let task = Resources::parse("cpus:0.1;mem:128;ports:[31005-31005]").unwrap();
+/// assert!(agent.contains(&task));
+/// agent.subtract(&task);
+/// assert_eq!(agent.scalar("cpus"), 5.9);
+/// assert_eq!(agent.ranges("ports"), [(31000, 31004), (31006, 32000)]);
+/// assert_eq!(
+///     agent.to_v0_json(),
+///     r#"{"cpus":5.9,"gpus":0.0,"mem":8064.0,"disk":0.0,"ports":"[31000-31004, 31006-32000]"}"#
+/// );
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct Resources {
     items: Vec<Resource>,
@@ -1314,8 +1329,17 @@ mod tests {
         ports: &[(usize, u64)],
         items: &[(usize, u8)],
     ) -> Resources {
-        let reserve = |mut r: Resource, role: &str| {
-            if role != "*" {
+        // Alternate the pre- and post-refinement formats so that the two meet in the maths.
+        let mut pre = false;
+        let mut reserve = |mut r: Resource, role: &str| {
+            pre = !pre;
+            if role == "*" {
+            } else if pre {
+                #[allow(deprecated)]
+                {
+                    r.role = Some(role.into());
+                }
+            } else {
                 r.reservations.push(resource::ReservationInfo {
                     r#type: Some(resource::reservation_info::Type::Static as i32),
                     role: Some(role.into()),
