@@ -1,1 +1,17 @@
 //! The master: its bookkeeping as a state machine ([`Master`], no IO) and its HTTP front.
+//!
+//! * `core`: [`Master`] — frameworks, agents, offers, tasks, refusal filters, allocation.
+//! * `validation`: Mesos's checks of scheduler calls, `FrameworkInfo` and tasks.
+//! * `state_json`: the v0 JSON of `/master/state`, `/master/frameworks`, `/master/tasks` and
+//!   the `master/*` metrics.
+
+mod core;
+mod state_json;
+mod validation;
+
+#[cfg(test)]
+mod tests;
+
+pub use self::core::{
+    CallError, CallOk, MESOS_VERSION, Master, MasterConfig, Output, StreamId, Subscribed,
+};

@@ -1,0 +1,549 @@
+//! The master's checks of what schedulers send, with Mesos's messages: scheduler calls
+//! (`src/master/validation.cpp`, `scheduler::call::validate`), `FrameworkInfo`, ids and roles,
+//! and tasks in LAUNCH / LAUNCH_GROUP operations. Each check returns the text Mesos would.
+
+use std::collections::BTreeSet;
+
+use mesokit_proto::helpers::is_valid_uuid;
+use mesokit_proto::resources::Resources;
+use mesokit_proto::v1::{
+    self, ExecutorInfo, FrameworkInfo, TaskInfo, executor_info,
+    framework_info::capability::Type as Capability,
+    scheduler::{self, call},
+};
+
+/// Mesos's `MIN_CPUS` / `MIN_MEM` for executors of task groups.
+const MIN_CPUS: f64 = 0.01;
+const MIN_MEM_MB: f64 = 32.0;
+
+/// `validation::scheduler::call::validate`: the syntactic checks done before anything is looked
+/// up. The error is the part after "Failed to validate scheduler::Call: ".
+pub(super) fn validate_call(call: &scheduler::Call) -> Result<(), String> {
+    let Some(ty) = call.r#type else {
+        return Err("Expecting 'type' to be present".into());
+    };
+    let ty = call::Type::try_from(ty).unwrap_or(call::Type::Unknown);
+
+    if ty == call::Type::Subscribe {
+        let Some(subscribe) = &call.subscribe else {
+            return Err("Expecting 'subscribe' to be present".into());
+        };
+        if id_value(subscribe.framework_info.id.as_ref()) != id_value(call.framework_id.as_ref()) {
+            return Err("'framework_id' differs from 'subscribe.framework_info.id'".into());
+        }
+        return Ok(());
+    }
+
+    if call.framework_id.is_none() {
+        return Err("Expecting 'framework_id' to be present".into());
+    }
+
+    let missing = |name: &str| Err(format!("Expecting '{name}' to be present"));
+    match ty {
+        call::Type::Accept if call.accept.is_none() => missing("accept"),
+        call::Type::Decline if call.decline.is_none() => missing("decline"),
+        call::Type::AcceptInverseOffers if call.accept_inverse_offers.is_none() => {
+            missing("accept_inverse_offers")
+        }
+        call::Type::DeclineInverseOffers if call.decline_inverse_offers.is_none() => {
+            missing("decline_inverse_offers")
+        }
+        call::Type::Kill if call.kill.is_none() => missing("kill"),
+        call::Type::Shutdown if call.shutdown.is_none() => missing("shutdown"),
+        call::Type::Acknowledge => match &call.acknowledge {
+            None => missing("acknowledge"),
+            Some(ack) if !is_valid_uuid(&ack.uuid) => Err("Not a valid UUID".into()),
+            Some(_) => Ok(()),
+        },
+        call::Type::AcknowledgeOperationStatus => match &call.acknowledge_operation_status {
+            None => missing("acknowledge_operation_status"),
+            Some(ack) if !is_valid_uuid(&ack.uuid) => Err("Not a valid UUID".into()),
+            Some(ack) if ack.agent_id.is_none() => missing("agent_id"),
+            Some(_) => Ok(()),
+        },
+        call::Type::Reconcile if call.reconcile.is_none() => missing("reconcile"),
+        call::Type::ReconcileOperations if call.reconcile_operations.is_none() => {
+            missing("reconcile_operations")
+        }
+        call::Type::Message if call.message.is_none() => missing("message"),
+        call::Type::Request if call.request.is_none() => missing("request"),
+        call::Type::UpdateFramework => match &call.update_framework {
+            None => missing("update_framework"),
+            Some(update)
+                if id_value(update.framework_info.id.as_ref())
+                    != id_value(call.framework_id.as_ref()) =>
+            {
+                Err("'framework_id' differs from 'update_framework.framework_info.id'".into())
+            }
+            Some(_) => Ok(()),
+        },
+        _ => Ok(()),
+    }
+}
+
+fn id_value(id: Option<&v1::FrameworkId>) -> &str {
+    id.map_or("", |id| id.value.as_str())
+}
+
+/// `common::validation::validateID`: the rules for framework-chosen ids (tasks, executors).
+pub(super) fn validate_id(id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("ID must not be empty".into());
+    }
+    if id.len() > 255 {
+        return Err("ID must not be greater than 255 characters".into());
+    }
+    if id == "." || id == ".." {
+        return Err(format!("'{id}' is disallowed"));
+    }
+    if id
+        .bytes()
+        .any(|c| c.is_ascii_control() || c == b'/' || c == b'\\')
+    {
+        return Err(format!("'{id}' contains invalid characters"));
+    }
+    Ok(())
+}
+
+/// `roles::validate`.
+pub(super) fn validate_role(role: &str) -> Result<(), String> {
+    if role == "*" {
+        return Ok(());
+    }
+    if role.starts_with('/') {
+        return Err(format!("Role '{role}' cannot start with a slash"));
+    }
+    if role.ends_with('/') {
+        return Err(format!("Role '{role}' cannot end with a slash"));
+    }
+    if role.contains("//") {
+        return Err(format!("Role '{role}' cannot contain two adjacent slashes"));
+    }
+    let components: Vec<&str> = role.split('/').filter(|c| !c.is_empty()).collect();
+    if components.is_empty() {
+        return Err("Role names cannot be the empty string".into());
+    }
+    for c in components {
+        match c {
+            "." => return Err(format!("Role '{role}' cannot include '.' as a component")),
+            ".." => return Err(format!("Role '{role}' cannot include '..' as a component")),
+            "*" => return Err(format!("Role '{role}' cannot include '*' as a component")),
+            _ => {}
+        }
+        if c.starts_with('-') {
+            return Err(format!(
+                "Role component '{c}' is invalid because it starts with a dash"
+            ));
+        }
+        if c.chars()
+            .any(|ch| matches!(ch, '\x08' | '\x0b' | '\x0c' | '\n' | '\r' | '\t' | ' '))
+        {
+            return Err(format!(
+                "Role component '{c}' is invalid because it contains backspace or whitespace"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether the framework declared capability `cap`.
+pub(super) fn has_capability(info: &FrameworkInfo, cap: Capability) -> bool {
+    info.capabilities
+        .iter()
+        .any(|c| c.r#type == Some(cap as i32))
+}
+
+/// `protobuf::framework::getRoles`: `roles` for MULTI_ROLE frameworks, else the single `role`
+/// (default `*`).
+pub(super) fn framework_roles(info: &FrameworkInfo) -> BTreeSet<String> {
+    if has_capability(info, Capability::MultiRole) {
+        info.roles.iter().cloned().collect()
+    } else {
+        #[allow(deprecated)]
+        let role = info.role().to_owned();
+        BTreeSet::from([role])
+    }
+}
+
+/// stout's `stringify(std::set<string>)`: `{ a, b }`.
+pub(super) fn stringify_set<'a>(items: impl IntoIterator<Item = &'a String>) -> String {
+    let items: Vec<&str> = items.into_iter().map(String::as_str).collect();
+    format!("{{ {} }}", items.join(", "))
+}
+
+/// `validation::framework::validate`: roles, framework id and failover timeout.
+pub(super) fn validate_framework_info(info: &FrameworkInfo) -> Result<(), String> {
+    let multi_role = has_capability(info, Capability::MultiRole);
+    #[allow(deprecated)]
+    let has_role = info.role.is_some();
+    if multi_role {
+        if has_role {
+            return Err(
+                "'FrameworkInfo.role' must not be set when the framework is MULTI_ROLE capable"
+                    .into(),
+            );
+        }
+        let mut seen = BTreeSet::new();
+        let mut duplicates = BTreeSet::new();
+        for role in &info.roles {
+            if !seen.insert(role) {
+                duplicates.insert(role.clone());
+            }
+        }
+        if !duplicates.is_empty() {
+            return Err(format!(
+                "'FrameworkInfo.roles' contains duplicate items: {}",
+                stringify_set(&duplicates)
+            ));
+        }
+        for role in &info.roles {
+            validate_role(role)
+                .map_err(|e| format!("'FrameworkInfo.roles' contains invalid role: {e}"))?;
+        }
+    } else {
+        if !info.roles.is_empty() {
+            return Err(
+                "'FrameworkInfo.roles' must not be set when the framework is not MULTI_ROLE capable"
+                    .into(),
+            );
+        }
+        #[allow(deprecated)]
+        validate_role(info.role())
+            .map_err(|e| format!("'FrameworkInfo.role' is not a valid role: {e}"))?;
+    }
+
+    if let Some(id) = &info.id
+        && !id.value.is_empty()
+    {
+        validate_id(&id.value)?;
+    }
+
+    let timeout = info.failover_timeout();
+    if !timeout.is_finite() || timeout.abs() * 1e9 > i64::MAX as f64 {
+        return Err(format!(
+            "The framework failover_timeout ({timeout}) is invalid"
+        ));
+    }
+    Ok(())
+}
+
+/// `validateSuppressedRoles`.
+pub(super) fn validate_suppressed_roles(
+    roles: &BTreeSet<String>,
+    suppressed: &[String],
+) -> Result<(), String> {
+    let invalid: BTreeSet<String> = suppressed
+        .iter()
+        .filter(|r| !roles.contains(*r))
+        .cloned()
+        .collect();
+    if invalid.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "Suppressed roles {} are not contained in the set of roles",
+            stringify_set(&invalid)
+        ))
+    }
+}
+
+/// What task validation needs to know about the master's state.
+pub(super) struct TaskContext<'a> {
+    pub(super) framework_id: &'a v1::FrameworkId,
+    /// Whether the framework already has a live task with this id.
+    pub(super) task_exists: &'a dyn Fn(&str) -> bool,
+    pub(super) agent_id: &'a v1::AgentId,
+    /// The framework's executor with this id on the agent, if it is running.
+    pub(super) executor: &'a dyn Fn(&str) -> Option<ExecutorInfo>,
+}
+
+/// Checks on a task common to LAUNCH and LAUNCH_GROUP (`task::internal::validateTask`).
+fn validate_task_fields(task: &TaskInfo, ctx: &TaskContext<'_>) -> Result<(), String> {
+    validate_id(&task.task_id.value)?;
+    if (ctx.task_exists)(&task.task_id.value) {
+        return Err(format!("Task has duplicate ID: {}", task.task_id.value));
+    }
+    if task.agent_id != *ctx.agent_id {
+        return Err(format!(
+            "Task uses invalid agent {} while agent {} is expected",
+            task.agent_id.value, ctx.agent_id.value
+        ));
+    }
+    if let Some(grace) = task
+        .kill_policy
+        .as_ref()
+        .and_then(|k| k.grace_period.as_ref())
+        && grace.nanoseconds < 0
+    {
+        return Err("Task's 'kill_policy.grace_period' must be non-negative".into());
+    }
+    if let Some(max) = &task.max_completion_time
+        && max.nanoseconds < 0
+    {
+        return Err("Task's `max_completion_time` must be non-negative".into());
+    }
+    if task.resources.is_empty() {
+        return Err("Task uses no resources".into());
+    }
+    if Resources::from_vec(task.resources.clone())
+        .as_slice()
+        .is_empty()
+    {
+        return Err("Task uses invalid resources: no valid, non-empty resource".into());
+    }
+    if !task.limits.is_empty() {
+        if task.limits.keys().any(|k| k != "cpus" && k != "mem") {
+            return Err("Only cpus and mem may be included in a task's resource limits".into());
+        }
+        let requested = Resources::from_vec(task.resources.clone());
+        if let Some(limit) = task.limits.get("cpus") {
+            if !task.resources.iter().any(|r| r.name == "cpus") {
+                return Err(
+                    "When a CPU limit is specified, a CPU request must also be specified".into(),
+                );
+            }
+            if limit.value < requested.scalar("cpus") {
+                return Err(
+                    "The cpu limit must be greater than or equal to the cpu request".into(),
+                );
+            }
+        }
+        if let Some(limit) = task.limits.get("mem") {
+            if !task.resources.iter().any(|r| r.name == "mem") {
+                return Err(
+                    "When a memory limit is specified, a memory request must also be specified"
+                        .into(),
+                );
+            }
+            if limit.value.is_finite() && limit.value < requested.scalar("mem") {
+                return Err(
+                    "The memory limit must be greater than or equal to the memory request".into(),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `executor::validate` plus the framework id and compatibility checks of
+/// `executor::internal::validate`.
+fn validate_executor_info(executor: &ExecutorInfo, ctx: &TaskContext<'_>) -> Result<(), String> {
+    match executor
+        .r#type
+        .and_then(|t| executor_info::Type::try_from(t).ok())
+    {
+        Some(executor_info::Type::Default) if executor.command.is_some() => {
+            return Err("'ExecutorInfo.command' must not be set for 'DEFAULT' executor".into());
+        }
+        Some(executor_info::Type::Custom) if executor.command.is_none() => {
+            return Err("'ExecutorInfo.command' must be set for 'CUSTOM' executor".into());
+        }
+        _ => {}
+    }
+    validate_id(&executor.executor_id.value)?;
+    if executor
+        .shutdown_grace_period
+        .as_ref()
+        .is_some_and(|d| d.nanoseconds < 0)
+    {
+        return Err("ExecutorInfo's 'shutdown_grace_period' must be non-negative".into());
+    }
+    let Some(framework_id) = &executor.framework_id else {
+        return Err("'ExecutorInfo.framework_id' must be set".into());
+    };
+    if framework_id != ctx.framework_id {
+        return Err(format!(
+            "ExecutorInfo has an invalid FrameworkID (Actual: {} vs Expected: {})",
+            framework_id.value, ctx.framework_id.value
+        ));
+    }
+    if let Some(existing) = (ctx.executor)(&executor.executor_id.value)
+        && existing != *executor
+    {
+        return Err(format!(
+            "ExecutorInfo is not compatible with existing ExecutorInfo with same ExecutorID.\n\
+             ------------------------------------------------------------\n\
+             Existing ExecutorInfo:\n{}\n\
+             ------------------------------------------------------------\n\
+             ExecutorInfo:\n{}\n\
+             ------------------------------------------------------------\n",
+            mesokit_proto::json::encode_string(&existing),
+            mesokit_proto::json::encode_string(executor)
+        ));
+    }
+    Ok(())
+}
+
+/// `task::validate` for a LAUNCH operation. `offered` is what is left of the accepted offers
+/// (allocated to the offers' role, as the task's resources are by now). Returns what the task
+/// (and its executor, if that is not running yet) consumes.
+pub(super) fn validate_task(
+    task: &TaskInfo,
+    ctx: &TaskContext<'_>,
+    offered: &Resources,
+) -> Result<Resources, String> {
+    validate_task_fields(task, ctx)?;
+
+    if task.executor.is_some() == task.command.is_some() {
+        return Err(
+            "Task should have at least one (but not both) of CommandInfo or \
+                    ExecutorInfo present"
+                .into(),
+        );
+    }
+    let mut total = Resources::from_vec(task.resources.clone());
+    if let Some(executor) = &task.executor {
+        validate_executor_info(executor, ctx)?;
+        if executor
+            .r#type
+            .is_some_and(|t| t != executor_info::Type::Custom as i32)
+        {
+            return Err("'ExecutorInfo.type' must be 'CUSTOM'".into());
+        }
+        if executor.command.is_none() {
+            return Err("'ExecutorInfo.command' must be set".into());
+        }
+        if (ctx.executor)(&executor.executor_id.value).is_none() {
+            total.add(&Resources::from_vec(executor.resources.clone()));
+        }
+    }
+    if !offered.contains(&total) {
+        return Err(format!(
+            "Total resources {total} required by task and its executor is more than available \
+             {offered}"
+        ));
+    }
+    Ok(total)
+}
+
+/// `task::group::validate` for a LAUNCH_GROUP operation (each task's `executor` has already
+/// been filled in from the group's). Returns what the group (and its executor, if new)
+/// consumes.
+pub(super) fn validate_task_group(
+    group: &v1::TaskGroupInfo,
+    executor: &ExecutorInfo,
+    ctx: &TaskContext<'_>,
+    offered: &Resources,
+) -> Result<Resources, String> {
+    let mut ids = BTreeSet::new();
+    for task in &group.tasks {
+        let mut check = || -> Result<(), String> {
+            validate_task_fields(task, ctx)?;
+            if !ids.insert(task.task_id.value.clone()) {
+                return Err(format!("Task has duplicate ID: {}", task.task_id.value));
+            }
+            if task.executor.is_none() {
+                return Err("'TaskInfo.executor' must be set".into());
+            }
+            Ok(())
+        };
+        check().map_err(|e| format!("Task '{}' is invalid: {e}", task.task_id.value))?;
+    }
+
+    validate_executor_info(executor, ctx)?;
+    let Some(ty) = executor.r#type else {
+        return Err("'ExecutorInfo.type' must be set".into());
+    };
+    if executor_info::Type::try_from(ty).unwrap_or(executor_info::Type::Unknown)
+        == executor_info::Type::Unknown
+    {
+        return Err("Unknown executor type".into());
+    }
+    for task in &group.tasks {
+        if task.executor.as_deref().is_some_and(|e| e != executor) {
+            return Err(format!(
+                "The `ExecutorInfo` of task '{}' is different from executor '{}'",
+                task.task_id.value, executor.executor_id.value
+            ));
+        }
+    }
+    let executor_resources = Resources::from_vec(executor.resources.clone());
+    let has = |name: &str| executor.resources.iter().any(|r| r.name == name);
+    let eid = &executor.executor_id.value;
+    if !has("cpus") || executor_resources.scalar("cpus") < MIN_CPUS {
+        let cpus = if has("cpus") {
+            executor_resources.scalar("cpus").to_string()
+        } else {
+            "None".into()
+        };
+        return Err(format!(
+            "Executor '{eid}' uses less CPUs ({cpus}) than the minimum required ({MIN_CPUS})"
+        ));
+    }
+    if !has("mem") || executor_resources.scalar("mem") < MIN_MEM_MB {
+        let mem = if has("mem") {
+            format!("{}MB", executor_resources.scalar("mem"))
+        } else {
+            "None".into()
+        };
+        return Err(format!(
+            "Executor '{eid}' uses less memory ({mem}) than the minimum required ({MIN_MEM_MB}MB)"
+        ));
+    }
+    if !has("disk") {
+        return Err(format!("Executor '{eid}' uses no disk"));
+    }
+
+    let mut total = Resources::new();
+    for task in &group.tasks {
+        total.add(&Resources::from_vec(task.resources.clone()));
+    }
+    if (ctx.executor)(eid).is_none() {
+        total.add(&executor_resources);
+    }
+    if !offered.contains(&total) {
+        return Err(format!(
+            "Total resources {total} required by task group and its executor are more than \
+             available {offered}"
+        ));
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_follow_mesos_rules() {
+        assert!(validate_id("web-1.a_b").is_ok());
+        assert_eq!(validate_id("").unwrap_err(), "ID must not be empty");
+        assert_eq!(validate_id("..").unwrap_err(), "'..' is disallowed");
+        assert_eq!(
+            validate_id("a/b").unwrap_err(),
+            "'a/b' contains invalid characters"
+        );
+        assert!(validate_id(&"x".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn roles_follow_mesos_rules() {
+        assert!(validate_role("*").is_ok());
+        assert!(validate_role("dev/web").is_ok());
+        assert!(validate_role("/dev").is_err());
+        assert!(validate_role("a b").is_err());
+        assert!(validate_role("-x").is_err());
+        assert!(validate_role("").is_err());
+    }
+
+    #[test]
+    fn call_validation_texts() {
+        let mut call = scheduler::Call::default();
+        assert_eq!(
+            validate_call(&call).unwrap_err(),
+            "Expecting 'type' to be present"
+        );
+        call.r#type = Some(call::Type::Teardown as i32);
+        assert_eq!(
+            validate_call(&call).unwrap_err(),
+            "Expecting 'framework_id' to be present"
+        );
+        call.framework_id = Some(v1::FrameworkId { value: "f".into() });
+        assert!(validate_call(&call).is_ok());
+        call.r#type = Some(call::Type::Accept as i32);
+        assert_eq!(
+            validate_call(&call).unwrap_err(),
+            "Expecting 'accept' to be present"
+        );
+    }
+}
