@@ -11,7 +11,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use mesokit_proto::json::{MesosJson, Writer};
-use mesokit_proto::v1::{Attribute, Resource, ResourceStatistics, TaskState, value};
+use mesokit_proto::resources::{Resources, attributes_v0_json};
+use mesokit_proto::v1::{Attribute, Resource, ResourceStatistics, TaskState};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Agent, AgentConfig, ExecState, Executor, Framework, Input, Task, sandbox};
@@ -21,6 +22,68 @@ use crate::http::{Request, Response, empty, json, query, text};
 pub(crate) struct Ctx {
     pub(crate) tx: mpsc::UnboundedSender<Input>,
     pub(crate) config: Arc<AgentConfig>,
+}
+
+/// A JSON builder: [`Writer`] for values, with room for ready-made JSON (v0 resources).
+#[derive(Default)]
+struct J {
+    out: Vec<u8>,
+}
+
+impl J {
+    fn sep(&mut self) {
+        match self.out.last() {
+            None | Some(b'{' | b'[' | b':') => {}
+            _ => self.out.push(b','),
+        }
+    }
+    /// A fresh writer for one value (its own separator logic sees nothing before it).
+    fn w(&mut self) -> Writer<'_> {
+        self.sep();
+        Writer::new(&mut self.out)
+    }
+    fn begin_object(&mut self) {
+        self.sep();
+        self.out.push(b'{');
+    }
+    fn end_object(&mut self) {
+        self.out.push(b'}');
+    }
+    fn begin_array(&mut self) {
+        self.sep();
+        self.out.push(b'[');
+    }
+    fn end_array(&mut self) {
+        self.out.push(b']');
+    }
+    fn key(&mut self, k: &str) {
+        self.w().key(k);
+    }
+    fn map_key(&mut self, k: &str) {
+        self.w().map_key(k);
+    }
+    fn string(&mut self, v: &str) {
+        self.w().string(v);
+    }
+    fn f64(&mut self, v: f64) {
+        self.w().f64(v);
+    }
+    fn i64(&mut self, v: i64) {
+        self.w().i64(v);
+    }
+    fn u64(&mut self, v: u64) {
+        self.w().u64(v);
+    }
+    fn bool(&mut self, v: bool) {
+        self.w().bool(v);
+    }
+    fn raw(&mut self, json: &str) {
+        self.sep();
+        self.out.extend_from_slice(json.as_bytes());
+    }
+    fn message<T: MesosJson>(&mut self, m: &T) {
+        m.write_json(&mut self.w());
+    }
 }
 
 /// The Mesos version we speak.
@@ -84,15 +147,14 @@ fn jsonp(req: &Request, body: Vec<u8>) -> Response {
 }
 
 fn version_json() -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut w = Writer::new(&mut out);
+    let mut w = J::default();
     w.begin_object();
     build_fields(&mut w);
     w.end_object();
-    out
+    w.out
 }
 
-fn build_fields(w: &mut Writer<'_>) {
+fn build_fields(w: &mut J) {
     w.key("version");
     w.string(VERSION);
     w.key("build_date");
@@ -104,16 +166,15 @@ fn build_fields(w: &mut Writer<'_>) {
 }
 
 fn flags_json(c: &AgentConfig) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut w = Writer::new(&mut out);
+    let mut w = J::default();
     w.begin_object();
     w.key("flags");
     write_flags(&mut w, c);
     w.end_object();
-    out
+    w.out
 }
 
-fn write_flags(w: &mut Writer<'_>, c: &AgentConfig) {
+fn write_flags(w: &mut J, c: &AgentConfig) {
     use mesokit_proto::helpers::format_duration;
     w.begin_object();
     let flags = [
@@ -145,75 +206,17 @@ fn write_flags(w: &mut Writer<'_>, c: &AgentConfig) {
 
 // ----- v0 resources and attributes -----
 
+/// Resources as the v0 endpoints print them (a flat object).
+fn write_resources(w: &mut J, rs: &[Resource]) {
+    w.raw(&Resources::from_vec(rs.to_vec()).to_v0_json());
+}
+
+fn write_attributes(w: &mut J, attrs: &[Attribute]) {
+    w.raw(&attributes_v0_json(attrs));
+}
+
 fn scalar_sum(rs: &[Resource], name: &str) -> f64 {
-    rs.iter()
-        .filter(|r| r.name == name)
-        .filter_map(|r| r.scalar.as_ref().map(|s| s.value))
-        .sum()
-}
-
-/// Resources as the v0 endpoints print them: a flat object, `cpus`/`gpus`/`mem`/`disk` always.
-fn write_resources(w: &mut Writer<'_>, rs: &[Resource]) {
-    let mut names: Vec<&str> = vec!["cpus", "gpus", "mem", "disk"];
-    for r in rs {
-        if !names.contains(&r.name.as_str()) {
-            names.push(&r.name);
-        }
-    }
-    w.begin_object();
-    for name in names {
-        let of: Vec<&Resource> = rs.iter().filter(|r| r.name == name).collect();
-        let ty = of.first().map(|r| r.r#type);
-        w.map_key(name);
-        match ty {
-            Some(t) if t == value::Type::Ranges as i32 => {
-                let mut ranges: Vec<(u64, u64)> = of
-                    .iter()
-                    .filter_map(|r| r.ranges.as_ref())
-                    .flat_map(|r| r.range.iter().map(|x| (x.begin, x.end)))
-                    .collect();
-                ranges.sort_unstable();
-                w.string(&format_ranges(&ranges));
-            }
-            Some(t) if t == value::Type::Set as i32 => {
-                let mut items: Vec<&str> = of
-                    .iter()
-                    .filter_map(|r| r.set.as_ref())
-                    .flat_map(|s| s.item.iter().map(String::as_str))
-                    .collect();
-                items.sort_unstable();
-                items.dedup();
-                w.string(&format!("{{{}}}", items.join(", ")));
-            }
-            _ => w.f64(scalar_sum(rs, name)),
-        }
-    }
-    w.end_object();
-}
-
-fn format_ranges(ranges: &[(u64, u64)]) -> String {
-    let parts: Vec<String> = ranges.iter().map(|(b, e)| format!("{b}-{e}")).collect();
-    format!("[{}]", parts.join(", "))
-}
-
-fn write_attributes(w: &mut Writer<'_>, attrs: &[Attribute]) {
-    w.begin_object();
-    for a in attrs {
-        w.map_key(&a.name);
-        if let Some(t) = &a.text {
-            w.string(&t.value);
-        } else if let Some(s) = &a.scalar {
-            w.f64(s.value);
-        } else if let Some(r) = &a.ranges {
-            let v: Vec<(u64, u64)> = r.range.iter().map(|x| (x.begin, x.end)).collect();
-            w.string(&format_ranges(&v));
-        } else if let Some(s) = &a.set {
-            w.string(&format!("{{{}}}", s.item.join(", ")));
-        } else {
-            w.string("");
-        }
-    }
-    w.end_object();
+    Resources::from_vec(rs.to_vec()).scalar(name)
 }
 
 fn role_of(rs: &[Resource]) -> Option<String> {
@@ -226,8 +229,7 @@ fn role_of(rs: &[Resource]) -> Option<String> {
 /// The agent's `/slave(1)/state` (§5.3 essential shape).
 pub(crate) fn state_json(a: &Agent) -> Vec<u8> {
     let c = &a.config;
-    let mut out = Vec::with_capacity(4096);
-    let mut w = Writer::new(&mut out);
+    let mut w = J::default();
     w.begin_object();
     build_fields(&mut w);
     w.key("start_time");
@@ -257,7 +259,7 @@ pub(crate) fn state_json(a: &Agent) -> Vec<u8> {
     w.key("unreserved_resources_full");
     w.begin_array();
     for r in &c.resources {
-        r.write_json(&mut w);
+        w.message(r);
     }
     w.end_array();
     let used = used_resources(a);
@@ -286,10 +288,10 @@ pub(crate) fn state_json(a: &Agent) -> Vec<u8> {
     }
     w.end_array();
     w.end_object();
-    out
+    w.out
 }
 
-fn write_framework(w: &mut Writer<'_>, a: &Agent, f: &Framework) {
+fn write_framework(w: &mut J, a: &Agent, f: &Framework) {
     let i = &f.info;
     w.begin_object();
     w.key("id");
@@ -350,7 +352,7 @@ fn write_framework(w: &mut Writer<'_>, a: &Agent, f: &Framework) {
     w.end_object();
 }
 
-fn write_executor(w: &mut Writer<'_>, a: &Agent, e: &Executor) {
+fn write_executor(w: &mut J, a: &Agent, e: &Executor) {
     let fid = e.info.framework_id.clone().unwrap_or_default().value;
     w.begin_object();
     w.key("id");
@@ -374,7 +376,7 @@ fn write_executor(w: &mut Writer<'_>, a: &Agent, e: &Executor) {
         w.key("labels");
         w.begin_array();
         for l in &l.labels {
-            l.write_json(w);
+            w.message(l);
         }
         w.end_array();
     }
@@ -413,7 +415,7 @@ fn write_executor(w: &mut Writer<'_>, a: &Agent, e: &Executor) {
     w.end_object();
 }
 
-fn write_task(w: &mut Writer<'_>, a: &Agent, fid: &str, e: &Executor, t: &Task, queued: bool) {
+fn write_task(w: &mut J, a: &Agent, fid: &str, e: &Executor, t: &Task, queued: bool) {
     w.begin_object();
     w.key("id");
     w.string(&t.info.task_id.value);
@@ -456,17 +458,17 @@ fn write_task(w: &mut Writer<'_>, a: &Agent, fid: &str, e: &Executor, t: &Task, 
         w.key("labels");
         w.begin_array();
         for l in &l.labels {
-            l.write_json(w);
+            w.message(l);
         }
         w.end_array();
     }
     if let Some(d) = &t.info.discovery {
         w.key("discovery");
-        d.write_json(w);
+        w.message(d);
     }
     if let Some(c) = &t.info.container {
         w.key("container");
-        c.write_json(w);
+        w.message(c.as_ref());
     }
     w.end_object();
 }
@@ -514,8 +516,7 @@ fn proc_stats(pid: u32) -> (Option<u64>, Option<f64>, Option<f64>) {
 }
 
 pub(crate) fn statistics_json(a: &Agent) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut w = Writer::new(&mut out);
+    let mut w = J::default();
     w.begin_array();
     for e in a.frameworks.values().flat_map(|f| f.executors.values()) {
         if e.state == ExecState::Terminated {
@@ -543,11 +544,11 @@ pub(crate) fn statistics_json(a: &Agent) -> Vec<u8> {
         #[allow(deprecated)]
         w.string(e.info.source.as_deref().unwrap_or(""));
         w.key("statistics");
-        stats.write_json(&mut w);
+        w.message(&stats);
         w.end_object();
     }
     w.end_array();
-    out
+    w.out
 }
 
 // ----- /metrics/snapshot -----
@@ -620,15 +621,14 @@ pub(crate) fn metrics_json(a: &Agent) -> Vec<u8> {
     }
     m.push(("slave/frameworks_active".into(), a.frameworks.len() as f64));
     m.push(("slave/recovery_errors".into(), 0.0));
-    let mut out = Vec::new();
-    let mut w = Writer::new(&mut out);
+    let mut w = J::default();
     w.begin_object();
     for (k, v) in m {
         w.map_key(&k);
         w.f64(v);
     }
     w.end_object();
-    out
+    w.out
 }
 
 // ----- /files -----
@@ -695,8 +695,7 @@ fn files_read(config: &AgentConfig, req: &Request) -> Response {
         }
         let data = std::fs::read(&real).map_err(|_| text(StatusCode::NOT_FOUND, ""))?;
         let size = data.len() as i64;
-        let mut out = Vec::new();
-        let mut w = Writer::new(&mut out);
+        let mut w = J::default();
         w.begin_object();
         if offset < 0 {
             w.key("data");
@@ -715,7 +714,7 @@ fn files_read(config: &AgentConfig, req: &Request) -> Response {
             w.i64(offset);
         }
         w.end_object();
-        Ok(jsonp(req, out))
+        Ok(jsonp(req, w.out))
     };
     inner().unwrap_or_else(|r| r)
 }
@@ -777,8 +776,7 @@ fn files_browse(config: &AgentConfig, req: &Request) -> Response {
             let md = std::fs::metadata(&real).map_err(|_| text(StatusCode::NOT_FOUND, ""))?;
             vec![(real.clone(), md)]
         };
-        let mut out = Vec::new();
-        let mut w = Writer::new(&mut out);
+        let mut w = J::default();
         w.begin_array();
         for (p, md) in entries {
             w.begin_object();
@@ -799,7 +797,7 @@ fn files_browse(config: &AgentConfig, req: &Request) -> Response {
             w.end_object();
         }
         w.end_array();
-        Ok(jsonp(req, out))
+        Ok(jsonp(req, w.out))
     };
     inner().unwrap_or_else(|r| r)
 }
