@@ -823,8 +823,10 @@ impl Master {
         framework.conn = None;
         let timeout = framework.info.failover_timeout();
         if timeout > 0.0 && timeout.is_finite() {
-            let timeout = Duration::try_from_secs_f64(timeout).unwrap_or(MAX_REFUSE * 100);
-            framework.failover_at = Some(now + timeout);
+            // A timeout too large to represent never expires.
+            framework.failover_at = Duration::try_from_secs_f64(timeout)
+                .ok()
+                .and_then(|t| now.checked_add(t));
         } else {
             self.remove_framework(now, &fid);
         }

@@ -1506,6 +1506,159 @@ fn update_framework_is_synchronous() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// More allocation and launch rules
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn one_offers_event_carries_the_offers_of_all_agents() {
+    let mut w = World::new();
+    w.m.add_agent(
+        w.now,
+        agent_info("cpus:2;mem:512"),
+        "slave(1)@127.0.0.1:5052".into(),
+    );
+    let sub = w.subscribe(1, framework_info(&[]));
+    w.drain();
+    w.tick();
+    let events = w.events(sub.stream);
+    assert_eq!(events.len(), 1);
+    let offers = &events[0].offers.as_ref().unwrap().offers;
+    assert_eq!(offers.len(), 2);
+    assert_eq!(offers[1].url.as_ref().unwrap().address.port, 5052);
+}
+
+#[test]
+fn too_little_or_gpu_resources_are_not_offered() {
+    let mut w = World::new();
+    let sub = w.subscribe(1, framework_info(&[]));
+    let offers = w.offers(&sub);
+    // Take nearly everything: 0.005 cpus and 16 MB are left, below `cpus:0.01|mem:32`.
+    let task = command_task("big", &w.agent, 3.995, 1008.0);
+    w.accept(&sub, &[&offers[0]], vec![launch(vec![task])]);
+    w.drain();
+    w.advance(secs(10));
+    assert!(w.offers(&sub).is_empty());
+
+    // A GPU agent is offered only to GPU_RESOURCES frameworks.
+    w.m.add_agent(
+        w.now,
+        agent_info("cpus:1;mem:256;gpus:1"),
+        "slave(1)@127.0.0.1:5052".into(),
+    );
+    assert!(w.offers(&sub).is_empty());
+    let gpu = w.subscribe(2, framework_info(&[Cap::GpuResources]));
+    let offers = w.offers(&gpu);
+    assert_eq!(offers.len(), 1);
+    assert_eq!(
+        Resources::from_vec(offers[0].resources.clone()).scalar("gpus"),
+        1.0
+    );
+}
+
+#[test]
+fn no_heartbeats_or_offers_for_a_disconnected_framework() {
+    let mut w = World::new();
+    let mut info = framework_info(&[]);
+    info.failover_timeout = Some(3600.0);
+    let sub = w.subscribe(1, info);
+    w.drain();
+    w.m.stream_closed(w.now, sub.stream);
+    w.advance(secs(60));
+    w.tick();
+    assert!(w.drain().is_empty());
+}
+
+#[test]
+fn executor_resources_are_taken_once_and_executor_info_must_not_change() {
+    let mut w = World::new();
+    let sub = w.subscribe(1, framework_info(&[]));
+    let offers = w.offers(&sub);
+    let mut executor = helpers::custom_executor("exec", helpers::shell("./exec"));
+    executor.resources = Resources::parse("cpus:1;mem:64").unwrap().into_vec();
+    let task = |id: &str, e: &v1::ExecutorInfo, agent: &v1::AgentId| {
+        helpers::TaskBuilder::new(id, id, &agent.value)
+            .cpus(1.0)
+            .mem(32.0)
+            .executor(e.clone())
+            .build()
+    };
+    let mut changed = executor.clone();
+    changed.name = Some("other".into());
+    let agent = w.agent.clone();
+    w.accept(
+        &sub,
+        &[&offers[0]],
+        vec![launch(vec![
+            task("a", &executor, &agent),
+            task("b", &executor, &agent),
+            task("c", &changed, &agent),
+        ])],
+    );
+    let out = w.drain();
+    let runs = out
+        .iter()
+        .filter(|o| {
+            matches!(
+                o,
+                Output::Agent {
+                    msg: ToAgent::RunTask { .. },
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(runs, 2);
+    let errors = updates(
+        out.into_iter()
+            .filter_map(|o| match o {
+                Output::Event { event, .. } => Some(event),
+                _ => None,
+            })
+            .collect(),
+    );
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].task_id.value, "c");
+    assert!(
+        errors[0]
+            .message
+            .as_deref()
+            .unwrap()
+            .starts_with("ExecutorInfo is not compatible with existing ExecutorInfo")
+    );
+    // 1 cpu for the executor, once, and 1 per task.
+    let state = serde_like::parse(&w.m.state_json(w.now));
+    assert_eq!(
+        state
+            .get("frameworks")
+            .idx(0)
+            .get("used_resources")
+            .get("cpus")
+            .num(),
+        3.0
+    );
+    // The next offer for that agent names the running executor.
+    w.advance(secs(5));
+    let offers = w.offers(&sub);
+    assert_eq!(offers[0].executor_ids[0].value, "exec");
+}
+
+#[test]
+fn launch_operations_must_not_have_an_id() {
+    let mut w = World::new();
+    let sub = w.subscribe(1, framework_info(&[]));
+    let offers = w.offers(&sub);
+    let mut op = launch(vec![command_task("t", &w.agent, 0.1, 32.0)]);
+    op.id = Some(v1::OperationId { value: "op".into() });
+    w.accept(&sub, &[&offers[0]], vec![op]);
+    let ups = updates(w.events(1));
+    assert_eq!(state(&ups[0]), TaskState::TaskError);
+    assert_eq!(
+        ups[0].message.as_deref(),
+        Some("The `id` field cannot be set on LAUNCH operations")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
 // Read side
 // ---------------------------------------------------------------------------------------------
 
@@ -1540,6 +1693,9 @@ fn state_json_has_the_mesos_shape() {
 
     let tasks = serde_like::parse(&w.m.tasks_json(100, 0, true, None, None));
     assert_eq!(tasks.get("tasks").idx(0).get("id").str(), "t1");
+    assert_eq!(tasks.get("tasks").idx(0).get("slave_id").str(), "M-S0");
+    let paged = serde_like::parse(&w.m.tasks_json(100, 1, true, None, None));
+    assert_eq!(paged.get("tasks").len(), 0);
     let none = serde_like::parse(&w.m.tasks_json(100, 0, true, None, Some("zzz")));
     assert_eq!(none.get("tasks").len(), 0);
 
