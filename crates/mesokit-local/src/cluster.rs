@@ -1,1 +1,237 @@
-//! Starting a master and agents on sockets and tasks.
+//! Starting a master and agents on sockets and tasks: [`LocalCluster`].
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use mesokit_proto::resources::{Resources, parse_attributes};
+use mesokit_proto::v1;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use crate::agent::{self, AgentConfig, AgentHandle};
+use crate::master::{Master, MasterConfig, actor, http as master_http};
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// Number of agents.
+    pub agents: usize,
+    /// Each agent's resources, in Mesos's `--resources` syntax.
+    pub resources: String,
+    /// Each agent's attributes, in Mesos's `--attributes` syntax.
+    pub attributes: String,
+    /// Work directory (sandboxes, agent state). `None`: a fresh directory under the system
+    /// temporary directory, removed on shutdown.
+    pub work_dir: Option<PathBuf>,
+    /// Address to bind; 127.0.0.1 unless asked otherwise.
+    pub ip: Ipv4Addr,
+    /// Master port (5050 by default; 0 picks a free one).
+    pub port: u16,
+    /// First agent port (agents take consecutive ports); 0 picks free ones.
+    pub agent_port: u16,
+    /// argv of the command executor that agents start for command tasks
+    /// (`mesokit executor` when run from the CLI).
+    pub command_executor: Vec<String>,
+    /// Scheduler heartbeat interval (Mesos: 15 s).
+    pub heartbeat_interval: Duration,
+    /// Offer cycle (Mesos: 1 s).
+    pub allocation_interval: Duration,
+    /// First status-update retry (Mesos: 10 s, doubling up to 10 min).
+    pub status_retry_initial: Duration,
+    /// Executor registration timeout (Mesos: 1 min).
+    pub executor_registration_timeout: Duration,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            agents: 1,
+            resources: "cpus:4;mem:8192;disk:20000;ports:[31000-32000]".into(),
+            attributes: String::new(),
+            work_dir: None,
+            ip: Ipv4Addr::LOCALHOST,
+            port: 5050,
+            agent_port: 5051,
+            command_executor: Vec::new(),
+            heartbeat_interval: Duration::from_secs(15),
+            allocation_interval: Duration::from_secs(1),
+            status_retry_initial: Duration::from_secs(10),
+            executor_registration_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// A configuration for tests: ephemeral ports, a private work dir, fast offer cycles.
+    pub fn for_tests(command_executor: Vec<String>) -> Self {
+        ClusterConfig {
+            port: 0,
+            agent_port: 0,
+            command_executor,
+            allocation_interval: Duration::from_millis(100),
+            ..ClusterConfig::default()
+        }
+    }
+}
+
+/// Why a cluster could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// `--resources` or `--attributes` did not parse.
+    #[error("{0}")]
+    Config(String),
+    /// A port could not be bound or a directory created.
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running master and its agents.
+#[derive(Debug)]
+pub struct LocalCluster {
+    master_addr: SocketAddr,
+    agents: Vec<AgentHandle>,
+    work_dir: PathBuf,
+    remove_work_dir: bool,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl LocalCluster {
+    /// Binds the sockets and starts everything. Must be called inside a Tokio runtime.
+    pub async fn start(config: ClusterConfig) -> Result<LocalCluster, StartError> {
+        let io = |what: String| move |source| StartError::Io { what, source };
+        let resources = Resources::parse(&config.resources)
+            .map_err(|e| StartError::Config(format!("--resources: {e}")))?;
+        let attributes = if config.attributes.trim().is_empty() {
+            Vec::new()
+        } else {
+            parse_attributes(&config.attributes)
+                .map_err(|e| StartError::Config(format!("--attributes: {e}")))?
+        };
+        let (work_dir, remove_work_dir) = match &config.work_dir {
+            Some(d) => (d.clone(), false),
+            None => {
+                let d = std::env::temp_dir().join(format!(
+                    "mesokit-local-{}-{:08x}",
+                    std::process::id(),
+                    fastrand::u32(..)
+                ));
+                (d, true)
+            }
+        };
+        std::fs::create_dir_all(&work_dir)
+            .map_err(io(format!("cannot create work dir {}", work_dir.display())))?;
+
+        let master_listener = TcpListener::bind((config.ip, config.port))
+            .await
+            .map_err(io(format!(
+                "cannot bind the master to {}:{}",
+                config.ip, config.port
+            )))?;
+        let master_addr = master_listener
+            .local_addr()
+            .map_err(io("master address".into()))?;
+
+        let now = std::time::Instant::now();
+        let mut master = Master::new(
+            MasterConfig {
+                hostname: "localhost".into(),
+                ip: config.ip,
+                port: master_addr.port(),
+                heartbeat_interval: config.heartbeat_interval,
+                allocation_interval: config.allocation_interval,
+                ..MasterConfig::default()
+            },
+            now,
+        );
+
+        let (to_master, from_agents) = mpsc::unbounded_channel();
+        let mut agents = Vec::new();
+        for i in 0..config.agents {
+            let port = if config.agent_port == 0 {
+                0
+            } else {
+                config.agent_port + i as u16
+            };
+            let listener = TcpListener::bind((config.ip, port))
+                .await
+                .map_err(io(format!("cannot bind agent {i} to {}:{port}", config.ip)))?;
+            let port = listener
+                .local_addr()
+                .map_err(io("agent address".into()))?
+                .port();
+            let info = v1::AgentInfo {
+                hostname: "localhost".into(),
+                port: Some(i32::from(port)),
+                resources: resources.as_slice().to_vec(),
+                attributes: attributes.clone(),
+                ..Default::default()
+            };
+            let id = master.add_agent(now, info, format!("slave(1)@{}:{port}", config.ip));
+            let mut ac = AgentConfig::new(
+                id,
+                "localhost",
+                config.ip,
+                port,
+                work_dir.clone(),
+                config.command_executor.clone(),
+            );
+            ac.resources = resources.as_slice().to_vec();
+            ac.attributes = attributes.clone();
+            ac.status_retry_initial = config.status_retry_initial;
+            ac.executor_registration_timeout = config.executor_registration_timeout;
+            agents.push(agent::start(ac, listener, to_master.clone()));
+        }
+        drop(to_master);
+
+        let (handle, master_task) = actor::spawn(master, agents.clone(), from_agents);
+        let server = crate::http::serve(master_listener, move |req| {
+            master_http::handle(handle.clone(), req)
+        });
+        tracing::info!(master = %master_addr, agents = agents.len(), work_dir = %work_dir.display(), "local cluster started");
+        Ok(LocalCluster {
+            master_addr,
+            agents,
+            work_dir,
+            remove_work_dir,
+            tasks: vec![master_task, server],
+        })
+    }
+
+    /// The master's address.
+    pub fn master_addr(&self) -> SocketAddr {
+        self.master_addr
+    }
+
+    /// The master's base URL, e.g. `http://127.0.0.1:5050`.
+    pub fn master_url(&self) -> String {
+        format!("http://{}", self.master_addr)
+    }
+
+    /// The agents.
+    pub fn agents(&self) -> &[AgentHandle] {
+        &self.agents
+    }
+
+    /// The work directory (sandboxes live below it).
+    pub fn work_dir(&self) -> &std::path::Path {
+        &self.work_dir
+    }
+
+    /// Stops serving, kills every executor and removes a temporary work dir.
+    pub async fn shutdown(self) {
+        for a in &self.agents {
+            a.shutdown().await;
+        }
+        for t in &self.tasks {
+            t.abort();
+        }
+        if self.remove_work_dir {
+            let _ = std::fs::remove_dir_all(&self.work_dir);
+        }
+    }
+}

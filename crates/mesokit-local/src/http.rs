@@ -1,6 +1,10 @@
 //! HTTP plumbing shared by the master's and the agents' fronts: serving a listener, Mesos's
 //! media-type rules and its plain-text error responses, RecordIO streaming bodies.
 
+// Handlers return a ready `Response` as the error of their checks; its size is irrelevant next
+// to the network round trip it answers.
+#![allow(clippy::result_large_err)]
+
 use std::convert::Infallible;
 use std::future::Future;
 
@@ -102,7 +106,10 @@ pub fn stream(content_type: Media, rx: mpsc::Receiver<Bytes>) -> Response {
 /// the master's single actor writing to many subscribers).
 pub fn stream_unbounded(content_type: Media, rx: mpsc::UnboundedReceiver<Bytes>) -> Response {
     let mut r = http::Response::new(BoxBody::new(UnboundedChannelBody(rx)));
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type.as_str()));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type.as_str()),
+    );
     r
 }
 

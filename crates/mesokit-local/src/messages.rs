@@ -8,6 +8,8 @@ use mesokit_proto::v1::{
 };
 
 /// From the master to one agent.
+// Sent once per task over a channel; boxing the large variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum ToAgent {
     /// Run one task. `executor` is `None` for a command task (the agent synthesises the command
@@ -54,6 +56,7 @@ pub enum ToAgent {
 }
 
 /// From an agent to the master.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum ToMaster {
     /// A reliable status update (it has a uuid) to forward to the scheduler, with the task's

@@ -1,8 +1,9 @@
 //! `mesokit`: the command-line front of the mesokit libraries.
 //!
 //! Subcommands land with the libraries they drive; today: `decode` (inspect a captured Mesos
-//! event stream) and `executor` (the command executor an agent starts). `run`, `local`,
-//! `status` and `hook` follow (see the README).
+//! event stream), `executor` (the command executor an agent starts) and `local` (a
+//! Mesos-compatible master and agents on this machine). `run`, `status` and `hook` follow
+//! (see the README).
 
 mod cmd;
 
@@ -29,6 +30,8 @@ enum Command {
     /// Run as a Mesos command executor: started by an agent with the MESOS_* environment, run
     /// the task it sends and report its states.
     Executor(cmd::executor::Args),
+    /// Run a Mesos-compatible master and agents on this machine (for development and tests).
+    Local(cmd::local::Args),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Decode(args) => cmd::decode::run(args),
         Command::Executor(args) => cmd::executor::run(args),
+        Command::Local(args) => cmd::local::run(args),
     };
     match result {
         Ok(code) => code,

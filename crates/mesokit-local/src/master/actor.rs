@@ -19,7 +19,9 @@ use crate::messages::ToMaster;
 #[derive(Debug)]
 pub(crate) enum Read {
     State,
-    Frameworks { framework_id: Option<String> },
+    Frameworks {
+        framework_id: Option<String>,
+    },
     Tasks {
         limit: usize,
         offset: usize,
@@ -55,7 +57,10 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<CallOk, CallError>>,
     },
     StreamClosed(StreamId),
-    Read { what: Read, reply: oneshot::Sender<ReadResult> },
+    Read {
+        what: Read,
+        reply: oneshot::Sender<ReadResult>,
+    },
 }
 
 /// The handle the HTTP front uses to talk to the master task.
@@ -76,9 +81,13 @@ impl MasterHandle {
         call: scheduler::Call,
         media: Media,
     ) -> Result<Subscription, CallError> {
-        self.ask(|reply| Command::Subscribe { call: Box::new(call), media, reply })
-            .await
-            .unwrap_or_else(|| Err(gone()))
+        self.ask(|reply| Command::Subscribe {
+            call: Box::new(call),
+            media,
+            reply,
+        })
+        .await
+        .unwrap_or_else(|| Err(gone()))
     }
 
     pub(crate) async fn call(
@@ -86,9 +95,13 @@ impl MasterHandle {
         stream_id: Option<String>,
         call: scheduler::Call,
     ) -> Result<CallOk, CallError> {
-        self.ask(|reply| Command::Call { stream_id, call: Box::new(call), reply })
-            .await
-            .unwrap_or_else(|| Err(gone()))
+        self.ask(|reply| Command::Call {
+            stream_id,
+            call: Box::new(call),
+            reply,
+        })
+        .await
+        .unwrap_or_else(|| Err(gone()))
     }
 
     pub(crate) async fn read(&self, what: Read) -> Option<ReadResult> {
@@ -97,7 +110,10 @@ impl MasterHandle {
 }
 
 fn gone() -> CallError {
-    CallError { status: 503, message: "Master is shutting down".into() }
+    CallError {
+        status: 503,
+        message: "Master is shutting down".into(),
+    }
 }
 
 struct Stream {
@@ -113,8 +129,10 @@ pub(crate) fn spawn(
 ) -> (MasterHandle, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::unbounded_channel::<Command>();
     let handle = MasterHandle { tx: tx.clone() };
-    let agents: HashMap<String, AgentHandle> =
-        agents.into_iter().map(|a| (a.id().value.clone(), a)).collect();
+    let agents: HashMap<String, AgentHandle> = agents
+        .into_iter()
+        .map(|a| (a.id().value.clone(), a))
+        .collect();
     let task = tokio::spawn(async move {
         let mut streams: HashMap<StreamId, Stream> = HashMap::new();
         let mut next_stream: StreamId = 1;
@@ -188,7 +206,9 @@ pub(crate) fn spawn(
                     }
                     Output::Agent { agent_id, msg } => match agents.get(&agent_id.value) {
                         Some(a) => a.send(msg),
-                        None => tracing::warn!(agent_id = %agent_id.value, "message for an unknown agent dropped"),
+                        None => {
+                            tracing::warn!(agent_id = %agent_id.value, "message for an unknown agent dropped")
+                        }
                     },
                 }
             }
@@ -210,9 +230,19 @@ fn read(master: &Master, now: std::time::Instant, what: Read) -> ReadResult {
         Read::Frameworks { framework_id } => {
             ReadResult::Json(master.frameworks_json(framework_id.as_deref()))
         }
-        Read::Tasks { limit, offset, descending, framework_id, task_id } => ReadResult::Json(
-            master.tasks_json(limit, offset, descending, framework_id.as_deref(), task_id.as_deref()),
-        ),
+        Read::Tasks {
+            limit,
+            offset,
+            descending,
+            framework_id,
+            task_id,
+        } => ReadResult::Json(master.tasks_json(
+            limit,
+            offset,
+            descending,
+            framework_id.as_deref(),
+            task_id.as_deref(),
+        )),
         Read::Metrics => ReadResult::Metrics(master.metrics()),
         Read::MasterInfo => ReadResult::MasterInfo(Box::new(master.master_info())),
     }

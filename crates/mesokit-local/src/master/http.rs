@@ -2,22 +2,25 @@
 //! and the read endpoints, under both the bare and the `/master/` paths as libprocess
 //! delegation serves them.
 
+// Checks return the ready error `Response` (see crate::http).
+#![allow(clippy::result_large_err)]
+
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use mesokit_proto::v1::{master, scheduler};
 use mesokit_proto::{Message, json};
 
 use super::actor::{MasterHandle, Read, ReadResult};
-use super::CallOk;
+use super::{CallOk, MESOS_VERSION};
 use crate::http::{self as h, Media, Request, Response};
-
-/// Mesos version we speak (what `/version` and `MasterInfo.version` report).
-pub const MESOS_VERSION: &str = "1.12.0";
 
 /// Routes one request.
 pub(crate) async fn handle(m: MasterHandle, req: Request) -> Response {
     let path = req.uri().path().to_owned();
-    let path = path.strip_prefix("/master").filter(|p| p.starts_with('/')).unwrap_or(&path);
+    let path = path
+        .strip_prefix("/master")
+        .filter(|p| p.starts_with('/'))
+        .unwrap_or(&path);
     match path {
         "/api/v1/scheduler" => scheduler_api(m, req).await,
         "/api/v1" => operator_api(m, req).await,
@@ -27,12 +30,26 @@ pub(crate) async fn handle(m: MasterHandle, req: Request) -> Response {
             read_json(&m, Read::Frameworks { framework_id }).await
         }
         "/tasks" | "/tasks.json" => {
-            let limit = param(&req, "limit").and_then(|v| v.parse().ok()).unwrap_or(100);
-            let offset = param(&req, "offset").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let limit = param(&req, "limit")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(100);
+            let offset = param(&req, "offset")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
             let descending = param(&req, "order").as_deref() != Some("asc");
             let framework_id = param(&req, "framework_id");
             let task_id = param(&req, "task_id");
-            read_json(&m, Read::Tasks { limit, offset, descending, framework_id, task_id }).await
+            read_json(
+                &m,
+                Read::Tasks {
+                    limit,
+                    offset,
+                    descending,
+                    framework_id,
+                    task_id,
+                },
+            )
+            .await
         }
         "/metrics/snapshot" => match m.read(Read::Metrics).await {
             Some(ReadResult::Metrics(list)) => h::json(metrics_json(&list)),
@@ -42,7 +59,11 @@ pub(crate) async fn handle(m: MasterHandle, req: Request) -> Response {
         "/version" => h::json(version_json()),
         "/redirect" => match m.read(Read::MasterInfo).await {
             Some(ReadResult::MasterInfo(mi)) => {
-                let host = mi.address.as_ref().and_then(|a| a.ip.clone()).unwrap_or_default();
+                let host = mi
+                    .address
+                    .as_ref()
+                    .and_then(|a| a.ip.clone())
+                    .unwrap_or_default();
                 let mut r = h::empty(StatusCode::TEMPORARY_REDIRECT);
                 let loc = format!("//{host}:{}", mi.port);
                 r.headers_mut().insert(
@@ -58,7 +79,10 @@ pub(crate) async fn handle(m: MasterHandle, req: Request) -> Response {
 }
 
 fn param(req: &Request, name: &str) -> Option<String> {
-    h::query(req).into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    h::query(req)
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
 }
 
 fn unavailable() -> Response {
@@ -103,10 +127,16 @@ fn decode_call<T: json::MesosJson + Message + Default>(
 ) -> Result<T, Response> {
     match media {
         Media::Json => json::decode(body).map_err(|e| {
-            h::text(StatusCode::BAD_REQUEST, format!("Failed to convert JSON into {what} protobuf: {e}"))
+            h::text(
+                StatusCode::BAD_REQUEST,
+                format!("Failed to convert JSON into {what} protobuf: {e}"),
+            )
         }),
         Media::Protobuf => T::decode(body.clone()).map_err(|e| {
-            h::text(StatusCode::BAD_REQUEST, format!("Failed to parse body into {what} protobuf: {e}"))
+            h::text(
+                StatusCode::BAD_REQUEST,
+                format!("Failed to parse body into {what} protobuf: {e}"),
+            )
         }),
     }
 }
@@ -208,7 +238,10 @@ async fn operator_api(m: MasterHandle, req: Request) -> Response {
         C::GetMaster => match m.read(Read::MasterInfo).await {
             Some(ReadResult::MasterInfo(mi)) => {
                 out.r#type = Some(R::GetMaster as i32);
-                out.get_master = Some(r::GetMaster { master_info: Some(mi), ..Default::default() });
+                out.get_master = Some(r::GetMaster {
+                    master_info: Some(mi),
+                    ..Default::default()
+                });
             }
             _ => return unavailable(),
         },
@@ -218,7 +251,10 @@ async fn operator_api(m: MasterHandle, req: Request) -> Response {
                 out.get_metrics = Some(r::GetMetrics {
                     metrics: list
                         .into_iter()
-                        .map(|(name, value)| mesokit_proto::v1::Metric { name, value: Some(value) })
+                        .map(|(name, value)| mesokit_proto::v1::Metric {
+                            name,
+                            value: Some(value),
+                        })
                         .collect(),
                 });
             }
@@ -228,7 +264,10 @@ async fn operator_api(m: MasterHandle, req: Request) -> Response {
         other => {
             return h::text(
                 StatusCode::NOT_IMPLEMENTED,
-                format!("{} is not implemented by mesokit local", other.as_str_name()),
+                format!(
+                    "{} is not implemented by mesokit local",
+                    other.as_str_name()
+                ),
             );
         }
     }

@@ -2,10 +2,14 @@
 //!
 //! * `core`: [`Master`] — frameworks, agents, offers, tasks, refusal filters, allocation.
 //! * `validation`: Mesos's checks of scheduler calls, `FrameworkInfo` and tasks.
+//! * `actor`: the task that owns the [`Master`], ticks it and carries out its outputs.
+//! * `http`: the scheduler API and read endpoints on the master's listener.
 //! * `state_json`: the v0 JSON of `/master/state`, `/master/frameworks`, `/master/tasks` and
 //!   the `master/*` metrics.
 
+pub(crate) mod actor;
 mod core;
+pub mod http;
 mod state_json;
 mod validation;
 
