@@ -13,15 +13,13 @@ use mesokit_proto::resources::Resources;
 use mesokit_proto::v1::{
     self, TaskState,
     framework_info::capability::Type as Capability,
-    master_info,
-    offer::operation,
-    resource,
+    master_info, resource,
     scheduler::{self, call, event},
     task_status::{Reason, Source},
 };
 use tracing::{debug, info, warn};
 
-use super::validation::{self, TaskContext};
+use super::validation;
 use crate::messages::{ToAgent, ToMaster};
 
 /// Identifies one SUBSCRIBE connection; chosen by the IO layer.
@@ -36,7 +34,7 @@ const MAX_COMPLETED_FRAMEWORKS: usize = 50;
 const MAX_COMPLETED_TASKS: usize = 1000;
 
 /// Refusal filters never last longer than this (Mesos caps `refuse_seconds` at 365 days).
-const MAX_REFUSE: Duration = Duration::from_secs(365 * 24 * 3600);
+pub(super) const MAX_REFUSE: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// The master's settings; [`Default`] gives Mesos's defaults.
 #[derive(Debug, Clone)]
@@ -116,14 +114,14 @@ pub struct CallError {
 }
 
 impl CallError {
-    fn bad_request(message: impl Into<String>) -> Self {
+    pub(super) fn bad_request(message: impl Into<String>) -> Self {
         CallError {
             status: 400,
             message: message.into(),
         }
     }
 
-    fn forbidden(message: impl Into<String>) -> Self {
+    pub(super) fn forbidden(message: impl Into<String>) -> Self {
         CallError {
             status: 403,
             message: message.into(),
@@ -191,7 +189,7 @@ pub(super) struct Framework {
 }
 
 impl Framework {
-    fn new(id: v1::FrameworkId, info: v1::FrameworkInfo, time: f64) -> Self {
+    pub(super) fn new(id: v1::FrameworkId, info: v1::FrameworkInfo, time: f64) -> Self {
         Framework {
             id,
             info,
@@ -219,7 +217,7 @@ impl Framework {
         validation::framework_roles(&self.info)
     }
 
-    fn add_completed_task(&mut self, task: v1::Task) {
+    pub(super) fn add_completed_task(&mut self, task: v1::Task) {
         if self.completed_tasks.len() >= MAX_COMPLETED_TASKS {
             self.completed_tasks.pop_front();
         }
@@ -292,7 +290,7 @@ pub(super) struct Counters {
 }
 
 impl Counters {
-    fn count_terminal(&mut self, state: i32) {
+    pub(super) fn count_terminal(&mut self, state: i32) {
         match TaskState::try_from(state) {
             Ok(TaskState::TaskFinished) => self.tasks_finished += 1,
             Ok(TaskState::TaskFailed) => self.tasks_failed += 1,
@@ -320,17 +318,17 @@ pub struct Master {
     /// Epoch seconds at `start`.
     pub(super) wall_base: f64,
     pub(super) last_now: Instant,
-    next_framework: u64,
-    next_agent: u64,
-    next_offer: u64,
+    pub(super) next_framework: u64,
+    pub(super) next_agent: u64,
+    pub(super) next_offer: u64,
     pub(super) frameworks: BTreeMap<String, Framework>,
     pub(super) completed_frameworks: VecDeque<Framework>,
     pub(super) agents: BTreeMap<String, Agent>,
     pub(super) removed_agents: BTreeSet<String>,
     pub(super) offers: BTreeMap<String, OfferEntry>,
-    outputs: VecDeque<Output>,
-    periodic_allocation: Instant,
-    allocation_requested: bool,
+    pub(super) outputs: VecDeque<Output>,
+    pub(super) periodic_allocation: Instant,
+    pub(super) allocation_requested: bool,
     pub(super) counters: Counters,
 }
 
@@ -340,14 +338,14 @@ fn epoch_now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-fn event(ty: event::Type) -> scheduler::Event {
+pub(super) fn event(ty: event::Type) -> scheduler::Event {
     scheduler::Event {
         r#type: Some(ty as i32),
         ..Default::default()
     }
 }
 
-fn error_event(message: &str) -> scheduler::Event {
+pub(super) fn error_event(message: &str) -> scheduler::Event {
     scheduler::Event {
         error: Some(event::Error {
             message: message.into(),
@@ -356,7 +354,7 @@ fn error_event(message: &str) -> scheduler::Event {
     }
 }
 
-fn update_event(status: v1::TaskStatus) -> scheduler::Event {
+pub(super) fn update_event(status: v1::TaskStatus) -> scheduler::Event {
     scheduler::Event {
         update: Some(Box::new(event::Update { status })),
         ..event(event::Type::Update)
@@ -364,13 +362,13 @@ fn update_event(status: v1::TaskStatus) -> scheduler::Event {
 }
 
 /// Whether a task in this state no longer holds resources (terminal or unreachable).
-fn releases_resources(state: i32) -> bool {
+pub(super) fn releases_resources(state: i32) -> bool {
     is_terminal_value(state) || state == TaskState::TaskUnreachable as i32
 }
 
 /// Task (and executor) resources as the master keeps them: `allocation_info` set to the offer's
 /// role, and the pre-refinement `role: "*"` dropped (unset means unreserved).
-fn inject_allocation(resources: &mut [v1::Resource], role: &str) {
+pub(super) fn inject_allocation(resources: &mut [v1::Resource], role: &str) {
     for r in resources {
         #[allow(deprecated)]
         if r.role.as_deref() == Some("*") {
@@ -380,17 +378,6 @@ fn inject_allocation(resources: &mut [v1::Resource], role: &str) {
             role: Some(role.to_owned()),
         });
     }
-}
-
-/// Whether an agent resource may be offered to `role`: unreserved, or reserved to that role.
-fn offerable_to(r: &v1::Resource, role: &str) -> bool {
-    #[allow(deprecated)]
-    let reserved = match (r.reservations.last(), r.role.as_deref()) {
-        (Some(res), _) => res.role.as_deref(),
-        (None, Some(role)) if role != "*" => Some(role),
-        _ => None,
-    };
-    reserved.is_none_or(|reserved| reserved == role)
 }
 
 impl Master {
@@ -432,7 +419,7 @@ impl Master {
         self.wall_base + now.saturating_duration_since(self.start).as_secs_f64()
     }
 
-    fn observe(&mut self, now: Instant) {
+    pub(super) fn observe(&mut self, now: Instant) {
         if now > self.last_now {
             self.last_now = now;
         }
@@ -473,7 +460,7 @@ impl Master {
         self.outputs.pop_front()
     }
 
-    fn send_agent(&mut self, agent_id: &v1::AgentId, msg: ToAgent) {
+    pub(super) fn send_agent(&mut self, agent_id: &v1::AgentId, msg: ToAgent) {
         self.outputs.push_back(Output::Agent {
             agent_id: agent_id.clone(),
             msg,
@@ -481,7 +468,7 @@ impl Master {
     }
 
     /// Sends `event` to the framework's current stream; dropped if it is not connected.
-    fn send(&mut self, framework_id: &str, event: scheduler::Event) {
+    pub(super) fn send(&mut self, framework_id: &str, event: scheduler::Event) {
         let stream = self
             .frameworks
             .get(framework_id)
@@ -497,7 +484,7 @@ impl Master {
     }
 
     /// Asks for an allocation at the next `tick` (which is due at once).
-    fn request_allocation(&mut self) {
+    pub(super) fn request_allocation(&mut self) {
         self.allocation_requested = true;
     }
 
@@ -724,7 +711,7 @@ impl Master {
     }
 
     /// `Master::validateFramework`: what makes a SUBSCRIBE get an ERROR event.
-    fn validate_framework(&self, info: &v1::FrameworkInfo) -> Result<(), String> {
+    pub(super) fn validate_framework(&self, info: &v1::FrameworkInfo) -> Result<(), String> {
         validation::validate_framework_info(info)?;
         if let Some(id) = &info.id
             && self.completed_frameworks.iter().any(|f| f.id == *id)
@@ -734,7 +721,7 @@ impl Master {
         Ok(())
     }
 
-    fn send_subscribed(&mut self, id: &v1::FrameworkId) {
+    pub(super) fn send_subscribed(&mut self, id: &v1::FrameworkId) {
         let subscribed = scheduler::Event {
             subscribed: Some(event::Subscribed {
                 framework_id: id.clone(),
@@ -749,7 +736,7 @@ impl Master {
 
     /// Tells the agents that know the framework (tasks or executors there) its new info; they
     /// re-send pending status updates at once.
-    fn send_framework_updates(&mut self, framework_id: &str) {
+    pub(super) fn send_framework_updates(&mut self, framework_id: &str) {
         let framework = &self.frameworks[framework_id];
         let mut agents: BTreeSet<String> = framework
             .tasks
@@ -773,7 +760,7 @@ impl Master {
 
     /// Replaces a framework's info and suppressed roles; offers to roles it no longer has are
     /// rescinded.
-    fn update_framework_info(
+    pub(super) fn update_framework_info(
         &mut self,
         now: Instant,
         framework_id: &str,
@@ -833,7 +820,7 @@ impl Master {
     }
 
     /// Stops offering to the framework and takes back its offers.
-    fn deactivate(&mut self, now: Instant, framework_id: &str) {
+    pub(super) fn deactivate(&mut self, now: Instant, framework_id: &str) {
         let Some(framework) = self.frameworks.get_mut(framework_id) else {
             return;
         };
@@ -852,7 +839,7 @@ impl Master {
     /// TEARDOWN semantics: the framework's executors are shut down, its tasks marked
     /// TASK_KILLED (`REASON_FRAMEWORK_REMOVED`) and completed, its stream closed, and it moves
     /// to the completed frameworks.
-    fn remove_framework(&mut self, now: Instant, framework_id: &str) {
+    pub(super) fn remove_framework(&mut self, now: Instant, framework_id: &str) {
         if !self.frameworks.contains_key(framework_id) {
             return;
         }
@@ -1014,7 +1001,7 @@ impl Master {
         Ok(CallOk::Accepted)
     }
 
-    fn update_framework(
+    pub(super) fn update_framework(
         &mut self,
         now: Instant,
         fid: &str,
@@ -1066,7 +1053,12 @@ impl Master {
 
     /// The roles of a REVIVE/SUPPRESS call, or `None` (call dropped) if one is not the
     /// framework's. Empty means all of its roles.
-    fn call_roles(&self, fid: &str, roles: Vec<String>, what: &str) -> Option<BTreeSet<String>> {
+    pub(super) fn call_roles(
+        &self,
+        fid: &str,
+        roles: Vec<String>,
+        what: &str,
+    ) -> Option<BTreeSet<String>> {
         let framework_roles = self.frameworks[fid].roles();
         if roles.is_empty() {
             return Some(framework_roles);
@@ -1090,7 +1082,7 @@ impl Master {
         Some(roles.into_iter().collect())
     }
 
-    fn revive(&mut self, fid: &str, revive: call::Revive) {
+    pub(super) fn revive(&mut self, fid: &str, revive: call::Revive) {
         let Some(roles) = self.call_roles(fid, revive.roles, "REVIVE") else {
             return;
         };
@@ -1100,7 +1092,7 @@ impl Master {
         self.request_allocation();
     }
 
-    fn suppress(&mut self, fid: &str, suppress: call::Suppress) {
+    pub(super) fn suppress(&mut self, fid: &str, suppress: call::Suppress) {
         let Some(roles) = self.call_roles(fid, suppress.roles, "SUPPRESS") else {
             return;
         };
@@ -1109,642 +1101,6 @@ impl Master {
             .expect("present")
             .suppressed
             .extend(roles);
-    }
-
-    // ----------------------------------------------------------------------------------------
-    // Offers
-    // ----------------------------------------------------------------------------------------
-
-    /// Removes an outstanding offer and returns its resources to the agent's pool, with a RESCIND
-    /// to the framework if `rescind`, and a refusal filter if `refuse` is a positive duration.
-    fn remove_offer(
-        &mut self,
-        now: Instant,
-        offer_id: &str,
-        rescind: bool,
-        refuse: Option<Duration>,
-    ) -> Option<v1::Offer> {
-        let entry = self.offers.remove(offer_id)?;
-        let offer = entry.offer;
-        let resources = Resources::from_vec(offer.resources.clone());
-        if let Some(agent) = self.agents.get_mut(&offer.agent_id.value) {
-            agent.offered.subtract(&resources);
-        }
-        let fid = offer.framework_id.value.clone();
-        if let Some(framework) = self.frameworks.get_mut(&fid) {
-            framework.offered.subtract(&resources);
-            if let Some(refuse) = refuse.filter(|d| !d.is_zero()) {
-                let mut refused = resources.clone();
-                refused.unallocate();
-                // A filter lasts at least one allocation interval.
-                let refuse = refuse.max(self.config.allocation_interval);
-                framework.filters.push(Filter {
-                    role: offer
-                        .allocation_info
-                        .as_ref()
-                        .and_then(|a| a.role.clone())
-                        .unwrap_or_default(),
-                    agent: offer.agent_id.value.clone(),
-                    resources: refused,
-                    expires: now + refuse,
-                });
-            }
-        }
-        if rescind {
-            self.counters.offers_rescinded += 1;
-            let rescind = scheduler::Event {
-                rescind: Some(event::Rescind {
-                    offer_id: offer.id.clone(),
-                }),
-                ..event(event::Type::Rescind)
-            };
-            self.send(&fid, rescind);
-        }
-        Some(offer)
-    }
-
-    /// `Filters.refuse_seconds` as the allocator reads it: default 5 s, negative → 5 s, capped
-    /// at 365 days, 0 → no filter.
-    fn refuse_duration(filters: Option<&v1::Filters>) -> Duration {
-        let secs = filters.map_or(5.0, |f| f.refuse_seconds());
-        if secs.is_nan() || secs < 0.0 {
-            Duration::from_secs(5)
-        } else if secs > MAX_REFUSE.as_secs_f64() {
-            MAX_REFUSE
-        } else {
-            Duration::from_secs_f64(secs)
-        }
-    }
-
-    fn decline(&mut self, now: Instant, fid: &str, decline: call::Decline) {
-        let refuse = Self::refuse_duration(decline.filters.as_ref());
-        for id in decline.offer_ids {
-            match self.offers.get(&id.value) {
-                Some(o) if o.offer.framework_id.value == fid => {
-                    self.remove_offer(now, &id.value, false, Some(refuse));
-                    self.counters.offers_declined += 1;
-                }
-                _ => {
-                    debug!(framework_id = fid, offer_id = %id.value, "ignoring decline of an unknown offer")
-                }
-            }
-        }
-    }
-
-    fn allocatable(&self, r: &Resources) -> bool {
-        let c = &self.config;
-        let cpus = r.scalar("cpus");
-        let mem = r.scalar("mem");
-        (cpus > 0.0 && cpus >= c.min_allocatable_cpus)
-            || (mem > 0.0 && mem >= c.min_allocatable_mem)
-    }
-
-    /// The dominant share of a framework (DRF): its largest fraction of the cluster's cpus,
-    /// mem or disk, counting what it uses and what it is offered.
-    fn dominant_share(&self, framework: &Framework) -> f64 {
-        let mut total = Resources::new();
-        for agent in self.agents.values() {
-            total.add(&agent.total);
-        }
-        let mut mine = framework.used.clone();
-        mine.add(&framework.offered);
-        ["cpus", "mem", "disk"]
-            .iter()
-            .map(|n| {
-                let t = total.scalar(n);
-                if t > 0.0 { mine.scalar(n) / t } else { 0.0 }
-            })
-            .fold(0.0, f64::max)
-    }
-
-    /// One allocation cycle: each agent's free resources go, as one offer, to the first
-    /// eligible (framework, role) in DRF order (fewest resources first). One OFFERS event per
-    /// framework.
-    fn allocate(&mut self, now: Instant) {
-        for framework in self.frameworks.values_mut() {
-            framework.filters.retain(|f| f.expires > now);
-        }
-        let mut made: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        let agent_ids: Vec<String> = self.agents.keys().cloned().collect();
-        for agent_id in agent_ids {
-            let agent = &self.agents[&agent_id];
-            let available = agent.available();
-            if !self.allocatable(&available) {
-                continue;
-            }
-            let gpu_agent = agent.total.scalar("gpus") > 0.0;
-            let mut candidates: Vec<(f64, String, String, Resources)> = Vec::new();
-            for framework in self.frameworks.values() {
-                if !framework.active || framework.conn.is_none() {
-                    continue;
-                }
-                if gpu_agent && !framework.capable(Capability::GpuResources) {
-                    continue;
-                }
-                let share = self.dominant_share(framework);
-                for role in framework.roles() {
-                    if framework.suppressed.contains(&role) {
-                        continue;
-                    }
-                    let offerable = available.filter(|r| offerable_to(r, &role));
-                    if !self.allocatable(&offerable) {
-                        continue;
-                    }
-                    let refused = framework.filters.iter().any(|f| {
-                        f.role == role && f.agent == agent_id && f.resources.contains(&offerable)
-                    });
-                    if refused {
-                        continue;
-                    }
-                    candidates.push((share, framework.id.value.clone(), role, offerable));
-                }
-            }
-            candidates.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
-            let Some((_, fid, role, resources)) = candidates.into_iter().next() else {
-                continue;
-            };
-            let offer_id = self.make_offer(now, &fid, &agent_id, &role, resources);
-            made.entry(fid).or_default().push(offer_id);
-        }
-        for (fid, offer_ids) in made {
-            let framework = &self.frameworks[&fid];
-            let offers: Vec<v1::Offer> = offer_ids
-                .iter()
-                .map(|id| offer_for(framework, &self.offers[id].offer))
-                .collect();
-            self.counters.offers_sent += offers.len() as u64;
-            info!(framework_id = %fid, offers = ?offer_ids, "sending offers");
-            let offers_event = scheduler::Event {
-                offers: Some(event::Offers { offers }),
-                ..event(event::Type::Offers)
-            };
-            self.send(&fid, offers_event);
-        }
-    }
-
-    fn make_offer(
-        &mut self,
-        now: Instant,
-        fid: &str,
-        agent_id: &str,
-        role: &str,
-        mut resources: Resources,
-    ) -> String {
-        resources.allocate(role);
-        let id = format!("{}-O{}", self.config.master_id, self.next_offer);
-        self.next_offer += 1;
-        let framework = self.frameworks.get_mut(fid).expect("present");
-        framework.offered.add(&resources);
-        let executor_ids: Vec<v1::ExecutorId> = framework
-            .executors
-            .keys()
-            .filter(|(a, _)| a == agent_id)
-            .map(|(_, e)| v1::ExecutorId { value: e.clone() })
-            .collect();
-        let framework_id = framework.id.clone();
-        let agent = self.agents.get_mut(agent_id).expect("present");
-        agent.offered.add(&resources);
-        let offer = v1::Offer {
-            id: v1::OfferId { value: id.clone() },
-            framework_id,
-            agent_id: agent.id.clone(),
-            hostname: agent.info.hostname.clone(),
-            url: Some(v1::Url {
-                scheme: "http".into(),
-                address: v1::Address {
-                    hostname: Some(agent.info.hostname.clone()),
-                    ip: Some(agent.ip.clone()),
-                    port: agent.port,
-                },
-                path: Some(format!(
-                    "/{}",
-                    agent.pid.split('@').next().unwrap_or("slave(1)")
-                )),
-                ..Default::default()
-            }),
-            domain: agent.info.domain.clone(),
-            resources: resources.into_vec(),
-            attributes: agent.info.attributes.clone(),
-            executor_ids,
-            unavailability: None,
-            allocation_info: Some(resource::AllocationInfo {
-                role: Some(role.to_owned()),
-            }),
-        };
-        self.offers.insert(
-            id.clone(),
-            OfferEntry {
-                offer,
-                expires: self.config.offer_timeout.map(|t| now + t),
-            },
-        );
-        id
-    }
-
-    // ----------------------------------------------------------------------------------------
-    // ACCEPT
-    // ----------------------------------------------------------------------------------------
-
-    /// `validation::offer::validate`.
-    fn validate_offers(&self, fid: &str, ids: &[v1::OfferId]) -> Result<(), String> {
-        let mut seen = BTreeSet::new();
-        for id in ids {
-            if !seen.insert(&id.value) {
-                return Err(format!("Duplicate offer {} in offer list", id.value));
-            }
-        }
-        let mut found = Vec::new();
-        for id in ids {
-            match self.offers.get(&id.value) {
-                Some(o) => found.push(&o.offer),
-                None => return Err(format!("Offer {} is no longer valid", id.value)),
-            }
-        }
-        for offer in &found {
-            if offer.framework_id.value != fid {
-                return Err(format!(
-                    "Offer {} has invalid framework {} while framework {fid} is expected",
-                    offer.id.value, offer.framework_id.value
-                ));
-            }
-        }
-        let role = |o: &v1::Offer| {
-            o.allocation_info
-                .as_ref()
-                .and_then(|a| a.role.clone())
-                .unwrap_or_default()
-        };
-        if let Some(first) = found.first() {
-            for offer in &found {
-                if role(offer) != role(first) {
-                    return Err(format!(
-                        "Aggregated offers must be allocated to the same role. Offer {} uses \
-                         role '{} but another is using role '{}",
-                        offer.id.value,
-                        role(offer),
-                        role(first)
-                    ));
-                }
-            }
-            for offer in &found {
-                if offer.agent_id != first.agent_id {
-                    return Err(format!(
-                        "Aggregated offers must belong to one single agent. Offer {} uses agent \
-                         {} and agent {}",
-                        offer.id.value, offer.agent_id.value, first.agent_id.value
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn launch_tasks(op: &v1::offer::Operation) -> Vec<&v1::TaskInfo> {
-        match op.r#type.and_then(|t| operation::Type::try_from(t).ok()) {
-            Some(operation::Type::Launch) => op
-                .launch
-                .as_ref()
-                .map(|l| l.task_infos.iter().collect())
-                .unwrap_or_default(),
-            Some(operation::Type::LaunchGroup) => op
-                .launch_group
-                .as_ref()
-                .map(|l| l.task_group.tasks.iter().collect())
-                .unwrap_or_default(),
-            _ => Vec::new(),
-        }
-    }
-
-    fn accept(&mut self, now: Instant, fid: &str, accept: call::Accept) {
-        let checked = if accept.offer_ids.is_empty() {
-            Err("No offers specified".to_owned())
-        } else {
-            self.validate_offers(fid, &accept.offer_ids)
-        };
-        if let Err(e) = checked {
-            warn!(framework_id = fid, error = %e, "ACCEPT with invalid offers");
-            for id in &accept.offer_ids {
-                self.remove_offer(now, &id.value, false, None);
-            }
-            let state = if self.frameworks[fid].capable(Capability::PartitionAware) {
-                TaskState::TaskDropped
-            } else {
-                TaskState::TaskLost
-            };
-            for op in &accept.operations {
-                for task in Self::launch_tasks(op) {
-                    let status = self.master_status(
-                        now,
-                        &task.task_id.value,
-                        state,
-                        Reason::InvalidOffers,
-                        format!("Task launched with invalid offers: {e}"),
-                        Some(task.agent_id.clone()),
-                        None,
-                    );
-                    self.counters.count_terminal(state as i32);
-                    self.send(fid, update_event(status));
-                }
-            }
-            return;
-        }
-
-        let mut offered = Resources::new();
-        let mut agent_id = None;
-        let mut role = String::new();
-        for id in &accept.offer_ids {
-            if let Some(offer) = self.remove_offer(now, &id.value, false, None) {
-                offered.add(&Resources::from_vec(offer.resources));
-                role = offer
-                    .allocation_info
-                    .and_then(|a| a.role)
-                    .unwrap_or_default();
-                agent_id = Some(offer.agent_id);
-            }
-        }
-        let agent_id = agent_id.expect("validated offers exist");
-        let mut remaining = offered;
-
-        for mut op in accept.operations {
-            let ty = op.r#type.and_then(|t| operation::Type::try_from(t).ok());
-            match ty {
-                Some(operation::Type::Launch) => {
-                    let tasks = op.launch.take().map(|l| l.task_infos).unwrap_or_default();
-                    if op.id.is_some() {
-                        for task in &tasks {
-                            self.task_error(
-                                now,
-                                fid,
-                                task,
-                                Reason::TaskInvalid,
-                                "The `id` field cannot be set on LAUNCH operations".into(),
-                            );
-                        }
-                        continue;
-                    }
-                    for task in tasks {
-                        self.launch(now, fid, &agent_id, &role, task, &mut remaining);
-                    }
-                }
-                Some(operation::Type::LaunchGroup) => {
-                    let Some(group) = op.launch_group.take() else {
-                        continue;
-                    };
-                    if op.id.is_some() {
-                        for task in &group.task_group.tasks {
-                            self.task_error(
-                                now,
-                                fid,
-                                task,
-                                Reason::TaskGroupInvalid,
-                                "The `id` field cannot be set on LAUNCH_GROUP operations".into(),
-                            );
-                        }
-                        continue;
-                    }
-                    self.launch_group(now, fid, &agent_id, &role, *group, &mut remaining);
-                }
-                other => {
-                    warn!(
-                        framework_id = fid,
-                        operation = ?other,
-                        "dropping an unsupported offer operation"
-                    );
-                }
-            }
-        }
-
-        // What no operation used is declined with `accept.filters`.
-        if !remaining.is_empty() {
-            let refuse = Self::refuse_duration(accept.filters.as_ref());
-            if !refuse.is_zero() {
-                let mut refused = remaining;
-                refused.unallocate();
-                let refuse = refuse.max(self.config.allocation_interval);
-                self.frameworks
-                    .get_mut(fid)
-                    .expect("present")
-                    .filters
-                    .push(Filter {
-                        role,
-                        agent: agent_id.value.clone(),
-                        resources: refused,
-                        expires: now + refuse,
-                    });
-            }
-        }
-    }
-
-    fn task_error(
-        &mut self,
-        now: Instant,
-        fid: &str,
-        task: &v1::TaskInfo,
-        reason: Reason,
-        message: String,
-    ) {
-        info!(framework_id = fid, task_id = %task.task_id.value, %message, "task invalid");
-        let status = self.master_status(
-            now,
-            &task.task_id.value,
-            TaskState::TaskError,
-            reason,
-            message,
-            Some(task.agent_id.clone()),
-            None,
-        );
-        self.counters.count_terminal(TaskState::TaskError as i32);
-        self.send(fid, update_event(status));
-    }
-
-    fn task_context_check<T>(
-        &self,
-        fid: &str,
-        agent_id: &v1::AgentId,
-        check: impl FnOnce(&TaskContext<'_>) -> T,
-    ) -> T {
-        let framework = &self.frameworks[fid];
-        let task_exists = |id: &str| framework.tasks.contains_key(id);
-        let executor = |id: &str| {
-            framework
-                .executors
-                .get(&(agent_id.value.clone(), id.to_owned()))
-                .cloned()
-        };
-        let ctx = TaskContext {
-            framework_id: &framework.id,
-            task_exists: &task_exists,
-            agent_id,
-            executor: &executor,
-        };
-        check(&ctx)
-    }
-
-    fn launch(
-        &mut self,
-        now: Instant,
-        fid: &str,
-        agent_id: &v1::AgentId,
-        role: &str,
-        mut task: v1::TaskInfo,
-        remaining: &mut Resources,
-    ) {
-        inject_allocation(&mut task.resources, role);
-        if let Some(executor) = task.executor.as_deref_mut() {
-            inject_allocation(&mut executor.resources, role);
-            if executor.framework_id.is_none() {
-                executor.framework_id = Some(self.frameworks[fid].id.clone());
-            }
-        }
-        let checked = self.task_context_check(fid, agent_id, |ctx| {
-            validation::validate_task(&task, ctx, remaining)
-        });
-        let consumed = match checked {
-            Ok(consumed) => consumed,
-            Err(message) => {
-                self.task_error(now, fid, &task, Reason::TaskInvalid, message);
-                return;
-            }
-        };
-        remaining.subtract(&consumed);
-        let executor = task.executor.as_deref().cloned();
-        if let Some(executor) = &executor {
-            self.add_executor(fid, agent_id, executor);
-        }
-        self.add_task(fid, &task, executor.as_ref().map(|e| e.executor_id.clone()));
-        info!(framework_id = fid, task_id = %task.task_id.value, agent_id = %agent_id.value, "launching task");
-        let framework = self.frameworks[fid].info.clone();
-        self.send_agent(
-            agent_id,
-            ToAgent::RunTask {
-                framework,
-                executor,
-                task,
-            },
-        );
-    }
-
-    fn launch_group(
-        &mut self,
-        now: Instant,
-        fid: &str,
-        agent_id: &v1::AgentId,
-        role: &str,
-        group: operation::LaunchGroup,
-        remaining: &mut Resources,
-    ) {
-        let mut executor = group.executor;
-        let mut task_group = group.task_group;
-        inject_allocation(&mut executor.resources, role);
-        for task in &mut task_group.tasks {
-            inject_allocation(&mut task.resources, role);
-            match task.executor.as_deref_mut() {
-                Some(e) => inject_allocation(&mut e.resources, role),
-                None => task.executor = Some(Box::new(executor.clone())),
-            }
-        }
-        let checked = self.task_context_check(fid, agent_id, |ctx| {
-            validation::validate_task_group(&task_group, &executor, ctx, remaining)
-        });
-        let consumed = match checked {
-            Ok(consumed) => consumed,
-            Err(message) => {
-                for task in &task_group.tasks {
-                    self.task_error(now, fid, task, Reason::TaskGroupInvalid, message.clone());
-                }
-                return;
-            }
-        };
-        remaining.subtract(&consumed);
-        self.add_executor(fid, agent_id, &executor);
-        for task in &task_group.tasks {
-            self.add_task(fid, task, Some(executor.executor_id.clone()));
-        }
-        info!(
-            framework_id = fid,
-            tasks = ?task_group.tasks.iter().map(|t| &t.task_id.value).collect::<Vec<_>>(),
-            agent_id = %agent_id.value,
-            "launching task group"
-        );
-        let framework = self.frameworks[fid].info.clone();
-        self.send_agent(
-            agent_id,
-            ToAgent::RunTaskGroup {
-                framework,
-                executor,
-                group: task_group,
-            },
-        );
-    }
-
-    /// Records an executor (if it is not running yet) and takes its resources.
-    fn add_executor(&mut self, fid: &str, agent_id: &v1::AgentId, executor: &v1::ExecutorInfo) {
-        let key = (agent_id.value.clone(), executor.executor_id.value.clone());
-        let framework = self.frameworks.get_mut(fid).expect("present");
-        if framework.executors.contains_key(&key) {
-            return;
-        }
-        let resources = Resources::from_vec(executor.resources.clone());
-        framework.used.add(&resources);
-        framework.executors.insert(key, executor.clone());
-        if let Some(agent) = self.agents.get_mut(&agent_id.value) {
-            agent.used.add(&resources);
-        }
-    }
-
-    fn remove_executor(&mut self, fid: &str, key: &(String, String)) {
-        let Some(framework) = self.frameworks.get_mut(fid) else {
-            return;
-        };
-        let Some(executor) = framework.executors.remove(key) else {
-            return;
-        };
-        let resources = Resources::from_vec(executor.resources);
-        framework.used.subtract(&resources);
-        if let Some(agent) = self.agents.get_mut(&key.0) {
-            agent.used.subtract(&resources);
-        }
-    }
-
-    /// Adds a task in TASK_STAGING and takes its resources.
-    fn add_task(&mut self, fid: &str, info: &v1::TaskInfo, executor_id: Option<v1::ExecutorId>) {
-        let framework = self.frameworks.get_mut(fid).expect("present");
-        let user = info
-            .command
-            .as_ref()
-            .and_then(|c| c.user.clone())
-            .or_else(|| {
-                info.executor
-                    .as_ref()
-                    .and_then(|e| e.command.as_ref())
-                    .and_then(|c| c.user.clone())
-            })
-            .or_else(|| Some(framework.info.user.clone()));
-        let task = v1::Task {
-            name: info.name.clone(),
-            task_id: info.task_id.clone(),
-            framework_id: framework.id.clone(),
-            executor_id,
-            agent_id: info.agent_id.clone(),
-            state: TaskState::TaskStaging as i32,
-            resources: info.resources.clone(),
-            statuses: Vec::new(),
-            status_update_state: None,
-            status_update_uuid: None,
-            labels: info.labels.clone(),
-            discovery: info.discovery.clone(),
-            container: info.container.clone(),
-            health_check: info.health_check.clone(),
-            kill_policy: info.kill_policy,
-            user,
-            limits: info.limits.clone(),
-        };
-        let resources = Resources::from_vec(task.resources.clone());
-        framework.used.add(&resources);
-        framework.tasks.insert(task.task_id.value.clone(), task);
-        if let Some(agent) = self.agents.get_mut(&info.agent_id.value) {
-            agent.used.add(&resources);
-        }
     }
 
     // ----------------------------------------------------------------------------------------
@@ -1782,7 +1138,13 @@ impl Master {
     /// unless it is already terminal; the status is appended (replacing a last one of the same
     /// state, without `data`); resources are released on the transition to terminal or
     /// unreachable.
-    fn update_task(&mut self, fid: &str, tid: &str, status: &v1::TaskStatus, latest: Option<i32>) {
+    pub(super) fn update_task(
+        &mut self,
+        fid: &str,
+        tid: &str,
+        status: &v1::TaskStatus,
+        latest: Option<i32>,
+    ) {
         let Some(framework) = self.frameworks.get_mut(fid) else {
             return;
         };
@@ -1816,7 +1178,7 @@ impl Master {
     }
 
     /// Moves a task to the completed tasks, releasing its resources if it still held them.
-    fn remove_task(&mut self, fid: &str, tid: &str) {
+    pub(super) fn remove_task(&mut self, fid: &str, tid: &str) {
         let Some(framework) = self.frameworks.get_mut(fid) else {
             return;
         };
@@ -1865,7 +1227,7 @@ impl Master {
         }
     }
 
-    fn status_update(
+    pub(super) fn status_update(
         &mut self,
         agent_id: v1::AgentId,
         framework_id: v1::FrameworkId,
@@ -1916,7 +1278,7 @@ impl Master {
         }
     }
 
-    fn acknowledge(&mut self, fid: &str, ack: call::Acknowledge) {
+    pub(super) fn acknowledge(&mut self, fid: &str, ack: call::Acknowledge) {
         let Some(agent) = self.agents.get(&ack.agent_id.value) else {
             warn!(framework_id = fid, agent_id = %ack.agent_id.value, "dropping ACKNOWLEDGE for an unknown agent");
             self.counters.invalid_status_update_acknowledgements += 1;
@@ -1951,7 +1313,7 @@ impl Master {
         self.counters.valid_status_update_acknowledgements += 1;
     }
 
-    fn kill(&mut self, now: Instant, fid: &str, kill: call::Kill) {
+    pub(super) fn kill(&mut self, now: Instant, fid: &str, kill: call::Kill) {
         let tid = kill.task_id.value.clone();
         let Some(task) = self.frameworks[fid].tasks.get(&tid) else {
             info!(framework_id = fid, task_id = %tid, "KILL of an unknown task; reconciling");
@@ -1980,7 +1342,7 @@ impl Master {
         );
     }
 
-    fn shutdown(&mut self, fid: &str, shutdown: call::Shutdown) {
+    pub(super) fn shutdown(&mut self, fid: &str, shutdown: call::Shutdown) {
         if !self.agents.contains_key(&shutdown.agent_id.value) {
             warn!(framework_id = fid, agent_id = %shutdown.agent_id.value, "dropping SHUTDOWN for an unknown agent");
             return;
@@ -1995,7 +1357,7 @@ impl Master {
         );
     }
 
-    fn message(&mut self, fid: &str, message: call::Message) {
+    pub(super) fn message(&mut self, fid: &str, message: call::Message) {
         if !self.agents.contains_key(&message.agent_id.value) {
             warn!(framework_id = fid, agent_id = %message.agent_id.value, "dropping MESSAGE for an unknown agent");
             self.counters.invalid_framework_to_executor_messages += 1;
@@ -2013,7 +1375,7 @@ impl Master {
         self.counters.valid_framework_to_executor_messages += 1;
     }
 
-    fn executor_message(
+    pub(super) fn executor_message(
         &mut self,
         agent_id: v1::AgentId,
         framework_id: v1::FrameworkId,
@@ -2041,7 +1403,7 @@ impl Master {
         self.counters.valid_executor_to_framework_messages += 1;
     }
 
-    fn executor_exited(
+    pub(super) fn executor_exited(
         &mut self,
         agent_id: v1::AgentId,
         framework_id: v1::FrameworkId,
@@ -2073,7 +1435,7 @@ impl Master {
 
     /// The reconciliation answer for a task the master knows: its latest state (the update being
     /// delivered, if any), with health, check and container status of its last status.
-    fn reconcile_known(&self, now: Instant, task: &v1::Task) -> v1::TaskStatus {
+    pub(super) fn reconcile_known(&self, now: Instant, task: &v1::Task) -> v1::TaskStatus {
         let state = task.status_update_state.unwrap_or(task.state);
         let state = TaskState::try_from(state).unwrap_or(TaskState::TaskStaging);
         let mut status = self.master_status(
@@ -2093,7 +1455,7 @@ impl Master {
         status
     }
 
-    fn reconcile(&mut self, now: Instant, fid: &str, reconcile: call::Reconcile) {
+    pub(super) fn reconcile(&mut self, now: Instant, fid: &str, reconcile: call::Reconcile) {
         let framework = &self.frameworks[fid];
         let partition_aware = framework.capable(Capability::PartitionAware);
         let mut updates = Vec::new();
@@ -2225,44 +1587,5 @@ impl Master {
             }
         }
         Some(next)
-    }
-}
-
-/// An offer as a framework sees it: `allocation_info` only for MULTI_ROLE frameworks, and the
-/// pre-refinement resource format (`role` set explicitly) for frameworks without
-/// RESERVATION_REFINEMENT.
-pub(super) fn offer_for(framework: &Framework, offer: &v1::Offer) -> v1::Offer {
-    let mut offer = offer.clone();
-    if !framework.capable(Capability::MultiRole) {
-        offer.allocation_info = None;
-        for r in &mut offer.resources {
-            r.allocation_info = None;
-        }
-    }
-    if !framework.capable(Capability::ReservationRefinement) {
-        for r in &mut offer.resources {
-            downgrade(r);
-        }
-    }
-    offer
-}
-
-/// Post- to pre-reservation-refinement format: `role` is "*" or the (single) reservation's.
-pub(super) fn downgrade(r: &mut v1::Resource) {
-    let reservations = std::mem::take(&mut r.reservations);
-    #[allow(deprecated)]
-    match reservations.last() {
-        None => {
-            if r.role.is_none() {
-                r.role = Some("*".into());
-            }
-        }
-        Some(last) => {
-            r.role = last.role.clone();
-            let mut single = last.clone();
-            single.role = None;
-            single.r#type = None;
-            r.reservation = Some(single);
-        }
     }
 }

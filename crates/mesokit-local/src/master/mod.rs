@@ -1,6 +1,9 @@
 //! The master: its bookkeeping as a state machine ([`Master`], no IO) and its HTTP front.
 //!
-//! * `core`: [`Master`] — frameworks, agents, offers, tasks, refusal filters, allocation.
+//! * `core`: [`Master`] — frameworks and their subscriptions, agents, tasks, status updates,
+//!   reconciliation, time.
+//! * `allocator`: offers — the allocation cycle, refusal filters, declines and rescinds.
+//! * `accept`: ACCEPT — offer validation, LAUNCH / LAUNCH_GROUP, task and executor bookkeeping.
 //! * `validation`: Mesos's checks of scheduler calls, `FrameworkInfo` and tasks.
 //! * `actor`: the task that owns the [`Master`], ticks it and carries out its outputs.
 //! * `http`: the scheduler API and read endpoints on the master's listener.
@@ -8,6 +11,8 @@
 //!   the `master/*` metrics.
 
 pub(crate) mod actor;
+mod accept;
+mod allocator;
 mod core;
 pub mod http;
 mod state_json;

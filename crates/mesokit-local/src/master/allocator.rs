@@ -1,0 +1,295 @@
+//! Offers: the allocation cycle (each agent's free resources to one framework role, in DRF
+//! order, as Mesos's hierarchical allocator does for one machine), refusal filters, declines,
+//! rescinds, and the shape of an offer as each framework sees it.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use mesokit_proto::resources::Resources;
+use mesokit_proto::v1::{
+    self,
+    framework_info::capability::Type as Capability,
+    resource,
+    scheduler::{self, call, event},
+};
+use tracing::{debug, info};
+
+use super::core::{Filter, Framework, MAX_REFUSE, Master, OfferEntry, event};
+
+impl Master {
+    /// Removes an outstanding offer and returns its resources to the agent's pool, with a RESCIND
+    /// to the framework if `rescind`, and a refusal filter if `refuse` is a positive duration.
+    pub(super) fn remove_offer(
+        &mut self,
+        now: Instant,
+        offer_id: &str,
+        rescind: bool,
+        refuse: Option<Duration>,
+    ) -> Option<v1::Offer> {
+        let entry = self.offers.remove(offer_id)?;
+        let offer = entry.offer;
+        let resources = Resources::from_vec(offer.resources.clone());
+        if let Some(agent) = self.agents.get_mut(&offer.agent_id.value) {
+            agent.offered.subtract(&resources);
+        }
+        let fid = offer.framework_id.value.clone();
+        if let Some(framework) = self.frameworks.get_mut(&fid) {
+            framework.offered.subtract(&resources);
+            if let Some(refuse) = refuse.filter(|d| !d.is_zero()) {
+                let mut refused = resources.clone();
+                refused.unallocate();
+                // A filter lasts at least one allocation interval.
+                let refuse = refuse.max(self.config.allocation_interval);
+                framework.filters.push(Filter {
+                    role: offer
+                        .allocation_info
+                        .as_ref()
+                        .and_then(|a| a.role.clone())
+                        .unwrap_or_default(),
+                    agent: offer.agent_id.value.clone(),
+                    resources: refused,
+                    expires: now + refuse,
+                });
+            }
+        }
+        if rescind {
+            self.counters.offers_rescinded += 1;
+            let rescind = scheduler::Event {
+                rescind: Some(event::Rescind {
+                    offer_id: offer.id.clone(),
+                }),
+                ..event(event::Type::Rescind)
+            };
+            self.send(&fid, rescind);
+        }
+        Some(offer)
+    }
+
+    /// `Filters.refuse_seconds` as the allocator reads it: default 5 s, negative → 5 s, capped
+    /// at 365 days, 0 → no filter.
+    pub(super) fn refuse_duration(filters: Option<&v1::Filters>) -> Duration {
+        let secs = filters.map_or(5.0, |f| f.refuse_seconds());
+        if secs.is_nan() || secs < 0.0 {
+            Duration::from_secs(5)
+        } else if secs > MAX_REFUSE.as_secs_f64() {
+            MAX_REFUSE
+        } else {
+            Duration::from_secs_f64(secs)
+        }
+    }
+
+    pub(super) fn decline(&mut self, now: Instant, fid: &str, decline: call::Decline) {
+        let refuse = Self::refuse_duration(decline.filters.as_ref());
+        for id in decline.offer_ids {
+            match self.offers.get(&id.value) {
+                Some(o) if o.offer.framework_id.value == fid => {
+                    self.remove_offer(now, &id.value, false, Some(refuse));
+                    self.counters.offers_declined += 1;
+                }
+                _ => {
+                    debug!(framework_id = fid, offer_id = %id.value, "ignoring decline of an unknown offer")
+                }
+            }
+        }
+    }
+
+    pub(super) fn allocatable(&self, r: &Resources) -> bool {
+        let c = &self.config;
+        let cpus = r.scalar("cpus");
+        let mem = r.scalar("mem");
+        (cpus > 0.0 && cpus >= c.min_allocatable_cpus)
+            || (mem > 0.0 && mem >= c.min_allocatable_mem)
+    }
+
+    /// The dominant share of a framework (DRF): its largest fraction of the cluster's cpus,
+    /// mem or disk, counting what it uses and what it is offered.
+    pub(super) fn dominant_share(&self, framework: &Framework) -> f64 {
+        let mut total = Resources::new();
+        for agent in self.agents.values() {
+            total.add(&agent.total);
+        }
+        let mut mine = framework.used.clone();
+        mine.add(&framework.offered);
+        ["cpus", "mem", "disk"]
+            .iter()
+            .map(|n| {
+                let t = total.scalar(n);
+                if t > 0.0 { mine.scalar(n) / t } else { 0.0 }
+            })
+            .fold(0.0, f64::max)
+    }
+
+    /// One allocation cycle: each agent's free resources go, as one offer, to the first
+    /// eligible (framework, role) in DRF order (fewest resources first). One OFFERS event per
+    /// framework.
+    pub(super) fn allocate(&mut self, now: Instant) {
+        for framework in self.frameworks.values_mut() {
+            framework.filters.retain(|f| f.expires > now);
+        }
+        let mut made: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let agent_ids: Vec<String> = self.agents.keys().cloned().collect();
+        for agent_id in agent_ids {
+            let agent = &self.agents[&agent_id];
+            let available = agent.available();
+            if !self.allocatable(&available) {
+                continue;
+            }
+            let gpu_agent = agent.total.scalar("gpus") > 0.0;
+            let mut candidates: Vec<(f64, String, String, Resources)> = Vec::new();
+            for framework in self.frameworks.values() {
+                if !framework.active || framework.conn.is_none() {
+                    continue;
+                }
+                if gpu_agent && !framework.capable(Capability::GpuResources) {
+                    continue;
+                }
+                let share = self.dominant_share(framework);
+                for role in framework.roles() {
+                    if framework.suppressed.contains(&role) {
+                        continue;
+                    }
+                    let offerable = available.filter(|r| offerable_to(r, &role));
+                    if !self.allocatable(&offerable) {
+                        continue;
+                    }
+                    let refused = framework.filters.iter().any(|f| {
+                        f.role == role && f.agent == agent_id && f.resources.contains(&offerable)
+                    });
+                    if refused {
+                        continue;
+                    }
+                    candidates.push((share, framework.id.value.clone(), role, offerable));
+                }
+            }
+            candidates.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+            let Some((_, fid, role, resources)) = candidates.into_iter().next() else {
+                continue;
+            };
+            let offer_id = self.make_offer(now, &fid, &agent_id, &role, resources);
+            made.entry(fid).or_default().push(offer_id);
+        }
+        for (fid, offer_ids) in made {
+            let framework = &self.frameworks[&fid];
+            let offers: Vec<v1::Offer> = offer_ids
+                .iter()
+                .map(|id| offer_for(framework, &self.offers[id].offer))
+                .collect();
+            self.counters.offers_sent += offers.len() as u64;
+            info!(framework_id = %fid, offers = ?offer_ids, "sending offers");
+            let offers_event = scheduler::Event {
+                offers: Some(event::Offers { offers }),
+                ..event(event::Type::Offers)
+            };
+            self.send(&fid, offers_event);
+        }
+    }
+
+    pub(super) fn make_offer(
+        &mut self,
+        now: Instant,
+        fid: &str,
+        agent_id: &str,
+        role: &str,
+        mut resources: Resources,
+    ) -> String {
+        resources.allocate(role);
+        let id = format!("{}-O{}", self.config.master_id, self.next_offer);
+        self.next_offer += 1;
+        let framework = self.frameworks.get_mut(fid).expect("present");
+        framework.offered.add(&resources);
+        let executor_ids: Vec<v1::ExecutorId> = framework
+            .executors
+            .keys()
+            .filter(|(a, _)| a == agent_id)
+            .map(|(_, e)| v1::ExecutorId { value: e.clone() })
+            .collect();
+        let framework_id = framework.id.clone();
+        let agent = self.agents.get_mut(agent_id).expect("present");
+        agent.offered.add(&resources);
+        let offer = v1::Offer {
+            id: v1::OfferId { value: id.clone() },
+            framework_id,
+            agent_id: agent.id.clone(),
+            hostname: agent.info.hostname.clone(),
+            url: Some(v1::Url {
+                scheme: "http".into(),
+                address: v1::Address {
+                    hostname: Some(agent.info.hostname.clone()),
+                    ip: Some(agent.ip.clone()),
+                    port: agent.port,
+                },
+                path: Some(format!(
+                    "/{}",
+                    agent.pid.split('@').next().unwrap_or("slave(1)")
+                )),
+                ..Default::default()
+            }),
+            domain: agent.info.domain.clone(),
+            resources: resources.into_vec(),
+            attributes: agent.info.attributes.clone(),
+            executor_ids,
+            unavailability: None,
+            allocation_info: Some(resource::AllocationInfo {
+                role: Some(role.to_owned()),
+            }),
+        };
+        self.offers.insert(
+            id.clone(),
+            OfferEntry {
+                offer,
+                expires: self.config.offer_timeout.map(|t| now + t),
+            },
+        );
+        id
+    }
+}
+
+/// Whether an agent resource may be offered to `role`: unreserved, or reserved to that role.
+fn offerable_to(r: &v1::Resource, role: &str) -> bool {
+    #[allow(deprecated)]
+    let reserved = match (r.reservations.last(), r.role.as_deref()) {
+        (Some(res), _) => res.role.as_deref(),
+        (None, Some(role)) if role != "*" => Some(role),
+        _ => None,
+    };
+    reserved.is_none_or(|reserved| reserved == role)
+}
+
+/// An offer as a framework sees it: `allocation_info` only for MULTI_ROLE frameworks, and the
+/// pre-refinement resource format (`role` set explicitly) for frameworks without
+/// RESERVATION_REFINEMENT.
+pub(super) fn offer_for(framework: &Framework, offer: &v1::Offer) -> v1::Offer {
+    let mut offer = offer.clone();
+    if !framework.capable(Capability::MultiRole) {
+        offer.allocation_info = None;
+        for r in &mut offer.resources {
+            r.allocation_info = None;
+        }
+    }
+    if !framework.capable(Capability::ReservationRefinement) {
+        for r in &mut offer.resources {
+            downgrade(r);
+        }
+    }
+    offer
+}
+
+/// Post- to pre-reservation-refinement format: `role` is "*" or the (single) reservation's.
+pub(super) fn downgrade(r: &mut v1::Resource) {
+    let reservations = std::mem::take(&mut r.reservations);
+    #[allow(deprecated)]
+    match reservations.last() {
+        None => {
+            if r.role.is_none() {
+                r.role = Some("*".into());
+            }
+        }
+        Some(last) => {
+            r.role = last.role.clone();
+            let mut single = last.clone();
+            single.role = None;
+            single.r#type = None;
+            r.reservation = Some(single);
+        }
+    }
+}
