@@ -236,11 +236,12 @@ async fn request(
     (status, head, body)
 }
 
+/// De-chunks a (possibly incomplete) chunked body: complete chunks only.
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(i) = b.windows(2).position(|w| w == b"\r\n") {
         let n = usize::from_str_radix(std::str::from_utf8(&b[..i]).unwrap().trim(), 16).unwrap();
-        if n == 0 {
+        if n == 0 || b.len() < i + 4 + n {
             break;
         }
         out.extend_from_slice(&b[i + 2..i + 2 + n]);
@@ -507,7 +508,7 @@ async fn executor_exit_fails_its_tasks_and_retries_until_acknowledged() {
     agent.handle.send(ToAgent::KillTask {
         framework_id: fid(),
         task_id: TaskId { value: "t1".into() },
-        kill_policy: Some(policy.clone()),
+        kill_policy: Some(policy),
     });
     let kill = expect_event(&mut events, event::Type::Kill).await;
     assert_eq!(kill.kill.as_ref().unwrap().kill_policy, Some(policy));
@@ -583,6 +584,7 @@ async fn executor_exit_fails_its_tasks_and_retries_until_acknowledged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn command_task_runs_the_command_executor_with_a_synthesized_executor_info() {
     let mut agent = start_agent("command", |c| {
+        c.executor_shutdown_grace = Duration::from_millis(200);
         c.command_executor = vec![
             "/bin/sh".into(),
             "-c".into(),
@@ -733,4 +735,128 @@ async fn bad_executor_calls_are_refused_as_mesos_does() {
 fn base64_of(b: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uris_are_fetched_and_a_failed_fetch_fails_the_launch() {
+    let mut agent = start_agent("fetch", |_| {}).await;
+    let payload = agent.work_dir.join("payload.sh");
+    std::fs::write(&payload, "echo fetched\n").unwrap();
+    // Served by the agent's own /files/download, fetched with curl.
+    let url = format!(
+        "http://{}/files/download?path={}",
+        agent.handle.endpoint(),
+        payload.display()
+    );
+    let mut exec = custom("exec-1", "./run.sh > fetched.txt; sleep 30");
+    exec.command.as_mut().unwrap().uris = vec![mesokit_proto::v1::command_info::Uri {
+        value: url,
+        executable: Some(true),
+        output_file: Some("run.sh".into()),
+        ..Default::default()
+    }];
+    agent.handle.send(run(Some(exec), task("t1")));
+    assert_eq!(
+        wait_for_file(&agent.sandbox("exec-1").join("fetched.txt")).await,
+        "fetched\n"
+    );
+
+    let mut exec = custom("exec-2", "sleep 30");
+    exec.command.as_mut().unwrap().uris = vec![mesokit_proto::v1::command_info::Uri {
+        value: "file:///nonexistent/mesokit-file".into(),
+        ..Default::default()
+    }];
+    agent.handle.send(run(Some(exec), task("t2")));
+    let (s, _) = agent.next_update().await;
+    assert_eq!(s.task_id.value, "t2");
+    assert_eq!(s.state, TaskState::TaskFailed as i32);
+    assert_eq!(
+        s.reason,
+        Some(task_status::Reason::ContainerLaunchFailed as i32)
+    );
+    assert!(
+        s.message.as_deref().unwrap().contains("Failed to fetch"),
+        "{s:?}"
+    );
+    match agent.next().await {
+        ToMaster::ExecutorExited {
+            executor_id,
+            status,
+            ..
+        } => assert_eq!((executor_id.value.as_str(), status), ("exec-2", -1)),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Reads from `s` until `buf` holds a complete first RecordIO record after the headers.
+async fn first_record(s: &mut tokio::net::TcpStream) -> (String, Vec<u8>) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = tokio::time::timeout(WAIT, s.read(&mut chunk))
+            .await
+            .expect("stream timed out")
+            .unwrap();
+        assert!(n > 0, "stream closed early");
+        buf.extend_from_slice(&chunk[..n]);
+        let Some(split) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let body = dechunk(&buf[split + 4..]);
+        if let Ok(records) = mesokit_proto::recordio::decode_all(&body, 1 << 20)
+            && let Some(r) = records.first()
+        {
+            let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+            return (head, r.to_vec());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_negotiates_protobuf_and_a_new_subscription_closes_the_old_stream() {
+    let agent = start_agent("proto", |_| {}).await;
+    agent
+        .handle
+        .send(run(Some(custom("exec-1", RECORD_AND_WAIT)), task("t1")));
+    wait_for_file(&agent.sandbox("exec-1").join("env.txt")).await;
+
+    let body = r#"{"type":"SUBSCRIBE","framework_id":{"value":"fw-1"},"executor_id":{"value":"exec-1"},"subscribe":{}}"#;
+    let mut s = tokio::net::TcpStream::connect(agent.handle.endpoint())
+        .await
+        .unwrap();
+    let req = format!(
+        "POST /slave(1)/api/v1/executor HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAccept: application/x-protobuf\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let (head, record) = first_record(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/x-protobuf"),
+        "{head}"
+    );
+    let ev = <mesokit_proto::v1::executor::Event as mesokit_proto::Message>::decode(&record[..])
+        .unwrap();
+    assert_eq!(ev.r#type, Some(event::Type::Subscribed as i32));
+
+    // A second SUBSCRIBE (JSON, via the client) ends the first stream.
+    let (_client, mut events) = subscribe(&agent, "exec-1").await;
+    assert!(matches!(
+        next_event(&mut events).await,
+        ExecutorEvent::Connected { .. }
+    ));
+    // The old response ends (last chunk); the connection itself may stay open.
+    let mut rest = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !rest.ends_with(b"0\r\n\r\n") {
+        let n = tokio::time::timeout(WAIT, s.read(&mut chunk))
+            .await
+            .expect("the old stream must end")
+            .unwrap();
+        if n == 0 {
+            break;
+        }
+        rest.extend_from_slice(&chunk[..n]);
+    }
 }

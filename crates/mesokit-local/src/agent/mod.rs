@@ -229,6 +229,13 @@ enum Input {
         container_id: String,
         status: i32,
     },
+    /// The executor process started (its pid) or could not be started (why).
+    Launched {
+        framework_id: String,
+        executor_id: String,
+        container_id: String,
+        result: Result<Option<u32>, String>,
+    },
     RegistrationTimeout {
         framework_id: String,
         executor_id: String,
@@ -576,6 +583,12 @@ impl Agent {
                 container_id,
                 status,
             } => self.executor_exited(&framework_id, &executor_id, &container_id, status),
+            Input::Launched {
+                framework_id,
+                executor_id,
+                container_id,
+                result,
+            } => self.launched(&framework_id, &executor_id, &container_id, result),
             Input::RegistrationTimeout {
                 framework_id,
                 executor_id,
@@ -773,6 +786,8 @@ impl Agent {
         self.launch_executor(fid, info, command, work);
     }
 
+    /// Creates the executor (REGISTERING) and starts its launch off the actor: sandbox, fetch
+    /// and spawn run in a task that reports [`Input::Launched`] and then [`Input::Exited`].
     fn launch_executor(
         &mut self,
         fid: FrameworkId,
@@ -783,62 +798,57 @@ impl Agent {
         let eid = info.executor_id.value.clone();
         let container_id = uuid::Uuid::new_v4().to_string();
         let fw_info = self.frameworks[&fid.value].info.clone();
-        let result = (|| -> Result<(PathBuf, tokio::process::Child), String> {
-            let dir = sandbox::create(
-                &self.config.work_dir,
-                &self.config.id.value,
-                &fid.value,
-                &eid,
-                &container_id,
-            )
-            .map_err(|e| format!("Failed to create the sandbox: {e}"))?;
-            let cmd = info
-                .command
-                .clone()
-                .ok_or("ExecutorInfo has no command (the default executor is not supported)")?;
-            for uri in &cmd.uris {
-                sandbox::fetch(uri, &dir).map_err(|e| format!("Failed to fetch URIs: {e}"))?;
-            }
-            let env = executor_environment(&self.config, &fw_info, &info, &dir);
-            let child = launcher::spawn(&cmd, &env, &dir)
-                .map_err(|e| format!("Failed to launch the executor: {e}"))?;
-            Ok((dir, child))
-        })();
+        let dir = sandbox::runs_dir(
+            &self.config.work_dir,
+            &self.config.id.value,
+            &fid.value,
+            &eid,
+        )
+        .join(&container_id);
+        let env = executor_environment(&self.config, &fw_info, &info, &dir);
+        let cmd = info.command.clone();
 
-        let (dir, mut child) = match result {
-            Ok(x) => x,
-            Err(message) => {
-                tracing::warn!(framework_id = %fid.value, executor_id = %eid, %message, "executor launch failed");
-                for t in work.tasks() {
-                    let tid = t.task_id.clone();
-                    self.agent_update(
-                        &fid,
-                        &tid,
-                        Some(&info.executor_id),
-                        TaskState::TaskFailed,
-                        task_status::Reason::ContainerLaunchFailed,
-                        &message,
-                    );
-                }
-                let _ = self.to_master.send(ToMaster::ExecutorExited {
-                    agent_id: self.config.id.clone(),
-                    framework_id: fid,
-                    executor_id: info.executor_id,
-                    status: -1,
-                    command_executor: command,
-                });
-                return;
-            }
-        };
-        let pid = child.id();
-        if let Some(pid) = pid {
-            self.groups.lock().expect("poisoned").insert(pid);
-        }
-        tracing::info!(framework_id = %fid.value, executor_id = %eid, pid, "executor started");
-
+        let config = self.config.clone();
         let tx = self.tx.clone();
         let (f, e, c) = (fid.value.clone(), eid.clone(), container_id.clone());
         tokio::spawn(async move {
+            let prepared = {
+                let (f, e, c) = (f.clone(), e.clone(), c.clone());
+                let cmd = cmd.clone();
+                tokio::task::spawn_blocking(move || prepare(&config, &f, &e, &c, cmd.as_ref()))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("Failed to prepare the sandbox: {e}")))
+            };
+            let spawned = prepared.and_then(|dir| {
+                let cmd = cmd.expect("checked by prepare");
+                launcher::spawn(&cmd, &env, &dir)
+                    .map_err(|e| format!("Failed to launch the executor: {e}"))
+            });
+            let mut child = match spawned {
+                Ok(child) => child,
+                Err(message) => {
+                    let _ = tx.send(Input::Launched {
+                        framework_id: f,
+                        executor_id: e,
+                        container_id: c,
+                        result: Err(message),
+                    });
+                    return;
+                }
+            };
+            let pid = child.id();
+            let launched = Input::Launched {
+                framework_id: f.clone(),
+                executor_id: e.clone(),
+                container_id: c.clone(),
+                result: Ok(pid),
+            };
+            if tx.send(launched).is_err() {
+                // The agent stopped meanwhile.
+                if let Some(pid) = pid {
+                    launcher::kill_group(pid, launcher::SIGKILL);
+                }
+            }
             use std::os::unix::process::ExitStatusExt;
             let status = match child.wait().await {
                 Ok(s) => s.into_raw(),
@@ -851,17 +861,6 @@ impl Agent {
                 status,
             });
         });
-        let tx = self.tx.clone();
-        let timeout = self.config.executor_registration_timeout;
-        let (f, e, c) = (fid.value.clone(), eid.clone(), container_id.clone());
-        tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
-            let _ = tx.send(Input::RegistrationTimeout {
-                framework_id: f,
-                executor_id: e,
-                container_id: c,
-            });
-        });
 
         let fw = self.frameworks.get_mut(&fid.value).expect("framework");
         fw.executors.insert(
@@ -872,7 +871,7 @@ impl Agent {
                 directory: dir,
                 command,
                 state: ExecState::Registering,
-                pid,
+                pid: None,
                 stream: None,
                 queued: vec![work],
                 launched: BTreeMap::new(),
@@ -881,6 +880,82 @@ impl Agent {
                 registration_timed_out: false,
             },
         );
+    }
+
+    fn launched(&mut self, fid: &str, eid: &str, cid: &str, result: Result<Option<u32>, String>) {
+        let timeout = self.config.executor_registration_timeout;
+        let Some(e) = self.executor_mut(fid, eid, cid) else {
+            if let Ok(Some(pid)) = result {
+                launcher::kill_group(pid, launcher::SIGKILL);
+            }
+            return;
+        };
+        match result {
+            Ok(pid) => {
+                e.pid = pid;
+                let Some(pid) = pid else { return };
+                tracing::info!(
+                    framework_id = fid,
+                    executor_id = eid,
+                    pid,
+                    "executor started"
+                );
+                if e.state != ExecState::Registering {
+                    // Shut down (or all its tasks killed) while launching.
+                    launcher::kill_group(pid, launcher::SIGKILL);
+                    return;
+                }
+                self.groups.lock().expect("poisoned").insert(pid);
+                let tx = self.tx.clone();
+                let (f, x, c) = (fid.to_owned(), eid.to_owned(), cid.to_owned());
+                tokio::spawn(async move {
+                    tokio::time::sleep(timeout).await;
+                    let _ = tx.send(Input::RegistrationTimeout {
+                        framework_id: f,
+                        executor_id: x,
+                        container_id: c,
+                    });
+                });
+            }
+            Err(message) => {
+                tracing::warn!(framework_id = fid, executor_id = eid, %message, "executor launch failed");
+                let executor_id = e.info.executor_id.clone();
+                let command = e.command;
+                e.state = ExecState::Terminated;
+                let open: Vec<TaskId> = e
+                    .queued
+                    .iter()
+                    .flat_map(|p| p.tasks())
+                    .map(|t| t.task_id.clone())
+                    .collect();
+                let fid_v = FrameworkId {
+                    value: fid.to_owned(),
+                };
+                for tid in &open {
+                    self.agent_update(
+                        &fid_v,
+                        tid,
+                        Some(&executor_id),
+                        TaskState::TaskFailed,
+                        task_status::Reason::ContainerLaunchFailed,
+                        &message,
+                    );
+                }
+                self.executors_terminated += 1;
+                let fw = self.frameworks.get_mut(fid).expect("framework");
+                if let Some(e) = fw.executors.remove(eid) {
+                    fw.completed_executors.push(e);
+                }
+                let _ = self.to_master.send(ToMaster::ExecutorExited {
+                    agent_id: self.config.id.clone(),
+                    framework_id: fid_v,
+                    executor_id,
+                    status: -1,
+                    command_executor: command,
+                });
+                self.maybe_remove_framework(fid);
+            }
+        }
     }
 
     fn kill_task(&mut self, fid: &FrameworkId, tid: &TaskId, policy: Option<KillPolicy>) {
@@ -1345,6 +1420,24 @@ impl Agent {
             e.send(&ev);
         }
     }
+}
+
+/// Creates the sandbox and fetches the URIs (blocking). Returns the sandbox.
+fn prepare(
+    config: &AgentConfig,
+    fid: &str,
+    eid: &str,
+    cid: &str,
+    command: Option<&CommandInfo>,
+) -> Result<PathBuf, String> {
+    let dir = sandbox::create(&config.work_dir, &config.id.value, fid, eid, cid)
+        .map_err(|e| format!("Failed to create the sandbox: {e}"))?;
+    let cmd =
+        command.ok_or("ExecutorInfo has no command (the default executor is not supported)")?;
+    for uri in &cmd.uris {
+        sandbox::fetch(uri, &dir).map_err(|e| format!("Failed to fetch URIs: {e}"))?;
+    }
+    Ok(dir)
 }
 
 /// Hands work to a subscribed executor: LAUNCH / LAUNCH_GROUP; the tasks are STAGING.

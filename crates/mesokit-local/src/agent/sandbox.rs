@@ -1,6 +1,7 @@
 //! Sandboxes as Mesos lays them out under the agent's work directory, and the fetcher that
-//! puts `CommandInfo.uris` into them (local paths and `file://` for now; `http(s)://` is not
-//! fetched yet and fails the fetch with a clear message).
+//! puts `CommandInfo.uris` into them: local paths and `file://` are copied, `http(s)://` and
+//! `ftp://` are downloaded with the system `curl`; archives are extracted with `tar`/`unzip`.
+//! (No fetcher cache: `cache` is ignored.)
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -43,9 +44,19 @@ pub fn create(
 /// Why a URI could not be fetched.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    /// A scheme we do not fetch yet.
-    #[error("cannot fetch '{0}': only local paths and file:// URIs are supported")]
+    /// A scheme we do not fetch.
+    #[error(
+        "cannot fetch '{0}': only local paths, file://, http(s):// and ftp:// URIs are supported"
+    )]
     Unsupported(String),
+    /// The download failed.
+    #[error("failed to download '{uri}': {message}")]
+    Download {
+        /// The URI.
+        uri: String,
+        /// What curl said.
+        message: String,
+    },
     /// Copying failed.
     #[error("failed to fetch '{uri}': {source}")]
     Io {
@@ -83,31 +94,64 @@ fn is_archive(name: &str) -> Option<&'static str> {
 /// Fetches one URI into `sandbox` (blocking: run it off the async threads).
 pub fn fetch(uri: &Uri, sandbox: &Path) -> Result<(), FetchError> {
     let value = uri.value.as_str();
-    let path = if let Some(p) = value.strip_prefix("file://") {
-        PathBuf::from(p)
-    } else if value.contains("://") {
-        return Err(FetchError::Unsupported(value.to_owned()));
-    } else {
-        PathBuf::from(value)
-    };
     let io_err = |source| FetchError::Io {
         uri: value.to_owned(),
         source,
     };
-    let base = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .ok_or_else(|| io_err(io::Error::new(io::ErrorKind::InvalidInput, "no file name")))?;
-    let name = uri
-        .output_file
-        .clone()
-        .filter(|s| !s.is_empty())
-        .unwrap_or(base);
+    let remote = ["http://", "https://", "ftp://", "ftps://"]
+        .iter()
+        .any(|p| value.starts_with(p));
+    let local = if let Some(p) = value.strip_prefix("file://") {
+        Some(PathBuf::from(p))
+    } else if value.contains("://") && !remote {
+        return Err(FetchError::Unsupported(value.to_owned()));
+    } else if remote {
+        None
+    } else {
+        Some(PathBuf::from(value))
+    };
+    let base = match &local {
+        Some(p) => p.file_name().map(|n| n.to_string_lossy().into_owned()),
+        None => {
+            let path = value.split(['?', '#']).next().unwrap_or(value);
+            path.rsplit('/')
+                .next()
+                .filter(|s| !s.is_empty() && !path.ends_with("//"))
+                .map(str::to_owned)
+        }
+    };
+    let name = match uri.output_file.clone().filter(|s| !s.is_empty()) {
+        Some(n) => n,
+        None => base.ok_or_else(|| {
+            io_err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the URI names no file; set output_file",
+            ))
+        })?,
+    };
     let dest = sandbox.join(&name);
     if let Some(parent) = dest.parent() {
         std::fs::create_dir_all(parent).map_err(io_err)?;
     }
-    std::fs::copy(&path, &dest).map_err(io_err)?;
+    match &local {
+        Some(path) => {
+            std::fs::copy(path, &dest).map_err(io_err)?;
+        }
+        None => {
+            let out = std::process::Command::new("curl")
+                .args(["-sSfL", "--retry", "2", "-o"])
+                .arg(&dest)
+                .arg(value)
+                .output()
+                .map_err(io_err)?;
+            if !out.status.success() {
+                return Err(FetchError::Download {
+                    uri: value.to_owned(),
+                    message: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+                });
+            }
+        }
+    }
 
     if uri.executable.unwrap_or(false) {
         use std::os::unix::fs::PermissionsExt;
@@ -165,14 +209,36 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o111, 0o111);
-        let http = Uri {
-            value: "http://example.com/x".into(),
+        let s3 = Uri {
+            value: "s3://bucket/x".into(),
             ..Default::default()
         };
-        assert!(matches!(
-            fetch(&http, &dir2),
-            Err(FetchError::Unsupported(_))
-        ));
+        assert!(matches!(fetch(&s3, &dir2), Err(FetchError::Unsupported(_))));
+
+        // Archives are extracted (extract defaults to true).
+        let tree = tmp.join("tree");
+        std::fs::create_dir_all(tree.join("pkg")).unwrap();
+        std::fs::write(tree.join("pkg/data.txt"), "payload").unwrap();
+        let tgz = tmp.join("pkg.tar.gz");
+        let ok = std::process::Command::new("tar")
+            .arg("-czf")
+            .arg(&tgz)
+            .arg("-C")
+            .arg(&tree)
+            .arg("pkg")
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let uri = Uri {
+            value: tgz.display().to_string(),
+            ..Default::default()
+        };
+        fetch(&uri, &dir2).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir2.join("pkg/data.txt")).unwrap(),
+            "payload"
+        );
+        assert!(dir2.join("pkg.tar.gz").exists());
         let _ = std::fs::remove_dir_all(&tmp);
     }
 }
