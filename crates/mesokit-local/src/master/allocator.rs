@@ -16,6 +16,9 @@ use tracing::{debug, info};
 
 use super::core::{Filter, Framework, MAX_REFUSE, Master, OfferEntry, event};
 
+/// The resources whose shares DRF compares.
+const SHARE_RESOURCES: [&str; 3] = ["cpus", "mem", "disk"];
+
 impl Master {
     /// Removes an outstanding offer and returns its resources to the agent's pool, with a RESCIND
     /// to the framework if `rescind`, and a refusal filter if `refuse` is a positive duration.
@@ -103,19 +106,13 @@ impl Master {
 
     /// The dominant share of a framework (DRF): its largest fraction of the cluster's cpus,
     /// mem or disk, counting what it uses and what it is offered.
-    pub(super) fn dominant_share(&self, framework: &Framework) -> f64 {
-        let mut total = Resources::new();
-        for agent in self.agents.values() {
-            total.add(&agent.total);
-        }
+    fn dominant_share(framework: &Framework, cluster: &[f64; 3]) -> f64 {
         let mut mine = framework.used.clone();
         mine.add(&framework.offered);
-        ["cpus", "mem", "disk"]
+        SHARE_RESOURCES
             .iter()
-            .map(|n| {
-                let t = total.scalar(n);
-                if t > 0.0 { mine.scalar(n) / t } else { 0.0 }
-            })
+            .zip(cluster)
+            .map(|(n, t)| if *t > 0.0 { mine.scalar(n) / t } else { 0.0 })
             .fold(0.0, f64::max)
     }
 
@@ -123,6 +120,11 @@ impl Master {
     /// eligible (framework, role) in DRF order (fewest resources first). One OFFERS event per
     /// framework.
     pub(super) fn allocate(&mut self, now: Instant) {
+        let mut total = Resources::new();
+        for agent in self.agents.values() {
+            total.add(&agent.total);
+        }
+        let cluster = SHARE_RESOURCES.map(|n| total.scalar(n));
         for framework in self.frameworks.values_mut() {
             framework.filters.retain(|f| f.expires > now);
         }
@@ -143,7 +145,7 @@ impl Master {
                 if gpu_agent && !framework.capable(Capability::GpuResources) {
                     continue;
                 }
-                let share = self.dominant_share(framework);
+                let share = Self::dominant_share(framework, &cluster);
                 for role in framework.roles() {
                     if framework.suppressed.contains(&role) {
                         continue;

@@ -1173,7 +1173,7 @@ impl Master {
             if let Some(agent) = self.agents.get_mut(&agent_id) {
                 agent.used.subtract(&resources);
             }
-            self.counters.count_terminal(status.state);
+            self.counters.count_terminal(new_state);
         }
     }
 

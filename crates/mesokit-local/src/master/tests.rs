@@ -1658,6 +1658,106 @@ fn launch_operations_must_not_have_an_id() {
     );
 }
 
+#[test]
+fn resources_all_come_back_after_many_tasks() {
+    let mut w = World::new();
+    let sub = w.subscribe(1, framework_info(&[]));
+    w.drain();
+    for i in 0..100 {
+        w.advance(secs(1));
+        let offers = w.offers(&sub);
+        assert_eq!(offers.len(), 1, "round {i}");
+        let id = format!("t{i}");
+        let task = helpers::TaskBuilder::new(&id, &id, &w.agent.value)
+            .cpus(0.1)
+            .mem(32.0)
+            .ports(&[31000 + i])
+            .shell("true")
+            .build();
+        w.call(
+            &sub,
+            scheduler::Call {
+                r#type: Some(call::Type::Accept as i32),
+                accept: Some(call::Accept {
+                    offer_ids: vec![offers[0].id.clone()],
+                    operations: vec![launch(vec![task])],
+                    filters: Some(v1::Filters {
+                        refuse_seconds: Some(0.0),
+                    }),
+                }),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let uuid = w.status(&sub, &id, TaskState::TaskFinished);
+        w.ack(&sub, &id, uuid).unwrap();
+        w.drain();
+    }
+    w.advance(secs(1));
+    let offers = w.offers(&sub);
+    let res = Resources::from_vec(offers[0].resources.clone());
+    assert_eq!(res.scalar("cpus"), 4.0);
+    assert_eq!(res.scalar("mem"), 1024.0);
+    assert_eq!(res.ranges("ports"), [(31000, 32000)]);
+    let metrics: std::collections::HashMap<String, f64> = w.m.metrics().into_iter().collect();
+    assert_eq!(metrics["master/tasks_finished"], 100.0);
+    assert_eq!(metrics["master/cpus_used"], 0.0);
+    let fw = serde_like::parse(&w.m.frameworks_json(Some(&sub.id.value)));
+    assert_eq!(
+        fw.get("frameworks").idx(0).get("completed_tasks").len(),
+        100
+    );
+}
+
+#[test]
+fn tasks_are_listed_newest_first_by_their_first_status() {
+    let mut w = World::new();
+    let sub = w.subscribe(1, framework_info(&[]));
+    let offers = w.offers(&sub);
+    let tasks = ["a", "b", "c"]
+        .iter()
+        .map(|id| command_task(id, &w.agent, 0.1, 32.0))
+        .collect();
+    w.accept(&sub, &[&offers[0]], vec![launch(tasks)]);
+    // b runs first, then a; c has no status yet.
+    for (id, t) in [("b", 10.0), ("a", 20.0)] {
+        w.m.handle_agent(
+            w.now,
+            ToMaster::StatusUpdate {
+                agent_id: w.agent.clone(),
+                framework_id: sub.id.clone(),
+                status: v1::TaskStatus {
+                    task_id: v1::TaskId { value: id.into() },
+                    state: TaskState::TaskRunning as i32,
+                    timestamp: Some(EPOCH + t),
+                    uuid: Some(new_uuid()),
+                    ..Default::default()
+                },
+                latest_state: TaskState::TaskRunning,
+            },
+        );
+    }
+    let ids = |json: String| -> Vec<String> {
+        let v = serde_like::parse(&json);
+        (0..v.get("tasks").len())
+            .map(|i| v.get("tasks").idx(i).get("id").str().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        ids(w.m.tasks_json(100, 0, true, None, None)),
+        ["a", "b", "c"]
+    );
+    assert_eq!(
+        ids(w.m.tasks_json(100, 0, false, None, None)),
+        ["c", "b", "a"]
+    );
+    assert_eq!(ids(w.m.tasks_json(1, 1, true, None, None)), ["b"]);
+    assert_eq!(
+        ids(w.m.tasks_json(100, 0, true, Some("other"), None)),
+        Vec::<String>::new()
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Read side
 // ---------------------------------------------------------------------------------------------
