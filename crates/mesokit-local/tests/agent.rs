@@ -860,3 +860,57 @@ async fn subscribe_negotiates_protobuf_and_a_new_subscription_closes_the_old_str
         rest.extend_from_slice(&chunk[..n]);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribed_executors_get_heartbeats_and_files_read_pages() {
+    let agent = start_agent("heartbeat", |c| {
+        c.executor_heartbeat_interval = Duration::from_millis(50);
+    })
+    .await;
+    agent
+        .handle
+        .send(run(Some(custom("exec-1", RECORD_AND_WAIT)), task("t1")));
+    let (_client, mut events) = subscribe(&agent, "exec-1").await;
+    assert!(matches!(
+        next_event(&mut events).await,
+        ExecutorEvent::Connected { .. }
+    ));
+    expect_event(&mut events, event::Type::Launch).await;
+    expect_event(&mut events, event::Type::Heartbeat).await;
+    expect_event(&mut events, event::Type::Heartbeat).await;
+
+    let stdout = "/frameworks/fw-1/executors/exec-1/runs/latest/stdout";
+    let (code, body) = agent
+        .get(&format!("/files/read?path={stdout}&offset=1&length=3"))
+        .await;
+    assert_eq!((code, body.as_str()), (200, r#"{"data":"tar","offset":1}"#));
+    let (code, body) = agent
+        .get(&format!("/files/read?path={stdout}&offset=100"))
+        .await;
+    assert_eq!((code, body.as_str()), (200, r#"{"data":"","offset":100}"#));
+    let (code, body) = agent
+        .get(&format!("/files/read?path={stdout}&offset=-2"))
+        .await;
+    assert_eq!(
+        (code, body.as_str()),
+        (400, "Negative offset provided: -2.\n")
+    );
+    let (code, _) = agent
+        .get("/files/read?path=/frameworks/fw-1/executors/exec-1/runs/latest")
+        .await;
+    assert_eq!(code, 400, "a directory");
+    let (code, body) = agent
+        .get("/files/browse?path=/frameworks/fw-1/executors/exec-1/runs/latest")
+        .await;
+    assert_eq!(code, 200);
+    assert!(body.contains("/stdout\""), "{body}");
+    let (code, _, bytes) = request(
+        agent.handle.endpoint(),
+        "GET",
+        &format!("/slave(1)/files/download?path={stdout}"),
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!((code, &bytes[..]), (200, &b"started\n"[..]));
+}

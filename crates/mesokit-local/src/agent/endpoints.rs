@@ -685,34 +685,56 @@ fn int_param(req: &Request, name: &str) -> Result<Option<i64>, Response> {
 }
 
 fn files_read(config: &AgentConfig, req: &Request) -> Response {
+    use std::io::{Read, Seek, SeekFrom};
     let inner = || -> Result<Response, Response> {
         let path = path_param(req)?;
         let offset = int_param(req, "offset")?.unwrap_or(-1);
+        if offset < -1 {
+            return Err(text(
+                StatusCode::BAD_REQUEST,
+                format!("Negative offset provided: {offset}.\n"),
+            ));
+        }
         let length = int_param(req, "length")?;
+        if let Some(l) = length.filter(|l| *l < -1) {
+            return Err(text(
+                StatusCode::BAD_REQUEST,
+                format!("Negative length provided: {l}.\n"),
+            ));
+        }
         let real = resolve(config, &path)?;
         if real.is_dir() {
             return Err(text(StatusCode::BAD_REQUEST, "Cannot read a directory.\n"));
         }
-        let data = std::fs::read(&real).map_err(|_| text(StatusCode::NOT_FOUND, ""))?;
-        let size = data.len() as i64;
+        let mut file = std::fs::File::open(&real).map_err(|_| text(StatusCode::NOT_FOUND, ""))?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        // As Mesos: offset -1 asks for the size; reads are capped at 16 pages.
+        let (offset, length) = if offset == -1 {
+            (None, 0)
+        } else {
+            let o = offset as u64;
+            let want = length.filter(|l| *l >= 0).map_or(u64::MAX, |l| l as u64);
+            (Some(o), want.min(size.saturating_sub(o)).min(16 * 4096))
+        };
+        let mut data = Vec::new();
+        if let Some(o) = offset
+            && length > 0
+        {
+            file.seek(SeekFrom::Start(o))
+                .and_then(|_| file.take(length).read_to_end(&mut data))
+                .map_err(|e| {
+                    text(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("Failed to read '{}': {e}.\n", real.display()),
+                    )
+                })?;
+        }
         let mut w = J::default();
         w.begin_object();
-        if offset < 0 {
-            w.key("data");
-            w.string("");
-            w.key("offset");
-            w.i64(size);
-        } else {
-            // Mesos caps a read at 16 pages.
-            let cap = 16 * 4096;
-            let len = length.filter(|l| *l >= 0).unwrap_or(cap).min(cap);
-            let start = offset.min(size) as usize;
-            let end = (offset.saturating_add(len)).min(size) as usize;
-            w.key("data");
-            w.string(&String::from_utf8_lossy(&data[start..end]));
-            w.key("offset");
-            w.i64(offset);
-        }
+        w.key("data");
+        w.string(&String::from_utf8_lossy(&data));
+        w.key("offset");
+        w.u64(offset.unwrap_or(size));
         w.end_object();
         Ok(jsonp(req, w.out))
     };

@@ -62,6 +62,8 @@ pub struct AgentConfig {
     pub executor_reregistration_timeout: Duration,
     /// `MESOS_RECOVERY_TIMEOUT` for checkpointing frameworks (15 min).
     pub recovery_timeout: Duration,
+    /// HEARTBEAT events on executor streams (30 min).
+    pub executor_heartbeat_interval: Duration,
 }
 
 impl AgentConfig {
@@ -89,6 +91,7 @@ impl AgentConfig {
             status_retry_max: Duration::from_secs(600),
             executor_reregistration_timeout: Duration::from_secs(2),
             recovery_timeout: Duration::from_secs(15 * 60),
+            executor_heartbeat_interval: Duration::from_secs(30 * 60),
         }
     }
 
@@ -1336,6 +1339,9 @@ impl Agent {
                     }),
                 }));
                 e.send(&ev);
+                if let Some(stream) = &e.stream {
+                    spawn_heartbeats(stream, self.config.executor_heartbeat_interval);
+                }
                 let was = e.state;
                 e.state = ExecState::Running;
                 if was == ExecState::Registering {
@@ -1438,6 +1444,22 @@ fn prepare(
         sandbox::fetch(uri, &dir).map_err(|e| format!("Failed to fetch URIs: {e}"))?;
     }
     Ok(dir)
+}
+
+/// Sends HEARTBEAT events on `stream` every `every` until the stream is replaced or closed
+/// (the task holds only a weak sender, so it never keeps a stream open).
+fn spawn_heartbeats(stream: &EventStream, every: Duration) {
+    let weak = stream.tx.downgrade();
+    let beat = encode_event(&event_of(event::Type::Heartbeat), stream.media);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            let Some(tx) = weak.upgrade() else { return };
+            if tx.try_send(beat.clone()).is_err() && tx.is_closed() {
+                return;
+            }
+        }
+    });
 }
 
 /// Hands work to a subscribed executor: LAUNCH / LAUNCH_GROUP; the tasks are STAGING.
