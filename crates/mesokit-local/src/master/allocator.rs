@@ -15,6 +15,7 @@ use mesokit_proto::v1::{
 use tracing::{debug, info};
 
 use super::core::{Filter, Framework, MAX_REFUSE, Master, OfferEntry, event};
+use super::validation;
 
 /// The resources whose shares DRF compares.
 const SHARE_RESOURCES: [&str; 3] = ["cpus", "mem", "disk"];
@@ -147,7 +148,13 @@ impl Master {
                 }
                 let share = Self::dominant_share(framework, &cluster);
                 for role in framework.roles() {
-                    if framework.suppressed.contains(&role) {
+                    if framework.suppressed.contains(&role)
+                        || validation::agent_excluded(
+                            framework.offer_constraints.as_ref(),
+                            &role,
+                            &agent.info,
+                        )
+                    {
                         continue;
                     }
                     let offerable = available.filter(|r| offerable_to(r, &role));

@@ -176,6 +176,7 @@ pub(super) struct Framework {
     pub(super) unregistered_time: f64,
     pub(super) failover_at: Option<Instant>,
     pub(super) suppressed: BTreeSet<String>,
+    pub(super) offer_constraints: Option<scheduler::OfferConstraints>,
     pub(super) filters: Vec<Filter>,
     /// Live tasks (and terminal ones whose terminal update is not acknowledged yet).
     pub(super) tasks: BTreeMap<String, v1::Task>,
@@ -200,6 +201,7 @@ impl Framework {
             unregistered_time: 0.0,
             failover_at: None,
             suppressed: BTreeSet::new(),
+            offer_constraints: None,
             filters: Vec::new(),
             tasks: BTreeMap::new(),
             completed_tasks: VecDeque::new(),
@@ -625,9 +627,16 @@ impl Master {
         };
 
         let roles = validation::framework_roles(&info);
-        let checked = self.validate_framework(&info).and_then(|()| {
-            validation::validate_suppressed_roles(&roles, &subscribe.suppressed_roles)
-        });
+        let constraints = subscribe.offer_constraints;
+        let checked = self
+            .validate_framework(&info)
+            .and_then(|()| {
+                validation::validate_suppressed_roles(&roles, &subscribe.suppressed_roles)
+            })
+            .and_then(|()| match &constraints {
+                Some(c) => validation::validate_offer_constraints(&roles, c),
+                None => Ok(()),
+            });
         if let Err(message) = checked {
             refuse(self, message);
             return Ok(answer);
@@ -651,6 +660,7 @@ impl Master {
             framework.conn = Some(conn);
             framework.active = true;
             framework.suppressed = suppressed;
+            framework.offer_constraints = constraints;
             self.frameworks.insert(id.value.clone(), framework);
             self.send_subscribed(&id);
             self.request_allocation();
@@ -675,7 +685,7 @@ impl Master {
             );
             return Ok(answer);
         }
-        self.update_framework_info(now, &id.value, info, suppressed);
+        self.update_framework_info(now, &id.value, info, suppressed, constraints);
 
         let epoch = self.epoch(now);
         let framework = self.frameworks.get_mut(&id.value).expect("present");
@@ -758,7 +768,7 @@ impl Master {
         }
     }
 
-    /// Replaces a framework's info and suppressed roles; offers to roles it no longer has are
+    /// Replaces a framework's info, suppressed roles and offer constraints; offers to roles it no longer has are
     /// rescinded.
     pub(super) fn update_framework_info(
         &mut self,
@@ -766,6 +776,7 @@ impl Master {
         framework_id: &str,
         info: v1::FrameworkInfo,
         suppressed: BTreeSet<String>,
+        constraints: Option<scheduler::OfferConstraints>,
     ) {
         let new_roles = validation::framework_roles(&info);
         let stale: Vec<String> = self
@@ -788,6 +799,7 @@ impl Master {
         let framework = self.frameworks.get_mut(framework_id).expect("present");
         framework.info = info;
         framework.suppressed = suppressed;
+        framework.offer_constraints = constraints;
         framework.filters.retain(|f| new_roles.contains(&f.role));
     }
 
@@ -1034,15 +1046,21 @@ impl Master {
             )));
         }
         let roles = validation::framework_roles(&info);
-        validation::validate_suppressed_roles(&roles, &update.suppressed_roles).map_err(|e| {
-            CallError::bad_request(format!("'UpdateFramework' call is not valid: {e}"))
-        })?;
+        validation::validate_suppressed_roles(&roles, &update.suppressed_roles)
+            .and_then(|()| match &update.offer_constraints {
+                Some(c) => validation::validate_offer_constraints(&roles, c),
+                None => Ok(()),
+            })
+            .map_err(|e| {
+                CallError::bad_request(format!("'UpdateFramework' call is not valid: {e}"))
+            })?;
         let changed = *old != info;
         self.update_framework_info(
             now,
             fid,
             info,
             update.suppressed_roles.into_iter().collect(),
+            update.offer_constraints,
         );
         if changed {
             self.send_framework_updates(fid);

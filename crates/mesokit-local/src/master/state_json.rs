@@ -349,7 +349,10 @@ impl Master {
         if let Some(labels) = &f.info.labels {
             j.labels("labels", labels);
         }
-        j.raw("offer_constraints", "{}");
+        j.proto(
+            "offer_constraints",
+            &f.offer_constraints.clone().unwrap_or_default(),
+        );
         j.end_object();
     }
 

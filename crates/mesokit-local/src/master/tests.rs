@@ -1758,6 +1758,67 @@ fn tasks_are_listed_newest_first_by_their_first_status() {
     );
 }
 
+#[test]
+fn offer_constraints_select_agents() {
+    use scheduler::attribute_constraint::{
+        Predicate, Selector, predicate, selector::PseudoattributeType,
+    };
+    let constraint = |selector: Selector, predicate: Predicate| scheduler::OfferConstraints {
+        role_constraints: [(
+            "*".to_owned(),
+            scheduler::offer_constraints::RoleConstraints {
+                groups: vec![scheduler::offer_constraints::role_constraints::Group {
+                    attribute_constraints: vec![scheduler::AttributeConstraint {
+                        selector,
+                        predicate,
+                    }],
+                }],
+            },
+        )]
+        .into(),
+    };
+    let hostname = Selector {
+        pseudoattribute_type: Some(PseudoattributeType::Hostname as i32),
+        attribute_name: None,
+    };
+    let rack = Selector {
+        pseudoattribute_type: None,
+        attribute_name: Some("rack".into()),
+    };
+    let equals = |v: &str| Predicate {
+        text_equals: Some(predicate::TextEquals { value: v.into() }),
+        ..Default::default()
+    };
+    let subscribe_with = |w: &mut World, stream, c| {
+        let mut call = subscribe_call(framework_info(&[]));
+        call.subscribe.as_mut().unwrap().offer_constraints = Some(c);
+        let sub = w.m.subscribe(w.now, stream, call).unwrap();
+        Sub {
+            id: sub.framework_id,
+            stream,
+            stream_id: sub.stream_id,
+        }
+    };
+
+    let mut w = World::new();
+    let elsewhere = subscribe_with(&mut w, 1, constraint(hostname.clone(), equals("other")));
+    assert!(w.offers(&elsewhere).is_empty());
+    let here = subscribe_with(&mut w, 2, constraint(rack.clone(), equals("r1")));
+    assert_eq!(w.offers(&here).len(), 1);
+
+    // Regular expressions other than plain text are refused, with a reason.
+    let regex = Predicate {
+        text_matches: Some(predicate::TextMatches {
+            regex: "r[0-9]+".into(),
+        }),
+        ..Default::default()
+    };
+    subscribe_with(&mut w, 3, constraint(rack, regex));
+    let out = w.drain();
+    assert!(matches!(&out[0], Output::Event { stream: 3, event }
+        if event.error.as_ref().unwrap().message.starts_with("Offer constraints are not valid")));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Read side
 // ---------------------------------------------------------------------------------------------

@@ -247,6 +247,154 @@ pub(super) fn validate_suppressed_roles(
     }
 }
 
+/// `validateOfferConstraintsRoles` and `OfferConstraintsFilter::create`: constraints only for
+/// the framework's roles, no empty groups, known selectors and predicates. Regular expressions
+/// are accepted only when they are plain text (matched as such): this master has no regex
+/// engine.
+pub(super) fn validate_offer_constraints(
+    roles: &BTreeSet<String>,
+    constraints: &scheduler::OfferConstraints,
+) -> Result<(), String> {
+    use scheduler::attribute_constraint::selector::PseudoattributeType;
+    for (role, rc) in &constraints.role_constraints {
+        if !roles.contains(role) {
+            return Err(format!(
+                "Offer constraints specify `role_constraints` for a role '{role}'not contained \
+                 in the set of roles"
+            ));
+        }
+        let invalid = |e: String| format!("Offer constraints are not valid: {e}");
+        if rc.groups.is_empty() {
+            return Err(invalid(format!(
+                "'OfferConstraints::role_constraints' has an empty 'RoleConstraints::groups' \
+                 for role {role}"
+            )));
+        }
+        for group in &rc.groups {
+            if group.attribute_constraints.is_empty() {
+                return Err(invalid(format!(
+                    "'OfferConstraints::RoleConstraints::groups' for role {role}contains an \
+                     empty RoleConstraints::Group"
+                )));
+            }
+            for c in &group.attribute_constraints {
+                let sel = &c.selector;
+                match (sel.pseudoattribute_type, &sel.attribute_name) {
+                    (Some(t), None) => {
+                        if PseudoattributeType::try_from(t).unwrap_or(PseudoattributeType::Unknown)
+                            == PseudoattributeType::Unknown
+                        {
+                            return Err(invalid("Unknown pseudoattribute type".into()));
+                        }
+                    }
+                    (None, Some(_)) => {}
+                    _ => {
+                        return Err(invalid(
+                            "Exactly one of 'AttributeConstraint::Selector::name' or \
+                             'AttributeConstraint::Selector::pseudoattribute_type' must be set"
+                                .into(),
+                        ));
+                    }
+                }
+                let p = &c.predicate;
+                let regex = p
+                    .text_matches
+                    .as_ref()
+                    .map(|m| &m.regex)
+                    .or(p.text_not_matches.as_ref().map(|m| &m.regex));
+                if let Some(regex) = regex
+                    && regex.contains(|ch: char| "\\.+*?()|[]{}^$".contains(ch))
+                {
+                    return Err(invalid(format!(
+                        "regular expression '{regex}' is not supported by this master (only \
+                         plain text is)"
+                    )));
+                }
+                let set = [
+                    p.exists.is_some(),
+                    p.not_exists.is_some(),
+                    p.text_equals.is_some(),
+                    p.text_not_equals.is_some(),
+                    p.text_matches.is_some(),
+                    p.text_not_matches.is_some(),
+                ];
+                if set.iter().filter(|x| **x).count() != 1 {
+                    return Err(invalid("Unknown predicate type".into()));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `OfferConstraintsFilter::isAgentExcluded`: an agent is offered to `role` only if some group
+/// of the role's constraints has all its constraints true for the agent.
+pub(super) fn agent_excluded(
+    constraints: Option<&scheduler::OfferConstraints>,
+    role: &str,
+    agent: &v1::AgentInfo,
+) -> bool {
+    use scheduler::attribute_constraint::selector::PseudoattributeType;
+    let Some(rc) = constraints.and_then(|c| c.role_constraints.get(role)) else {
+        return false;
+    };
+    /// What a selector finds on the agent.
+    enum Found<'a> {
+        Nothing,
+        Text(&'a str),
+        Attribute(&'a v1::Attribute),
+    }
+    let evaluate = |c: &scheduler::AttributeConstraint| {
+        let fault = agent.domain.as_ref().and_then(|d| d.fault_domain.as_ref());
+        let found = match (&c.selector.attribute_name, c.selector.pseudoattribute_type) {
+            (Some(name), _) => agent
+                .attributes
+                .iter()
+                .find(|a| a.name == *name)
+                .map_or(Found::Nothing, Found::Attribute),
+            (None, Some(t)) => match PseudoattributeType::try_from(t) {
+                Ok(PseudoattributeType::Hostname) => Found::Text(&agent.hostname),
+                Ok(PseudoattributeType::Region) => {
+                    fault.map_or(Found::Nothing, |f| Found::Text(&f.region.name))
+                }
+                Ok(PseudoattributeType::Zone) => {
+                    fault.map_or(Found::Nothing, |f| Found::Text(&f.zone.name))
+                }
+                _ => Found::Nothing,
+            },
+            (None, None) => Found::Nothing,
+        };
+        let p = &c.predicate;
+        // Non-TEXT attributes satisfy every text predicate, as in Mesos.
+        let text = |want: &str, equal: bool| match &found {
+            Found::Nothing => !equal,
+            Found::Text(s) => (*s == want) == equal,
+            Found::Attribute(a) => match &a.text {
+                Some(t) if a.r#type == v1::value::Type::Text as i32 => (t.value == want) == equal,
+                _ => true,
+            },
+        };
+        if p.exists.is_some() {
+            !matches!(found, Found::Nothing)
+        } else if p.not_exists.is_some() {
+            matches!(found, Found::Nothing)
+        } else if let Some(e) = &p.text_equals {
+            text(&e.value, true)
+        } else if let Some(e) = &p.text_not_equals {
+            text(&e.value, false)
+        } else if let Some(m) = &p.text_matches {
+            text(&m.regex, true)
+        } else if let Some(m) = &p.text_not_matches {
+            text(&m.regex, false)
+        } else {
+            true
+        }
+    };
+    !rc.groups
+        .iter()
+        .any(|g| g.attribute_constraints.iter().all(&evaluate))
+}
+
 /// What task validation needs to know about the master's state.
 pub(super) struct TaskContext<'a> {
     pub(super) framework_id: &'a v1::FrameworkId,
