@@ -914,3 +914,158 @@ async fn subscribed_executors_get_heartbeats_and_files_read_pages() {
     .await;
     assert_eq!((code, &bytes[..]), (200, &b"started\n"[..]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_executor_sends_shutdown_then_kills_after_the_grace_period() {
+    let mut agent = start_agent("shutdown", |c| {
+        c.executor_shutdown_grace = Duration::from_millis(200);
+    })
+    .await;
+    agent.handle.send(run(
+        Some(custom("exec-1", "env > env.txt; sleep 30")),
+        task("t1"),
+    ));
+    let (client, mut events) = subscribe(&agent, "exec-1").await;
+    assert!(matches!(
+        next_event(&mut events).await,
+        ExecutorEvent::Connected { .. }
+    ));
+    expect_event(&mut events, event::Type::Launch).await;
+    client
+        .update(status("t1", TaskState::TaskRunning))
+        .await
+        .unwrap();
+    let (running, _) = agent.next_update().await;
+
+    agent.handle.send(ToAgent::ShutdownExecutor {
+        framework_id: fid(),
+        executor_id: mesokit_proto::v1::ExecutorId {
+            value: "exec-1".into(),
+        },
+    });
+    // The ACKNOWLEDGED of RUNNING may come first.
+    loop {
+        match next_event(&mut events).await {
+            ExecutorEvent::Event(e) if e.r#type == Some(event::Type::Shutdown as i32) => break,
+            ExecutorEvent::Event(e) if e.r#type == Some(event::Type::Acknowledged as i32) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    // The executor ignores it; after the grace period its group is killed.
+    agent.handle.send(ToAgent::Acknowledge {
+        framework_id: fid(),
+        task_id: TaskId { value: "t1".into() },
+        uuid: running.uuid.clone().unwrap(),
+    });
+    let (s, latest) = agent.next_update().await;
+    assert_eq!(s.state, TaskState::TaskFailed as i32);
+    assert_eq!(latest, TaskState::TaskFailed);
+    assert_eq!(
+        s.reason,
+        Some(task_status::Reason::ExecutorTerminated as i32)
+    );
+    match agent.next().await {
+        ToMaster::ExecutorExited { status, .. } => assert_eq!(status & 0x7f, 9),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn framework_update_resends_at_once_and_resubscription_replays_unacknowledged_updates() {
+    let mut agent = start_agent("resend", |_| {}).await;
+    agent
+        .handle
+        .send(run(Some(custom("exec-1", RECORD_AND_WAIT)), task("t1")));
+    let (client, mut events) = subscribe(&agent, "exec-1").await;
+    assert!(matches!(
+        next_event(&mut events).await,
+        ExecutorEvent::Connected { .. }
+    ));
+    expect_event(&mut events, event::Type::Launch).await;
+    let d = client
+        .update(status("t1", TaskState::TaskRunning))
+        .await
+        .unwrap();
+    let (first, _) = agent.next_update().await;
+    // The retry timer is 10 s; a framework update resends now.
+    agent.handle.send(ToAgent::UpdateFramework {
+        framework: framework(false),
+    });
+    let (again, _) = agent.next_update().await;
+    assert_eq!(first, again);
+    assert_eq!(again.uuid.as_ref(), Some(d.uuid()));
+    drop(events);
+
+    // A re-SUBSCRIBE carrying an update already received (duplicate: re-acked, not re-sent)
+    // and a new one (recorded and queued behind the first).
+    let dup = first.clone();
+    let mut fresh = status("t1", TaskState::TaskFinished);
+    fresh.source = Some(task_status::Source::Executor as i32);
+    fresh.uuid = Some(helpers::new_uuid());
+    let call = mesokit_proto::v1::executor::Call {
+        executor_id: mesokit_proto::v1::ExecutorId {
+            value: "exec-1".into(),
+        },
+        framework_id: fid(),
+        r#type: Some(mesokit_proto::v1::executor::call::Type::Subscribe as i32),
+        subscribe: Some(mesokit_proto::v1::executor::call::Subscribe {
+            unacknowledged_tasks: vec![],
+            unacknowledged_updates: vec![
+                mesokit_proto::v1::executor::call::Update { status: dup },
+                mesokit_proto::v1::executor::call::Update {
+                    status: fresh.clone(),
+                },
+            ],
+        }),
+        ..Default::default()
+    };
+    let body = mesokit_proto::json::encode(&call);
+    let mut s = tokio::net::TcpStream::connect(agent.handle.endpoint())
+        .await
+        .unwrap();
+    let req = format!(
+        "POST /api/v1/executor HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    s.write_all(&body).await.unwrap();
+    // SUBSCRIBED, then two ACKNOWLEDGED.
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let acks = loop {
+        let n = tokio::time::timeout(WAIT, s.read(&mut chunk))
+            .await
+            .expect("stream timed out")
+            .unwrap();
+        assert!(n > 0);
+        buf.extend_from_slice(&chunk[..n]);
+        let Some(split) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let records =
+            mesokit_proto::recordio::decode_all(&dechunk(&buf[split + 4..]), 1 << 20).unwrap();
+        if records.len() >= 3 {
+            break records;
+        }
+    };
+    let ev: mesokit_proto::v1::executor::Event = mesokit_proto::json::decode(&acks[0]).unwrap();
+    assert_eq!(ev.r#type, Some(event::Type::Subscribed as i32));
+    for r in &acks[1..3] {
+        let ev: mesokit_proto::v1::executor::Event = mesokit_proto::json::decode(r).unwrap();
+        assert_eq!(ev.r#type, Some(event::Type::Acknowledged as i32));
+    }
+    // No duplicate is forwarded; the FINISHED waits for the ack of RUNNING, then goes out.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), agent.rx.recv())
+            .await
+            .is_err()
+    );
+    agent.handle.send(ToAgent::Acknowledge {
+        framework_id: fid(),
+        task_id: TaskId { value: "t1".into() },
+        uuid: d.uuid().clone(),
+    });
+    let (s2, _) = agent.next_update().await;
+    assert_eq!(s2.uuid, fresh.uuid);
+    assert_eq!(s2.state, TaskState::TaskFinished as i32);
+}
