@@ -97,12 +97,36 @@ impl Master {
         }
     }
 
-    pub(super) fn allocatable(&self, r: &Resources) -> bool {
+    /// Whether `r` is worth an offer to `role` of `framework`: it reaches one of the
+    /// framework's `offer_filters[role].min_allocatable_resources` quantities if it set some,
+    /// else `--min_allocatable_resources` (`cpus:0.01|mem:32`: either will do).
+    fn allocatable(&self, r: &Resources, framework: &Framework, role: &str) -> bool {
+        if r.is_empty() {
+            return false;
+        }
+        let amount = |name: &str| {
+            let ranges = r.ranges(name);
+            if ranges.is_empty() {
+                r.scalar(name)
+            } else {
+                ranges.iter().map(|(b, e)| (e - b + 1) as f64).sum()
+            }
+        };
+        if let Some(min) = framework
+            .info
+            .offer_filters
+            .get(role)
+            .and_then(|f| f.min_allocatable_resources.as_ref())
+        {
+            return min.quantities.is_empty()
+                || min.quantities.iter().any(|qs| {
+                    qs.quantities
+                        .iter()
+                        .all(|(name, q)| amount(name) >= q.value)
+                });
+        }
         let c = &self.config;
-        let cpus = r.scalar("cpus");
-        let mem = r.scalar("mem");
-        (cpus > 0.0 && cpus >= c.min_allocatable_cpus)
-            || (mem > 0.0 && mem >= c.min_allocatable_mem)
+        amount("cpus") >= c.min_allocatable_cpus || amount("mem") >= c.min_allocatable_mem
     }
 
     /// The dominant share of a framework (DRF): its largest fraction of the cluster's cpus,
@@ -134,7 +158,7 @@ impl Master {
         for agent_id in agent_ids {
             let agent = &self.agents[&agent_id];
             let available = agent.available();
-            if !self.allocatable(&available) {
+            if available.is_empty() {
                 continue;
             }
             let gpu_agent = agent.total.scalar("gpus") > 0.0;
@@ -158,7 +182,7 @@ impl Master {
                         continue;
                     }
                     let offerable = available.filter(|r| offerable_to(r, &role));
-                    if !self.allocatable(&offerable) {
+                    if !self.allocatable(&offerable, framework, &role) {
                         continue;
                     }
                     let refused = framework.filters.iter().any(|f| {

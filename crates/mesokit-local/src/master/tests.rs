@@ -1819,6 +1819,37 @@ fn offer_constraints_select_agents() {
         if event.error.as_ref().unwrap().message.starts_with("Offer constraints are not valid")));
 }
 
+#[test]
+fn framework_offer_filters_raise_the_minimum() {
+    let mut w = World::new();
+    let mut info = framework_info(&[]);
+    info.offer_filters.insert(
+        "*".into(),
+        v1::OfferFilters {
+            min_allocatable_resources: Some(v1::offer_filters::MinAllocatableResources {
+                quantities: vec![v1::offer_filters::ResourceQuantities {
+                    quantities: [("cpus".to_owned(), v1::value::Scalar { value: 2.0 })].into(),
+                }],
+            }),
+        },
+    );
+    let sub = w.subscribe(1, info);
+    let offers = w.offers(&sub);
+    w.accept(
+        &sub,
+        &[&offers[0]],
+        vec![launch(vec![command_task("t", &w.agent, 3.0, 32.0)])],
+    );
+    w.drain();
+    w.advance(secs(10));
+    assert!(
+        w.offers(&sub).is_empty(),
+        "1 cpu left is below the framework's 2"
+    );
+    let other = w.subscribe(2, framework_info(&[]));
+    assert_eq!(w.offers(&other).len(), 1);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Read side
 // ---------------------------------------------------------------------------------------------

@@ -218,6 +218,35 @@ pub(super) fn validate_framework_info(info: &FrameworkInfo) -> Result<(), String
         validate_id(&id.value)?;
     }
 
+    for filters in info.offer_filters.values() {
+        for qs in filters
+            .min_allocatable_resources
+            .iter()
+            .flat_map(|m| &m.quantities)
+        {
+            if qs.quantities.is_empty() {
+                return Err("Resource quantities must contain at least one quantity".into());
+            }
+            for (name, q) in &qs.quantities {
+                let v = q.value;
+                let problem = if v.is_infinite() {
+                    Some("Infinite values not supported")
+                } else if v.is_nan() {
+                    Some("NaN not supported")
+                } else if v.is_subnormal() {
+                    Some("Subnormal values not supported")
+                } else if v < 0.0 {
+                    Some("Negative values not supported")
+                } else {
+                    None
+                };
+                if let Some(problem) = problem {
+                    return Err(format!("Invalid resource quantity for '{name}': {problem}"));
+                }
+            }
+        }
+    }
+
     let timeout = info.failover_timeout();
     if !timeout.is_finite() || timeout.abs() * 1e9 > i64::MAX as f64 {
         return Err(format!(
