@@ -7,12 +7,15 @@ use std::time::Instant;
 
 use mesokit_proto::resources::Resources;
 use mesokit_proto::v1::{
-    self, TaskState, framework_info::capability::Type as Capability, offer::operation,
-    scheduler::call, task_status::Reason,
+    self, TaskState,
+    framework_info::capability::Type as Capability,
+    offer::operation,
+    scheduler::{self, call, event},
+    task_status::Reason,
 };
 use tracing::{info, warn};
 
-use super::core::{Filter, Master, inject_allocation, update_event};
+use super::core::{Filter, Master, event as core_event, inject_allocation, update_event};
 use super::validation::{self, TaskContext};
 use crate::messages::ToAgent;
 
@@ -104,6 +107,14 @@ impl Master {
                 TaskState::TaskLost
             };
             for op in &accept.operations {
+                if !is_launch(op) {
+                    self.drop_operation(
+                        fid,
+                        op,
+                        format!("Operation attempted with invalid offers: {e}"),
+                    );
+                    continue;
+                }
                 for task in Self::launch_tasks(op) {
                     let status = self.master_status(
                         now,
@@ -176,12 +187,16 @@ impl Master {
                     }
                     self.launch_group(now, fid, &agent_id, &role, *group, &mut remaining);
                 }
-                other => {
-                    warn!(
-                        framework_id = fid,
-                        operation = ?other,
-                        "dropping an unsupported offer operation"
+                Some(operation::Type::Unknown) | None => {
+                    warn!(framework_id = fid, "ignoring an unknown offer operation");
+                }
+                Some(other) => {
+                    // Reservations, volumes and disks are not modelled by this master.
+                    let message = format!(
+                        "Operation {} is not supported by this master",
+                        other.as_str_name()
                     );
+                    self.drop_operation(fid, &op, message);
                 }
             }
         }
@@ -205,6 +220,27 @@ impl Master {
                     });
             }
         }
+    }
+
+    /// `Master::drop` for an operation: OPERATION_ERROR to the framework if it asked for
+    /// feedback (set `id`), else only a log line.
+    fn drop_operation(&mut self, fid: &str, op: &v1::offer::Operation, message: String) {
+        warn!(framework_id = fid, operation = ?op.r#type, %message, "dropping offer operation");
+        let Some(id) = op.id.clone() else {
+            return;
+        };
+        let update = scheduler::Event {
+            update_operation_status: Some(event::UpdateOperationStatus {
+                status: v1::OperationStatus {
+                    operation_id: Some(id),
+                    state: v1::OperationState::OperationError as i32,
+                    message: Some(message),
+                    ..Default::default()
+                },
+            }),
+            ..core_event(event::Type::UpdateOperationStatus)
+        };
+        self.send(fid, update);
     }
 
     pub(super) fn task_error(
@@ -428,4 +464,11 @@ impl Master {
             agent.used.add(&resources);
         }
     }
+}
+
+fn is_launch(op: &v1::offer::Operation) -> bool {
+    matches!(
+        op.r#type.and_then(|t| operation::Type::try_from(t).ok()),
+        Some(operation::Type::Launch | operation::Type::LaunchGroup)
+    )
 }

@@ -1850,6 +1850,33 @@ fn framework_offer_filters_raise_the_minimum() {
     assert_eq!(w.offers(&other).len(), 1);
 }
 
+#[test]
+fn unsupported_operations_with_an_id_get_operation_error() {
+    let mut w = World::new();
+    let sub = w.subscribe(1, framework_info(&[]));
+    let offers = w.offers(&sub);
+    let reserve = v1::offer::Operation {
+        r#type: Some(operation::Type::Reserve as i32),
+        id: Some(v1::OperationId { value: "r1".into() }),
+        reserve: Some(operation::Reserve::default()),
+        ..Default::default()
+    };
+    let silent = v1::offer::Operation {
+        id: None,
+        ..reserve.clone()
+    };
+    w.accept(&sub, &[&offers[0]], vec![reserve, silent]);
+    let events = w.events(1);
+    assert_eq!(events.len(), 1);
+    let status = &events[0].update_operation_status.as_ref().unwrap().status;
+    assert_eq!(status.operation_id.as_ref().unwrap().value, "r1");
+    assert_eq!(status.state, v1::OperationState::OperationError as i32);
+    assert_eq!(
+        status.message.as_deref(),
+        Some("Operation RESERVE is not supported by this master")
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Read side
 // ---------------------------------------------------------------------------------------------
