@@ -1878,6 +1878,222 @@ fn unsupported_operations_with_an_id_get_operation_error() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Accounting invariants under a random walk
+// ---------------------------------------------------------------------------------------------
+
+/// Every agent's and framework's `used`/`offered` equal the sums over tasks still holding
+/// resources, executors and outstanding offers; no agent gives out more than it has; offers
+/// only go to connected, active frameworks.
+fn check_invariants(m: &Master) {
+    use super::core::{Agent, Framework};
+    let holds = |t: &v1::Task| {
+        !helpers::is_terminal_value(t.state) && t.state != TaskState::TaskUnreachable as i32
+    };
+    let sum = |lists: Vec<&Vec<v1::Resource>>| {
+        let mut r = Resources::new();
+        for l in lists {
+            r.add(&Resources::from_vec(l.clone()));
+        }
+        r
+    };
+    let framework_used = |f: &Framework, agent: Option<&str>| {
+        let on = |a: &str| agent.is_none_or(|x| x == a);
+        let mut lists: Vec<&Vec<v1::Resource>> = f
+            .tasks
+            .values()
+            .filter(|t| holds(t) && on(&t.agent_id.value))
+            .map(|t| &t.resources)
+            .collect();
+        lists.extend(
+            f.executors
+                .iter()
+                .filter(|((a, _), _)| on(a))
+                .map(|(_, e)| &e.resources),
+        );
+        sum(lists)
+    };
+    for f in m.frameworks.values() {
+        assert_eq!(f.used, framework_used(f, None), "used of {}", f.id.value);
+        let offered = sum(m
+            .offers
+            .values()
+            .filter(|o| o.offer.framework_id == f.id)
+            .map(|o| &o.offer.resources)
+            .collect());
+        assert_eq!(f.offered, offered, "offered of {}", f.id.value);
+        if m.offers.values().any(|o| o.offer.framework_id == f.id) {
+            assert!(
+                f.active && f.conn.is_some(),
+                "offers to inactive {}",
+                f.id.value
+            );
+        }
+    }
+    for a in m.agents.values() {
+        let a: &Agent = a;
+        let mut used = Resources::new();
+        for f in m.frameworks.values() {
+            used.add(&framework_used(f, Some(&a.id.value)));
+        }
+        assert_eq!(a.used, used, "used of {}", a.id.value);
+        let offered = sum(m
+            .offers
+            .values()
+            .filter(|o| o.offer.agent_id == a.id)
+            .map(|o| &o.offer.resources)
+            .collect());
+        assert_eq!(a.offered, offered, "offered of {}", a.id.value);
+        let mut taken = a.used.clone();
+        taken.add(&a.offered);
+        taken.unallocate();
+        assert!(a.total.contains(&taken), "{} gives out {taken}", a.id.value);
+    }
+}
+
+#[test]
+fn accounting_holds_under_a_random_walk() {
+    for seed in 0..20 {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut w = World::new();
+        let mut subs: Vec<Sub> = Vec::new();
+        let mut next_stream = 1;
+        let mut next_task = 0;
+        let mut offers: Vec<(Sub, v1::Offer)> = Vec::new();
+        let mut launched: Vec<(Sub, String)> = Vec::new();
+        let mut pending_acks: Vec<(Sub, String, Bytes)> = Vec::new();
+        // Arms by weight: closing streams and teardowns are rare, ticks, launches and
+        // status updates common.
+        const ARMS: [usize; 24] = [
+            0, 0, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 7, 7, 8, 8, 9, 9, 9, 10, 11, 2, 4, 7,
+        ];
+        for _ in 0..400 {
+            match ARMS[rng.usize(0..ARMS.len())] {
+                0 if subs.len() < 3 => {
+                    let mut info = framework_info(if rng.bool() {
+                        &[Cap::PartitionAware]
+                    } else {
+                        &[]
+                    });
+                    info.failover_timeout = Some(if rng.bool() { 0.0 } else { 5.0 });
+                    subs.push(w.subscribe(next_stream, info));
+                    next_stream += 1;
+                }
+                1 if !subs.is_empty() && rng.usize(0..3) == 0 => {
+                    let sub = subs.remove(rng.usize(0..subs.len()));
+                    w.m.stream_closed(w.now, sub.stream);
+                }
+                2 | 3 => {
+                    w.advance(Duration::from_millis(rng.u64(0..3000)));
+                    w.tick();
+                    for o in w.drain() {
+                        if let Output::Event { stream, event } = o
+                            && let Some(sub) = subs.iter().find(|s| s.stream == stream)
+                            && let Some(os) = event.offers
+                        {
+                            offers.extend(os.offers.into_iter().map(|o| (sub.clone(), o)));
+                        }
+                    }
+                }
+                4 | 5 if !offers.is_empty() => {
+                    let (sub, offer) = offers.remove(rng.usize(0..offers.len()));
+                    let mut tasks = Vec::new();
+                    for _ in 0..rng.usize(0..3) {
+                        let id = format!("t{next_task}");
+                        next_task += 1;
+                        let mut b = helpers::TaskBuilder::new(&id, &id, &offer.agent_id.value)
+                            .cpus(rng.usize(1..20) as f64 / 10.0)
+                            .mem(rng.usize(1..300) as f64)
+                            .shell("true");
+                        if rng.bool() {
+                            b = b.ports(&[31000 + rng.u64(0..20)]);
+                        }
+                        if rng.usize(0..4) == 0 {
+                            let mut e = helpers::custom_executor(
+                                &format!("e{}", rng.usize(0..2)),
+                                helpers::shell("./e"),
+                            );
+                            e.resources = Resources::parse("cpus:0.1;mem:32").unwrap().into_vec();
+                            let mut t = b.build();
+                            t.command = None;
+                            t.executor = Some(Box::new(e));
+                            tasks.push(t);
+                        } else {
+                            tasks.push(b.build());
+                        }
+                        launched.push((sub.clone(), id));
+                    }
+                    let _ = w.call(
+                        &sub,
+                        scheduler::Call {
+                            r#type: Some(call::Type::Accept as i32),
+                            accept: Some(call::Accept {
+                                offer_ids: vec![offer.id.clone()],
+                                operations: vec![launch(tasks)],
+                                filters: Some(v1::Filters {
+                                    refuse_seconds: Some(rng.usize(0..3) as f64),
+                                }),
+                            }),
+                            ..Default::default()
+                        },
+                    );
+                }
+                6 if !offers.is_empty() => {
+                    let (sub, offer) = offers.remove(rng.usize(0..offers.len()));
+                    let _ = w.call(&sub, decline_call(&[offer], Some(rng.f64() * 3.0)));
+                }
+                7 | 8 if !launched.is_empty() => {
+                    let (sub, id) = launched[rng.usize(0..launched.len())].clone();
+                    let state = [
+                        TaskState::TaskStarting,
+                        TaskState::TaskRunning,
+                        TaskState::TaskFinished,
+                        TaskState::TaskFailed,
+                        TaskState::TaskKilled,
+                    ][rng.usize(0..5)];
+                    let uuid = w.status(&sub, &id, state);
+                    pending_acks.push((sub, id, uuid));
+                }
+                9 if !pending_acks.is_empty() => {
+                    let (sub, id, uuid) = pending_acks.remove(rng.usize(0..pending_acks.len()));
+                    let _ = w.ack(&sub, &id, uuid);
+                }
+                10 if !subs.is_empty() => {
+                    let sub = subs[rng.usize(0..subs.len())].clone();
+                    let ty = [
+                        call::Type::Revive,
+                        call::Type::Revive,
+                        call::Type::Suppress,
+                        call::Type::Teardown,
+                    ][rng.usize(0..4)];
+                    let _ = w.simple(&sub, ty);
+                    if ty == call::Type::Teardown {
+                        subs.retain(|s| s.id != sub.id);
+                    }
+                }
+                11 if !subs.is_empty() => {
+                    let sub = subs[rng.usize(0..subs.len())].clone();
+                    w.m.handle_agent(
+                        w.now,
+                        ToMaster::ExecutorExited {
+                            agent_id: w.agent.clone(),
+                            framework_id: sub.id.clone(),
+                            executor_id: v1::ExecutorId {
+                                value: format!("e{}", rng.usize(0..2)),
+                            },
+                            status: 0,
+                            command_executor: false,
+                        },
+                    );
+                }
+                _ => {}
+            }
+            w.drain();
+            check_invariants(&w.m);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Read side
 // ---------------------------------------------------------------------------------------------
 
