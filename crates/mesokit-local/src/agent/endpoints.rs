@@ -15,7 +15,8 @@ use mesokit_proto::resources::{Resources, attributes_v0_json};
 use mesokit_proto::v1::{Attribute, Resource, ResourceStatistics, TaskState};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Agent, AgentConfig, ExecState, Executor, Framework, Input, Task, sandbox};
+use super::core::{AgentCore, ExecState, Executor, Framework, Task};
+use super::{AgentConfig, Input, sandbox};
 use crate::http::{Request, Response, empty, json, query, text};
 
 /// What the HTTP handlers share.
@@ -122,9 +123,9 @@ fn gone() -> Response {
 }
 
 /// Runs `f` on the agent's state inside the actor.
-async fn ask(ctx: &Ctx, f: fn(&Agent) -> Vec<u8>) -> Option<Vec<u8>> {
+async fn ask(ctx: &Ctx, f: fn(&AgentCore) -> Vec<u8>) -> Option<Vec<u8>> {
     let (tx, rx) = oneshot::channel();
-    let q: super::Query = Box::new(move |a: &Agent| {
+    let q: super::Query = Box::new(move |a: &AgentCore| {
         let _ = tx.send(f(a));
     });
     ctx.tx.send(Input::Query(q)).ok()?;
@@ -227,7 +228,7 @@ fn role_of(rs: &[Resource]) -> Option<String> {
 // ----- /state -----
 
 /// The agent's `/slave(1)/state` (§5.3 essential shape).
-pub(crate) fn state_json(a: &Agent) -> Vec<u8> {
+pub(crate) fn state_json(a: &AgentCore) -> Vec<u8> {
     let c = &a.config;
     let mut w = J::default();
     w.begin_object();
@@ -291,7 +292,7 @@ pub(crate) fn state_json(a: &Agent) -> Vec<u8> {
     w.out
 }
 
-fn write_framework(w: &mut J, a: &Agent, f: &Framework) {
+fn write_framework(w: &mut J, a: &AgentCore, f: &Framework) {
     let i = &f.info;
     w.begin_object();
     w.key("id");
@@ -352,7 +353,7 @@ fn write_framework(w: &mut J, a: &Agent, f: &Framework) {
     w.end_object();
 }
 
-fn write_executor(w: &mut J, a: &Agent, e: &Executor) {
+fn write_executor(w: &mut J, a: &AgentCore, e: &Executor) {
     let fid = e.info.framework_id.clone().unwrap_or_default().value;
     w.begin_object();
     w.key("id");
@@ -415,7 +416,7 @@ fn write_executor(w: &mut J, a: &Agent, e: &Executor) {
     w.end_object();
 }
 
-fn write_task(w: &mut J, a: &Agent, fid: &str, e: &Executor, t: &Task, queued: bool) {
+fn write_task(w: &mut J, a: &AgentCore, fid: &str, e: &Executor, t: &Task, queued: bool) {
     w.begin_object();
     w.key("id");
     w.string(&t.info.task_id.value);
@@ -487,7 +488,7 @@ fn executor_resources(e: &Executor) -> Vec<Resource> {
     rs
 }
 
-fn used_resources(a: &Agent) -> Vec<Resource> {
+fn used_resources(a: &AgentCore) -> Vec<Resource> {
     a.frameworks
         .values()
         .flat_map(|f| f.executors.values())
@@ -515,7 +516,7 @@ fn proc_stats(pid: u32) -> (Option<u64>, Option<f64>, Option<f64>) {
     (rss, times.map(|t| t.0), times.map(|t| t.1))
 }
 
-pub(crate) fn statistics_json(a: &Agent) -> Vec<u8> {
+pub(crate) fn statistics_json(a: &AgentCore) -> Vec<u8> {
     let mut w = J::default();
     w.begin_array();
     for e in a.frameworks.values().flat_map(|f| f.executors.values()) {
@@ -553,7 +554,7 @@ pub(crate) fn statistics_json(a: &Agent) -> Vec<u8> {
 
 // ----- /metrics/snapshot -----
 
-pub(crate) fn metrics_json(a: &Agent) -> Vec<u8> {
+pub(crate) fn metrics_json(a: &AgentCore) -> Vec<u8> {
     let mut m: Vec<(String, f64)> = Vec::new();
     m.push(("slave/registered".into(), 1.0));
     m.push((

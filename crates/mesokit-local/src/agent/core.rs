@@ -1,0 +1,1606 @@
+//! The agent's state machine: frameworks, executors, queued and launched tasks, and the
+//! status-update manager. No IO: the driver in [`super`] feeds it messages, executor calls,
+//! process events and timers (with the time) and carries out the [`Action`]s it returns.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mesokit_proto::helpers::{cpus, format_duration, is_terminal, mem, new_uuid};
+use mesokit_proto::v1::executor::{Event, event};
+use mesokit_proto::v1::{
+    self, CommandInfo, ContainerId, ContainerStatus, DurationInfo, ExecutorId, ExecutorInfo,
+    FrameworkId, FrameworkInfo, KillPolicy, TaskGroupInfo, TaskId, TaskInfo, TaskState, TaskStatus,
+    framework_info, task_status,
+};
+
+use super::AgentConfig;
+use super::executor_api::{ExecutorCall, Kind};
+use super::updates::{Forward, Recorded, StatusUpdateManager};
+use super::{launcher, sandbox};
+use crate::http::Media;
+use crate::messages::{ToAgent, ToMaster};
+
+/// What the core asks the driver to do, in order.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Action {
+    /// Send to the master.
+    ToMaster(ToMaster),
+    /// Create the sandbox, fetch, start the process; then report
+    /// [`AgentCore::launched`] and, when it ends, [`AgentCore::exited`].
+    Launch(Box<Launch>),
+    /// SIGKILL a process group.
+    Kill {
+        /// The group (the executor's pid).
+        pgid: u32,
+    },
+    /// Open the executor's event stream (replacing, and so closing, an older one); it becomes
+    /// the body of the SUBSCRIBE response.
+    OpenStream {
+        /// Framework.
+        framework_id: String,
+        /// Executor.
+        executor_id: String,
+        /// Encoding of the events.
+        media: Media,
+    },
+    /// An event for the executor's stream (dropped if none is open).
+    Event {
+        /// Framework.
+        framework_id: String,
+        /// Executor.
+        executor_id: String,
+        /// The event.
+        event: Box<Event>,
+    },
+    /// End the executor's stream.
+    CloseStream {
+        /// Framework.
+        framework_id: String,
+        /// Executor.
+        executor_id: String,
+    },
+    /// Call [`AgentCore::timer`] with `timer` after `after`.
+    Timer {
+        /// Delay.
+        after: Duration,
+        /// What fires.
+        timer: Timer,
+    },
+}
+
+/// An executor to start.
+#[derive(Debug)]
+pub(crate) struct Launch {
+    pub(crate) framework_id: String,
+    pub(crate) executor_id: String,
+    pub(crate) container_id: String,
+    /// `None`: nothing to run (the launch fails).
+    pub(crate) command: Option<CommandInfo>,
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) directory: PathBuf,
+}
+
+/// Timers of the core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Timer {
+    /// The executor must have subscribed by now.
+    Registration {
+        framework_id: String,
+        executor_id: String,
+        container_id: String,
+    },
+    /// The executor's shutdown grace period is over.
+    ShutdownGrace {
+        framework_id: String,
+        executor_id: String,
+        container_id: String,
+    },
+}
+
+/// How the HTTP front answers an executor call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CallReply {
+    /// 202.
+    Accepted,
+    /// 200 with the stream opened by the preceding [`Action::OpenStream`].
+    Stream(Media),
+    /// 400 with this text.
+    BadRequest(&'static str),
+    /// 403 with this text.
+    Forbidden(&'static str),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ExecState {
+    Registering,
+    Running,
+    Terminating,
+    Terminated,
+}
+
+/// Work handed to an executor once it subscribes.
+#[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Pending {
+    Task(TaskInfo),
+    Group(TaskGroupInfo),
+}
+
+impl Pending {
+    pub(super) fn tasks(&self) -> Vec<&TaskInfo> {
+        match self {
+            Pending::Task(t) => vec![t],
+            Pending::Group(g) => g.tasks.iter().collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Task {
+    pub(super) info: TaskInfo,
+    pub(super) state: TaskState,
+    /// (state, timestamp) of every status recorded.
+    pub(super) statuses: Vec<(TaskState, f64)>,
+}
+
+#[derive(Debug)]
+pub(super) struct Executor {
+    pub(super) info: ExecutorInfo,
+    pub(super) container_id: String,
+    pub(super) directory: PathBuf,
+    pub(super) command: bool,
+    pub(super) state: ExecState,
+    pub(super) pid: Option<u32>,
+    pub(super) framework_id: String,
+    pub(super) queued: Vec<Pending>,
+    pub(super) launched: BTreeMap<String, Task>,
+    pub(super) completed: Vec<Task>,
+    /// A task was ever handed to the executor.
+    pub(super) ever_launched: bool,
+    pub(super) registration_timed_out: bool,
+}
+
+impl Executor {
+    /// Queues an event for the executor's stream (dropped by the driver if none is open).
+    fn send(&self, out: &mut VecDeque<Action>, event: Event) {
+        out.push_back(Action::Event {
+            framework_id: self.framework_id.clone(),
+            executor_id: self.info.executor_id.value.clone(),
+            event: Box::new(event),
+        });
+    }
+
+    fn queued_has(&self, task_id: &str) -> bool {
+        self.queued
+            .iter()
+            .any(|p| p.tasks().iter().any(|t| t.task_id.value == task_id))
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct Framework {
+    pub(super) info: FrameworkInfo,
+    pub(super) executors: BTreeMap<String, Executor>,
+    pub(super) completed_executors: Vec<Executor>,
+    pub(super) terminating: bool,
+}
+
+/// The agent's state and decisions, with no IO: inputs are method calls (with the time),
+/// outputs are [`Action`]s for the driver to carry out.
+pub(crate) struct AgentCore {
+    pub(super) config: Arc<AgentConfig>,
+    pub(super) frameworks: BTreeMap<String, Framework>,
+    pub(super) completed_frameworks: Vec<Framework>,
+    updates: StatusUpdateManager,
+    pub(super) start_time: f64,
+    pub(super) started: Instant,
+    /// Executors that ever terminated.
+    pub(super) executors_terminated: u64,
+    /// Tasks per terminal state, cumulative.
+    pub(super) terminal_counts: BTreeMap<&'static str, u64>,
+    actions: VecDeque<Action>,
+    now: Instant,
+}
+
+fn event_of(t: event::Type) -> Event {
+    Event {
+        r#type: Some(t as i32),
+        ..Default::default()
+    }
+}
+
+fn state_of(v: i32) -> TaskState {
+    TaskState::try_from(v).unwrap_or(TaskState::TaskStaging)
+}
+
+fn partition_aware(info: &FrameworkInfo) -> bool {
+    info.capabilities
+        .iter()
+        .any(|c| c.r#type == Some(framework_info::capability::Type::PartitionAware as i32))
+}
+
+fn duration_of(d: &DurationInfo) -> Duration {
+    Duration::from_nanos(u64::try_from(d.nanoseconds).unwrap_or(0))
+}
+
+/// The `ExecutorInfo` the agent makes up for a command task (Mesos `getExecutorInfo`).
+pub fn command_executor_info(
+    framework_id: &FrameworkId,
+    task: &TaskInfo,
+    argv: &[String],
+) -> ExecutorInfo {
+    let tc = task.command.clone().unwrap_or_default();
+    let detail = if tc.shell.unwrap_or(true) {
+        match &tc.value {
+            None => "(Command: NO COMMAND)".to_owned(),
+            Some(v) => format!("(Command: sh -c '{}')", abbreviate(v)),
+        }
+    } else {
+        match &tc.value {
+            None => "(Command: NO EXECUTABLE)".to_owned(),
+            Some(v) => {
+                let args = format!("{v}, {}", tc.arguments.join(", "));
+                format!("(Command: [{}])", abbreviate(&args))
+            }
+        }
+    };
+    let role = task
+        .resources
+        .iter()
+        .find_map(|r| r.allocation_info.clone());
+    let mut resources = vec![cpus(0.1), mem(32.0)];
+    for r in &mut resources {
+        r.allocation_info = role.clone();
+    }
+    let grace = task
+        .kill_policy
+        .as_ref()
+        .and_then(|k| k.grace_period.as_ref())
+        .map(|g| DurationInfo {
+            nanoseconds: g.nanoseconds + 2_000_000_000,
+        });
+    #[allow(deprecated)]
+    ExecutorInfo {
+        r#type: None,
+        executor_id: ExecutorId {
+            value: task.task_id.value.clone(),
+        },
+        framework_id: Some(framework_id.clone()),
+        command: Some(CommandInfo {
+            uris: tc.uris.clone(),
+            environment: tc.environment.clone(),
+            shell: Some(false),
+            value: argv.first().cloned(),
+            arguments: argv.to_vec(),
+            user: tc.user.clone(),
+        }),
+        container: task.container.clone(),
+        resources,
+        name: Some(format!(
+            "Command Executor (Task: {}) {detail}",
+            task.task_id.value
+        )),
+        source: Some(task.task_id.value.clone()),
+        data: None,
+        discovery: task.discovery.clone(),
+        shutdown_grace_period: grace,
+        labels: task.labels.clone(),
+    }
+}
+
+/// Mesos shows at most 12 characters of a command longer than 15.
+fn abbreviate(s: &str) -> String {
+    if s.chars().count() > 15 {
+        format!("{}...", s.chars().take(12).collect::<String>())
+    } else {
+        s.to_owned()
+    }
+}
+
+/// The environment of an executor (§4.13): exactly these variables, then the command's own
+/// VALUE variables, then `PATH` if still missing.
+pub fn executor_environment(
+    config: &AgentConfig,
+    framework: &FrameworkInfo,
+    executor: &ExecutorInfo,
+    directory: &std::path::Path,
+) -> Vec<(String, String)> {
+    let checkpoint = framework.checkpoint.unwrap_or(false);
+    let grace = executor
+        .shutdown_grace_period
+        .as_ref()
+        .map(duration_of)
+        .unwrap_or(config.executor_shutdown_grace);
+    let dir = directory.display().to_string();
+    let mut env: Vec<(String, String)> = vec![
+        ("LIBPROCESS_PORT".into(), "0".into()),
+        (
+            "MESOS_FRAMEWORK_ID".into(),
+            framework.id.clone().unwrap_or_default().value,
+        ),
+        (
+            "MESOS_EXECUTOR_ID".into(),
+            executor.executor_id.value.clone(),
+        ),
+        ("MESOS_DIRECTORY".into(), dir.clone()),
+        ("MESOS_SANDBOX".into(), dir),
+        ("MESOS_SLAVE_ID".into(), config.id.value.clone()),
+        ("MESOS_SLAVE_PID".into(), config.pid()),
+        (
+            "MESOS_AGENT_ENDPOINT".into(),
+            format!("{}:{}", config.ip, config.port),
+        ),
+        (
+            "MESOS_CHECKPOINT".into(),
+            if checkpoint { "1" } else { "0" }.into(),
+        ),
+        // Our agent only speaks the HTTP executor API.
+        ("MESOS_HTTP_COMMAND_EXECUTOR".into(), "1".into()),
+        (
+            "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD".into(),
+            format_duration(grace),
+        ),
+    ];
+    if checkpoint {
+        env.push((
+            "MESOS_RECOVERY_TIMEOUT".into(),
+            format_duration(config.recovery_timeout),
+        ));
+        env.push((
+            "MESOS_SUBSCRIPTION_BACKOFF_MAX".into(),
+            format_duration(config.executor_reregistration_timeout),
+        ));
+    }
+    if let Some(c) = &executor.command {
+        launcher::finish_env(&mut env, c);
+    } else {
+        launcher::finish_env(&mut env, &CommandInfo::default());
+    }
+    env
+}
+
+impl AgentCore {
+    /// A core for `config`, starting at `now`, which is `wall` seconds since the epoch (status
+    /// timestamps are derived from the two, so that the core reads no clock).
+    pub(crate) fn new(config: Arc<AgentConfig>, now: Instant, wall: f64) -> Self {
+        AgentCore {
+            updates: StatusUpdateManager::new(config.status_retry_initial, config.status_retry_max),
+            config,
+            frameworks: BTreeMap::new(),
+            completed_frameworks: Vec::new(),
+            start_time: wall,
+            started: now,
+            executors_terminated: 0,
+            terminal_counts: BTreeMap::new(),
+            actions: VecDeque::new(),
+            now,
+        }
+    }
+
+    /// Seconds since the epoch at `self.now`.
+    fn wall(&self) -> f64 {
+        self.start_time
+            + self
+                .now
+                .saturating_duration_since(self.started)
+                .as_secs_f64()
+    }
+
+    /// The next thing to do.
+    pub(crate) fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When [`AgentCore::handle_timeout`] is due (status-update retries).
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        self.updates.poll_timeout()
+    }
+
+    /// Resends the status updates whose retry time has come.
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        for f in self.updates.handle_timeout(now) {
+            self.forward(f);
+        }
+    }
+
+    /// Process groups of every live executor (to kill them all at shutdown).
+    pub(crate) fn live_process_groups(&self) -> Vec<u32> {
+        self.frameworks
+            .values()
+            .flat_map(|f| f.executors.values())
+            .filter_map(|e| e.pid)
+            .collect()
+    }
+
+    /// A timer set by [`Action::Timer`] fired.
+    pub(crate) fn timer(&mut self, now: Instant, timer: Timer) {
+        self.now = now;
+        match timer {
+            Timer::Registration {
+                framework_id,
+                executor_id,
+                container_id,
+            } => {
+                let Some(e) = self
+                    .frameworks
+                    .get_mut(&framework_id)
+                    .and_then(|f| f.executors.get_mut(&executor_id))
+                    .filter(|e| e.container_id == container_id)
+                else {
+                    return;
+                };
+                if e.state != ExecState::Registering {
+                    return;
+                }
+                tracing::warn!(
+                    framework_id,
+                    executor_id,
+                    "executor did not subscribe in time; killing it"
+                );
+                e.registration_timed_out = true;
+                e.state = ExecState::Terminating;
+                if let Some(pgid) = e.pid {
+                    self.actions.push_back(Action::Kill { pgid });
+                }
+            }
+            Timer::ShutdownGrace {
+                framework_id,
+                executor_id,
+                container_id,
+            } => {
+                let Some(e) = self
+                    .frameworks
+                    .get_mut(&framework_id)
+                    .and_then(|f| f.executors.get_mut(&executor_id))
+                    .filter(|e| e.container_id == container_id)
+                else {
+                    return;
+                };
+                if e.state != ExecState::Terminated
+                    && let Some(pgid) = e.pid
+                {
+                    tracing::info!(
+                        framework_id,
+                        executor_id,
+                        "shutdown grace period over; killing the executor"
+                    );
+                    self.actions.push_back(Action::Kill { pgid });
+                }
+            }
+        }
+    }
+
+    // ----- master -> agent -----
+
+    /// A message from the master.
+    pub(crate) fn handle_master(&mut self, now: Instant, msg: ToAgent) {
+        self.now = now;
+        match msg {
+            ToAgent::RunTask {
+                framework,
+                executor,
+                task,
+            } => self.run_task(framework, executor, Pending::Task(task)),
+            ToAgent::RunTaskGroup {
+                framework,
+                executor,
+                group,
+            } => self.run_task(framework, Some(executor), Pending::Group(group)),
+            ToAgent::KillTask {
+                framework_id,
+                task_id,
+                kill_policy,
+            } => self.kill_task(&framework_id, &task_id, kill_policy),
+            ToAgent::ShutdownExecutor {
+                framework_id,
+                executor_id,
+            } => self.shutdown_executor(&framework_id.value, &executor_id.value),
+            ToAgent::ShutdownFramework { framework_id } => self.shutdown_framework(&framework_id),
+            ToAgent::Acknowledge {
+                framework_id,
+                task_id,
+                uuid,
+            } => match self
+                .updates
+                .acknowledge(&framework_id, &task_id, &uuid, self.now)
+            {
+                Ok(next) => {
+                    if let Some(f) = next {
+                        self.forward(f);
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "acknowledgement ignored"),
+            },
+            ToAgent::FrameworkMessage {
+                framework_id,
+                executor_id,
+                data,
+            } => {
+                let Some(e) = self
+                    .frameworks
+                    .get_mut(&framework_id.value)
+                    .and_then(|f| f.executors.get_mut(&executor_id.value))
+                    .filter(|e| e.state == ExecState::Running)
+                else {
+                    tracing::debug!(framework_id = %framework_id.value, executor_id = %executor_id.value, "framework message for an executor not subscribed; dropped");
+                    return;
+                };
+                let mut ev = event_of(event::Type::Message);
+                ev.message = Some(event::Message { data });
+                e.send(&mut self.actions, ev);
+            }
+            ToAgent::UpdateFramework { framework } => {
+                let Some(id) = framework.id.clone() else {
+                    return;
+                };
+                if let Some(f) = self.frameworks.get_mut(&id.value) {
+                    f.info = framework;
+                }
+                for f in self.updates.resend_framework(&id, self.now) {
+                    self.forward(f);
+                }
+            }
+        }
+    }
+
+    fn run_task(
+        &mut self,
+        framework: FrameworkInfo,
+        executor: Option<ExecutorInfo>,
+        work: Pending,
+    ) {
+        let fid = framework.id.clone().unwrap_or_default();
+        let first = work.tasks()[0].clone();
+        let (info, command) = match executor {
+            Some(mut e) => {
+                e.framework_id.get_or_insert_with(|| fid.clone());
+                (e, false)
+            }
+            None => (
+                command_executor_info(&fid, &first, &self.config.command_executor),
+                true,
+            ),
+        };
+        let eid = info.executor_id.value.clone();
+        let fw = self
+            .frameworks
+            .entry(fid.value.clone())
+            .or_insert_with(|| Framework {
+                info: framework.clone(),
+                executors: BTreeMap::new(),
+                completed_executors: Vec::new(),
+                terminating: false,
+            });
+        fw.info = framework;
+        fw.terminating = false;
+
+        if let Some(e) = fw.executors.get_mut(&eid) {
+            match e.state {
+                ExecState::Registering => {
+                    e.queued.push(work);
+                    return;
+                }
+                ExecState::Running => {
+                    launch_on(&mut self.actions, e, work);
+                    return;
+                }
+                ExecState::Terminating | ExecState::Terminated => {
+                    let state = if partition_aware(&fw.info) {
+                        TaskState::TaskDropped
+                    } else {
+                        TaskState::TaskLost
+                    };
+                    for t in work.tasks() {
+                        let tid = t.task_id.clone();
+                        self.agent_update(
+                            &fid,
+                            &tid,
+                            Some(&info.executor_id),
+                            state,
+                            task_status::Reason::ExecutorTerminated,
+                            "Executor terminating",
+                        );
+                    }
+                    return;
+                }
+            }
+        }
+        self.launch_executor(fid, info, command, work);
+    }
+
+    /// Creates the executor (REGISTERING) and asks the driver to launch it ([`Action::Launch`]:
+    /// sandbox, fetch, spawn; it reports [`AgentCore::launched`] and [`AgentCore::exited`]).
+    fn launch_executor(
+        &mut self,
+        fid: FrameworkId,
+        info: ExecutorInfo,
+        command: bool,
+        work: Pending,
+    ) {
+        let eid = info.executor_id.value.clone();
+        let container_id = uuid::Uuid::new_v4().to_string();
+        let fw_info = self.frameworks[&fid.value].info.clone();
+        let dir = sandbox::runs_dir(
+            &self.config.work_dir,
+            &self.config.id.value,
+            &fid.value,
+            &eid,
+        )
+        .join(&container_id);
+        let env = executor_environment(&self.config, &fw_info, &info, &dir);
+
+        self.actions.push_back(Action::Launch(Box::new(Launch {
+            framework_id: fid.value.clone(),
+            executor_id: eid.clone(),
+            container_id: container_id.clone(),
+            command: info.command.clone(),
+            env,
+            directory: dir.clone(),
+        })));
+
+        let fw = self.frameworks.get_mut(&fid.value).expect("framework");
+        fw.executors.insert(
+            eid,
+            Executor {
+                info,
+                container_id,
+                directory: dir,
+                command,
+                state: ExecState::Registering,
+                pid: None,
+                framework_id: fid.value.clone(),
+                queued: vec![work],
+                launched: BTreeMap::new(),
+                completed: Vec::new(),
+                ever_launched: false,
+                registration_timed_out: false,
+            },
+        );
+    }
+
+    /// The executor's process started (`Ok(pid)`) or could not be started (`Err(why)`).
+    pub(crate) fn launched(
+        &mut self,
+        now: Instant,
+        fid: &str,
+        eid: &str,
+        cid: &str,
+        result: Result<Option<u32>, String>,
+    ) {
+        self.now = now;
+        let timeout = self.config.executor_registration_timeout;
+        let Some(e) = self
+            .frameworks
+            .get_mut(fid)
+            .and_then(|f| f.executors.get_mut(eid))
+            .filter(|e| e.container_id == cid)
+        else {
+            if let Ok(Some(pgid)) = result {
+                self.actions.push_back(Action::Kill { pgid });
+            }
+            return;
+        };
+        match result {
+            Ok(pid) => {
+                e.pid = pid;
+                let Some(pid) = pid else { return };
+                tracing::info!(
+                    framework_id = fid,
+                    executor_id = eid,
+                    pid,
+                    "executor started"
+                );
+                if e.state != ExecState::Registering {
+                    // Shut down (or all its tasks killed) while launching.
+                    self.actions.push_back(Action::Kill { pgid: pid });
+                    return;
+                }
+                self.actions.push_back(Action::Timer {
+                    after: timeout,
+                    timer: Timer::Registration {
+                        framework_id: fid.to_owned(),
+                        executor_id: eid.to_owned(),
+                        container_id: cid.to_owned(),
+                    },
+                });
+            }
+            Err(message) => {
+                tracing::warn!(framework_id = fid, executor_id = eid, %message, "executor launch failed");
+                let executor_id = e.info.executor_id.clone();
+                let command = e.command;
+                e.state = ExecState::Terminated;
+                let open: Vec<TaskId> = e
+                    .queued
+                    .iter()
+                    .flat_map(|p| p.tasks())
+                    .map(|t| t.task_id.clone())
+                    .collect();
+                let fid_v = FrameworkId {
+                    value: fid.to_owned(),
+                };
+                for tid in &open {
+                    self.agent_update(
+                        &fid_v,
+                        tid,
+                        Some(&executor_id),
+                        TaskState::TaskFailed,
+                        task_status::Reason::ContainerLaunchFailed,
+                        &message,
+                    );
+                }
+                self.executors_terminated += 1;
+                let fw = self.frameworks.get_mut(fid).expect("framework");
+                if let Some(e) = fw.executors.remove(eid) {
+                    fw.completed_executors.push(e);
+                }
+                self.actions
+                    .push_back(Action::ToMaster(ToMaster::ExecutorExited {
+                        agent_id: self.config.id.clone(),
+                        framework_id: fid_v,
+                        executor_id,
+                        status: -1,
+                        command_executor: command,
+                    }));
+                self.maybe_remove_framework(fid);
+            }
+        }
+    }
+
+    fn kill_task(&mut self, fid: &FrameworkId, tid: &TaskId, policy: Option<KillPolicy>) {
+        let lost = |fw: Option<&Framework>| {
+            if fw.is_some_and(|f| partition_aware(&f.info)) {
+                TaskState::TaskDropped
+            } else {
+                TaskState::TaskLost
+            }
+        };
+        let Some(fw) = self.frameworks.get_mut(&fid.value) else {
+            self.agent_update(
+                fid,
+                tid,
+                None,
+                lost(None),
+                task_status::Reason::ExecutorTerminated,
+                "Cannot find executor",
+            );
+            return;
+        };
+        let found = fw
+            .executors
+            .iter_mut()
+            .find(|(_, e)| e.queued_has(&tid.value) || e.launched.contains_key(&tid.value));
+        let Some((_, e)) = found else {
+            let already_done = fw
+                .executors
+                .values()
+                .chain(fw.completed_executors.iter())
+                .any(|e| e.completed.iter().any(|t| t.info.task_id == *tid));
+            if already_done {
+                return;
+            }
+            let state = lost(Some(fw));
+            self.agent_update(
+                fid,
+                tid,
+                None,
+                state,
+                task_status::Reason::ExecutorTerminated,
+                "Cannot find executor",
+            );
+            return;
+        };
+        if e.queued_has(&tid.value) {
+            // Killed before the executor got it: the whole group goes.
+            let ids: Vec<TaskId> = e
+                .queued
+                .iter()
+                .find(|p| p.tasks().iter().any(|t| t.task_id == *tid))
+                .map(|p| p.tasks().iter().map(|t| t.task_id.clone()).collect())
+                .unwrap_or_default();
+            let eid = e.info.executor_id.clone();
+            for t in &ids {
+                self.agent_update(
+                    fid,
+                    t,
+                    Some(&eid),
+                    TaskState::TaskKilled,
+                    task_status::Reason::TaskKilledDuringLaunch,
+                    "Killed before delivery to the executor",
+                );
+            }
+            if let Some(e) = self
+                .frameworks
+                .get_mut(&fid.value)
+                .and_then(|f| f.executors.get_mut(&eid.value))
+                && !e.ever_launched
+                && e.queued.is_empty()
+                && e.state == ExecState::Registering
+            {
+                // Never given a task: nothing to shut down gracefully.
+                e.state = ExecState::Terminating;
+                if let Some(pgid) = e.pid {
+                    self.actions.push_back(Action::Kill { pgid });
+                }
+            }
+            return;
+        }
+        let task = &e.launched[&tid.value];
+        let mut ev = event_of(event::Type::Kill);
+        ev.kill = Some(event::Kill {
+            task_id: tid.clone(),
+            kill_policy: policy.or(task.info.kill_policy),
+        });
+        e.send(&mut self.actions, ev);
+    }
+
+    fn shutdown_executor(&mut self, fid: &str, eid: &str) {
+        let default_grace = self.config.executor_shutdown_grace;
+        let Some(e) = self
+            .frameworks
+            .get_mut(fid)
+            .and_then(|f| f.executors.get_mut(eid))
+        else {
+            return;
+        };
+        if e.state == ExecState::Terminated {
+            return;
+        }
+        let was = e.state;
+        e.state = ExecState::Terminating;
+        if was == ExecState::Running {
+            e.send(&mut self.actions, event_of(event::Type::Shutdown));
+            let grace = e
+                .info
+                .shutdown_grace_period
+                .as_ref()
+                .map(duration_of)
+                .unwrap_or(default_grace);
+            self.actions.push_back(Action::Timer {
+                after: grace,
+                timer: Timer::ShutdownGrace {
+                    framework_id: fid.to_owned(),
+                    executor_id: eid.to_owned(),
+                    container_id: e.container_id.clone(),
+                },
+            });
+        } else if let Some(pgid) = e.pid {
+            self.actions.push_back(Action::Kill { pgid });
+        }
+    }
+
+    fn shutdown_framework(&mut self, fid: &FrameworkId) {
+        self.updates.remove_framework(fid);
+        let Some(fw) = self.frameworks.get_mut(&fid.value) else {
+            return;
+        };
+        fw.terminating = true;
+        let eids: Vec<String> = fw.executors.keys().cloned().collect();
+        for eid in eids {
+            self.shutdown_executor(&fid.value, &eid);
+        }
+        self.maybe_remove_framework(&fid.value);
+    }
+
+    fn maybe_remove_framework(&mut self, fid: &str) {
+        if self
+            .frameworks
+            .get(fid)
+            .is_some_and(|f| f.terminating && f.executors.is_empty())
+            && let Some(f) = self.frameworks.remove(fid)
+        {
+            self.completed_frameworks.push(f);
+            if self.completed_frameworks.len() > 50 {
+                self.completed_frameworks.remove(0);
+            }
+        }
+    }
+
+    /// The executor's process ended with the raw wait `status`.
+    pub(crate) fn exited(&mut self, now: Instant, fid: &str, eid: &str, cid: &str, status: i32) {
+        self.now = now;
+        let Some(fw) = self.frameworks.get_mut(fid) else {
+            return;
+        };
+        let terminating = fw.terminating;
+        let Some(e) = fw.executors.get_mut(eid).filter(|e| e.container_id == cid) else {
+            return;
+        };
+        e.state = ExecState::Terminated;
+        self.actions.push_back(Action::CloseStream {
+            framework_id: fid.to_owned(),
+            executor_id: eid.to_owned(),
+        });
+        tracing::info!(
+            framework_id = fid,
+            executor_id = eid,
+            status,
+            "executor exited"
+        );
+        let mut open: Vec<TaskId> = e
+            .queued
+            .iter()
+            .flat_map(|p| p.tasks())
+            .map(|t| t.task_id.clone())
+            .collect();
+        open.extend(
+            e.launched
+                .values()
+                .filter(|t| !is_terminal(t.state))
+                .map(|t| t.info.task_id.clone()),
+        );
+        let executor_id = e.info.executor_id.clone();
+        let command = e.command;
+        let (reason, message) = if e.registration_timed_out {
+            (
+                task_status::Reason::ExecutorRegistrationTimeout,
+                format!(
+                    "Executor did not register within {}",
+                    format_duration(self.config.executor_registration_timeout)
+                ),
+            )
+        } else {
+            (
+                task_status::Reason::ExecutorTerminated,
+                "Executor terminated".to_owned(),
+            )
+        };
+        self.executors_terminated += 1;
+        let fid_v = FrameworkId {
+            value: fid.to_owned(),
+        };
+        if !terminating {
+            for tid in &open {
+                self.agent_update(
+                    &fid_v,
+                    tid,
+                    Some(&executor_id),
+                    TaskState::TaskFailed,
+                    reason,
+                    &message,
+                );
+            }
+        }
+        let fw = self.frameworks.get_mut(fid).expect("framework");
+        let e = fw.executors.remove(eid).expect("executor");
+        fw.completed_executors.push(e);
+        if fw.completed_executors.len() > 150 {
+            fw.completed_executors.remove(0);
+        }
+        self.actions
+            .push_back(Action::ToMaster(ToMaster::ExecutorExited {
+                agent_id: self.config.id.clone(),
+                framework_id: fid_v,
+                executor_id,
+                status,
+                command_executor: command,
+            }));
+        self.maybe_remove_framework(fid);
+    }
+
+    // ----- status updates -----
+
+    /// An update made up by the agent (SOURCE_AGENT, with a uuid, reliable).
+    fn agent_update(
+        &mut self,
+        fid: &FrameworkId,
+        tid: &TaskId,
+        eid: Option<&ExecutorId>,
+        state: TaskState,
+        reason: task_status::Reason,
+        message: &str,
+    ) {
+        let status = TaskStatus {
+            task_id: tid.clone(),
+            state: state as i32,
+            message: Some(message.to_owned()),
+            source: Some(task_status::Source::Agent as i32),
+            reason: Some(reason as i32),
+            agent_id: Some(self.config.id.clone()),
+            executor_id: eid.cloned(),
+            timestamp: Some(self.wall()),
+            uuid: Some(new_uuid()),
+            ..Default::default()
+        };
+        self.record(fid, eid.map(|e| e.value.as_str()), status);
+    }
+
+    /// Notes the update in the task bookkeeping and the status-update manager, and forwards
+    /// it if it is the head of its stream. Returns what the manager made of it.
+    fn record(&mut self, fid: &FrameworkId, eid: Option<&str>, status: TaskStatus) -> Recorded {
+        if self
+            .frameworks
+            .get(&fid.value)
+            .is_some_and(|f| f.terminating)
+        {
+            return Recorded::AfterTerminal;
+        }
+        let (recorded, fwd) = self.updates.update(fid, status.clone(), self.now);
+        if recorded == Recorded::New {
+            self.note_task_state(fid, eid, &status);
+        }
+        if let Some(f) = fwd {
+            self.forward(f);
+        }
+        recorded
+    }
+
+    fn note_task_state(&mut self, fid: &FrameworkId, eid: Option<&str>, status: &TaskStatus) {
+        let state = state_of(status.state);
+        let wall = self.wall();
+        let Some(fw) = self.frameworks.get_mut(&fid.value) else {
+            return;
+        };
+        let Some(e) = eid.and_then(|eid| fw.executors.get_mut(eid)) else {
+            return;
+        };
+        let tid = &status.task_id.value;
+        let ts = status.timestamp.unwrap_or(wall);
+        if is_terminal(state) {
+            *self.terminal_counts.entry(state.as_str_name()).or_default() += 1;
+        }
+        if let Some(t) = e.launched.get_mut(tid) {
+            t.state = state;
+            t.statuses.push((state, ts));
+            if is_terminal(state) {
+                let t = e.launched.remove(tid).expect("task");
+                e.completed.push(t);
+            }
+            return;
+        }
+        // A queued task that ends before delivery (killed, executor gone).
+        if !is_terminal(state) {
+            return;
+        }
+        for i in 0..e.queued.len() {
+            let info = match &mut e.queued[i] {
+                Pending::Task(t) if t.task_id.value == *tid => t.clone(),
+                Pending::Task(_) => continue,
+                Pending::Group(g) => match g.tasks.iter().position(|t| t.task_id.value == *tid) {
+                    Some(p) => g.tasks.remove(p),
+                    None => continue,
+                },
+            };
+            if matches!(&e.queued[i], Pending::Task(_))
+                || matches!(&e.queued[i], Pending::Group(g) if g.tasks.is_empty())
+            {
+                e.queued.remove(i);
+            }
+            e.completed.push(Task {
+                info,
+                state,
+                statuses: vec![(state, ts)],
+            });
+            return;
+        }
+    }
+
+    fn forward(&mut self, f: Forward) {
+        if self
+            .frameworks
+            .get(&f.framework_id.value)
+            .is_some_and(|fw| fw.terminating)
+        {
+            return;
+        }
+        self.actions
+            .push_back(Action::ToMaster(ToMaster::StatusUpdate {
+                agent_id: self.config.id.clone(),
+                framework_id: f.framework_id,
+                status: f.status,
+                latest_state: f.latest_state,
+            }));
+    }
+
+    // ----- executor calls (validated by executor_api) -----
+
+    /// A syntactically valid executor call; the reply tells the HTTP front what to answer.
+    pub(crate) fn executor_call(&mut self, now: Instant, call: ExecutorCall) -> CallReply {
+        self.now = now;
+        let fid = call.framework_id.clone();
+        let eid = call.executor_id.value.clone();
+        let Some(fw) = self.frameworks.get_mut(&fid.value) else {
+            return CallReply::BadRequest("Framework cannot be found");
+        };
+        let fw_terminating = fw.terminating;
+        let fw_info = fw.info.clone();
+        let Some(e) = fw.executors.get_mut(&eid) else {
+            return CallReply::BadRequest("Executor cannot be found");
+        };
+        match call.kind {
+            Kind::Subscribe { subscribe, media } => {
+                // A new subscription replaces (and so closes) the previous stream.
+                self.actions.push_back(Action::OpenStream {
+                    framework_id: fid.value.clone(),
+                    executor_id: eid.clone(),
+                    media,
+                });
+                if fw_terminating || e.state == ExecState::Terminating {
+                    e.send(&mut self.actions, event_of(event::Type::Shutdown));
+                    self.actions.push_back(Action::CloseStream {
+                        framework_id: fid.value.clone(),
+                        executor_id: eid.clone(),
+                    });
+                    return CallReply::Stream(media);
+                }
+                let mut ev = event_of(event::Type::Subscribed);
+                ev.subscribed = Some(Box::new(event::Subscribed {
+                    executor_info: e.info.clone(),
+                    framework_info: fw_info,
+                    agent_info: self.config.agent_info(),
+                    container_id: Some(ContainerId {
+                        value: e.container_id.clone(),
+                        parent: None,
+                    }),
+                }));
+                e.send(&mut self.actions, ev);
+                let was = e.state;
+                e.state = ExecState::Running;
+                if was == ExecState::Registering {
+                    for work in std::mem::take(&mut e.queued) {
+                        launch_on(&mut self.actions, e, work);
+                    }
+                }
+                // Re-subscription: updates the executor never saw acknowledged are processed
+                // as new ones (duplicates are re-acknowledged).
+                for u in subscribe.unacknowledged_updates {
+                    self.executor_update(&fid, &eid, u.status);
+                }
+                CallReply::Stream(media)
+            }
+            _ if e.state == ExecState::Registering => {
+                CallReply::Forbidden("Executor is not subscribed")
+            }
+            Kind::Update(status) => {
+                self.executor_update(&fid, &eid, status);
+                CallReply::Accepted
+            }
+            Kind::Message(data) => {
+                self.actions
+                    .push_back(Action::ToMaster(ToMaster::ExecutorMessage {
+                        agent_id: self.config.id.clone(),
+                        framework_id: fid,
+                        executor_id: call.executor_id,
+                        data,
+                    }));
+                CallReply::Accepted
+            }
+        }
+    }
+
+    /// An UPDATE from an executor: fill in the ids, record, acknowledge to the executor.
+    fn executor_update(&mut self, fid: &FrameworkId, eid: &str, mut status: TaskStatus) {
+        let wall = self.wall();
+        let Some(e) = self
+            .frameworks
+            .get_mut(&fid.value)
+            .and_then(|f| f.executors.get_mut(eid))
+        else {
+            return;
+        };
+        status.agent_id = Some(self.config.id.clone());
+        status.executor_id = Some(e.info.executor_id.clone());
+        if status.timestamp.is_none() {
+            status.timestamp = Some(wall);
+        }
+        let cs = status
+            .container_status
+            .get_or_insert_with(ContainerStatus::default);
+        if cs.container_id.is_none() {
+            cs.container_id = Some(ContainerId {
+                value: e.container_id.clone(),
+                parent: None,
+            });
+        }
+        if cs.executor_pid.is_none() {
+            cs.executor_pid = e.pid;
+        }
+        if status.state == TaskState::TaskRunning as i32 && cs.network_infos.is_empty() {
+            cs.network_infos.push(v1::NetworkInfo {
+                ip_addresses: vec![v1::network_info::IpAddress {
+                    protocol: None,
+                    ip_address: Some(self.config.ip.to_string()),
+                }],
+                ..Default::default()
+            });
+        }
+        let task_id = status.task_id.clone();
+        let uuid = status.uuid.clone().unwrap_or_default();
+        let recorded = self.record(fid, Some(eid), status);
+        if recorded == Recorded::AfterTerminal {
+            tracing::debug!(framework_id = %fid.value, task_id = %task_id.value, "update after a terminal one dropped");
+        }
+        if let Some(e) = self
+            .frameworks
+            .get_mut(&fid.value)
+            .and_then(|f| f.executors.get_mut(eid))
+        {
+            let mut ev = event_of(event::Type::Acknowledged);
+            ev.acknowledged = Some(event::Acknowledged { task_id, uuid });
+            e.send(&mut self.actions, ev);
+        }
+    }
+}
+
+/// Hands work to a subscribed executor: LAUNCH / LAUNCH_GROUP; the tasks are STAGING.
+fn launch_on(out: &mut VecDeque<Action>, e: &mut Executor, work: Pending) {
+    let ev = match &work {
+        Pending::Task(t) => {
+            let mut ev = event_of(event::Type::Launch);
+            ev.launch = Some(Box::new(event::Launch { task: t.clone() }));
+            ev
+        }
+        Pending::Group(g) => {
+            let mut ev = event_of(event::Type::LaunchGroup);
+            ev.launch_group = Some(event::LaunchGroup {
+                task_group: g.clone(),
+            });
+            ev
+        }
+    };
+    for t in work.tasks() {
+        e.launched.insert(
+            t.task_id.value.clone(),
+            Task {
+                info: t.clone(),
+                state: TaskState::TaskStaging,
+                statuses: Vec::new(),
+            },
+        );
+    }
+    e.ever_launched = true;
+    e.send(out, ev);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mesokit_proto::helpers::{self, new_uuid};
+    use mesokit_proto::v1::AgentId;
+
+    const FID: &str = "fw-1";
+
+    fn core() -> (AgentCore, Instant) {
+        let mut c = AgentConfig::new(
+            AgentId { value: "S0".into() },
+            "localhost",
+            std::net::Ipv4Addr::LOCALHOST,
+            5051,
+            "/work",
+            vec!["/bin/mesokit".into(), "executor".into()],
+        );
+        c.resources = vec![helpers::cpus(2.0)];
+        let t0 = Instant::now();
+        (AgentCore::new(Arc::new(c), t0, 1_000.0), t0)
+    }
+
+    fn drain(c: &mut AgentCore) -> Vec<Action> {
+        std::iter::from_fn(|| c.poll_action()).collect()
+    }
+
+    fn framework() -> FrameworkInfo {
+        FrameworkInfo {
+            user: "u".into(),
+            name: "f".into(),
+            id: Some(FrameworkId { value: FID.into() }),
+            ..Default::default()
+        }
+    }
+
+    fn fid() -> FrameworkId {
+        FrameworkId { value: FID.into() }
+    }
+
+    fn run_command_task(c: &mut AgentCore, now: Instant, id: &str) {
+        let task = helpers::TaskBuilder::new(id, id, "S0")
+            .cpus(1.0)
+            .shell("sleep 1")
+            .build();
+        c.handle_master(
+            now,
+            ToAgent::RunTask {
+                framework: framework(),
+                executor: None,
+                task,
+            },
+        );
+    }
+
+    fn call(eid: &str, kind: Kind) -> ExecutorCall {
+        ExecutorCall {
+            framework_id: fid(),
+            executor_id: ExecutorId { value: eid.into() },
+            kind,
+        }
+    }
+
+    fn subscribe(eid: &str) -> ExecutorCall {
+        call(
+            eid,
+            Kind::Subscribe {
+                subscribe: Box::default(),
+                media: Media::Json,
+            },
+        )
+    }
+
+    fn update(task: &str, state: TaskState) -> TaskStatus {
+        TaskStatus {
+            task_id: TaskId { value: task.into() },
+            state: state as i32,
+            source: Some(task_status::Source::Executor as i32),
+            uuid: Some(new_uuid()),
+            ..Default::default()
+        }
+    }
+
+    fn events(actions: &[Action]) -> Vec<event::Type> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Event { event, .. } => {
+                    event.r#type.and_then(|t| event::Type::try_from(t).ok())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn updates(actions: &[Action]) -> Vec<(TaskStatus, TaskState)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::ToMaster(ToMaster::StatusUpdate {
+                    status,
+                    latest_state,
+                    ..
+                }) => Some((status.clone(), *latest_state)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn exited(actions: &[Action]) -> Option<(i32, bool)> {
+        actions.iter().find_map(|a| match a {
+            Action::ToMaster(ToMaster::ExecutorExited {
+                status,
+                command_executor,
+                ..
+            }) => Some((*status, *command_executor)),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_command_task_runs_through_launch_subscribe_update_and_ack() {
+        let (mut c, t0) = core();
+        run_command_task(&mut c, t0, "t1");
+        let a = drain(&mut c);
+        let [Action::Launch(l)] = &a[..] else {
+            panic!("{a:?}")
+        };
+        assert_eq!(
+            (l.framework_id.as_str(), l.executor_id.as_str()),
+            (FID, "t1")
+        );
+        assert_eq!(
+            l.directory,
+            PathBuf::from("/work/slaves/S0/frameworks/fw-1/executors/t1/runs")
+                .join(&l.container_id)
+        );
+        let cmd = l.command.as_ref().unwrap();
+        assert_eq!(cmd.arguments, ["/bin/mesokit", "executor"]);
+        assert!(l.env.contains(&("MESOS_EXECUTOR_ID".into(), "t1".into())));
+        let cid = l.container_id.clone();
+
+        // A call before SUBSCRIBE is refused.
+        assert_eq!(
+            c.executor_call(
+                t0,
+                call("t1", Kind::Update(update("t1", TaskState::TaskRunning)))
+            ),
+            CallReply::Forbidden("Executor is not subscribed")
+        );
+
+        c.launched(t0, FID, "t1", &cid, Ok(Some(4242)));
+        let a = drain(&mut c);
+        assert!(matches!(
+            &a[..],
+            [Action::Timer { after, timer: Timer::Registration { .. } }] if *after == Duration::from_secs(60)
+        ));
+
+        assert_eq!(
+            c.executor_call(t0, subscribe("t1")),
+            CallReply::Stream(Media::Json)
+        );
+        let a = drain(&mut c);
+        assert!(matches!(a[0], Action::OpenStream { .. }));
+        assert_eq!(events(&a), [event::Type::Subscribed, event::Type::Launch]);
+
+        let running = update("t1", TaskState::TaskRunning);
+        assert_eq!(
+            c.executor_call(t0, call("t1", Kind::Update(running.clone()))),
+            CallReply::Accepted
+        );
+        let a = drain(&mut c);
+        assert_eq!(events(&a), [event::Type::Acknowledged]);
+        let [(s, latest)] = &updates(&a)[..] else {
+            panic!("{a:?}")
+        };
+        assert_eq!(s.uuid, running.uuid);
+        assert_eq!(*latest, TaskState::TaskRunning);
+        assert_eq!(s.timestamp, Some(1_000.0));
+        assert_eq!(
+            s.container_status.as_ref().unwrap().executor_pid,
+            Some(4242)
+        );
+
+        // Retried after 10 s, then 20 s; the ack stops it.
+        assert_eq!(c.poll_timeout(), Some(t0 + Duration::from_secs(10)));
+        c.handle_timeout(t0 + Duration::from_secs(10));
+        assert_eq!(updates(&drain(&mut c)).len(), 1);
+        assert_eq!(c.poll_timeout(), Some(t0 + Duration::from_secs(30)));
+        c.handle_master(
+            t0,
+            ToAgent::Acknowledge {
+                framework_id: fid(),
+                task_id: TaskId { value: "t1".into() },
+                uuid: running.uuid.clone().unwrap(),
+            },
+        );
+        assert!(drain(&mut c).is_empty());
+        assert_eq!(c.poll_timeout(), None);
+
+        // The process ends: the running task fails, the master hears of it, the stream closes.
+        c.exited(t0, FID, "t1", &cid, 0);
+        let a = drain(&mut c);
+        let [(s, _)] = &updates(&a)[..] else {
+            panic!("{a:?}")
+        };
+        assert_eq!(s.state, TaskState::TaskFailed as i32);
+        assert_eq!(
+            s.reason,
+            Some(task_status::Reason::ExecutorTerminated as i32)
+        );
+        assert!(a.iter().any(|x| matches!(x, Action::CloseStream { .. })));
+        assert_eq!(exited(&a), Some((0, true)));
+    }
+
+    #[test]
+    fn registration_timeout_kills_and_fails_with_its_reason() {
+        let (mut c, t0) = core();
+        run_command_task(&mut c, t0, "t1");
+        let Action::Launch(l) = drain(&mut c).remove(0) else {
+            panic!()
+        };
+        c.launched(t0, FID, "t1", &l.container_id, Ok(Some(7)));
+        let Action::Timer { timer, .. } = drain(&mut c).remove(0) else {
+            panic!()
+        };
+        c.timer(t0 + Duration::from_secs(60), timer);
+        assert!(matches!(drain(&mut c)[..], [Action::Kill { pgid: 7 }]));
+        c.exited(t0, FID, "t1", &l.container_id, 9);
+        let a = drain(&mut c);
+        let [(s, latest)] = &updates(&a)[..] else {
+            panic!("{a:?}")
+        };
+        assert_eq!(*latest, TaskState::TaskFailed);
+        assert_eq!(
+            s.reason,
+            Some(task_status::Reason::ExecutorRegistrationTimeout as i32)
+        );
+        assert_eq!(s.source, Some(task_status::Source::Agent as i32));
+        assert_eq!(exited(&a), Some((9, true)));
+    }
+
+    #[test]
+    fn a_kill_while_launching_kills_the_process_once_it_exists() {
+        let (mut c, t0) = core();
+        run_command_task(&mut c, t0, "t1");
+        let Action::Launch(l) = drain(&mut c).remove(0) else {
+            panic!()
+        };
+        c.handle_master(
+            t0,
+            ToAgent::KillTask {
+                framework_id: fid(),
+                task_id: TaskId { value: "t1".into() },
+                kill_policy: None,
+            },
+        );
+        let a = drain(&mut c);
+        let [(s, _)] = &updates(&a)[..] else {
+            panic!("{a:?}")
+        };
+        assert_eq!(s.state, TaskState::TaskKilled as i32);
+        assert_eq!(
+            s.reason,
+            Some(task_status::Reason::TaskKilledDuringLaunch as i32)
+        );
+        c.launched(t0, FID, "t1", &l.container_id, Ok(Some(9)));
+        assert!(matches!(drain(&mut c)[..], [Action::Kill { pgid: 9 }]));
+        c.exited(t0, FID, "t1", &l.container_id, 9);
+        let a = drain(&mut c);
+        assert!(updates(&a).is_empty(), "no task is left to fail");
+        assert!(exited(&a).is_some());
+    }
+
+    #[test]
+    fn a_removed_framework_gets_no_more_updates() {
+        let (mut c, t0) = core();
+        run_command_task(&mut c, t0, "t1");
+        let Action::Launch(l) = drain(&mut c).remove(0) else {
+            panic!()
+        };
+        c.launched(t0, FID, "t1", &l.container_id, Ok(Some(5)));
+        c.executor_call(t0, subscribe("t1"));
+        c.executor_call(
+            t0,
+            call("t1", Kind::Update(update("t1", TaskState::TaskRunning))),
+        );
+        drain(&mut c);
+        c.handle_master(
+            t0,
+            ToAgent::ShutdownFramework {
+                framework_id: fid(),
+            },
+        );
+        let a = drain(&mut c);
+        assert_eq!(events(&a), [event::Type::Shutdown]);
+        let Some(Action::Timer { after, timer }) = a.into_iter().last() else {
+            panic!()
+        };
+        assert_eq!(after, Duration::from_secs(5));
+        // Updates during the grace period are acknowledged, not forwarded.
+        c.executor_call(
+            t0,
+            call("t1", Kind::Update(update("t1", TaskState::TaskKilled))),
+        );
+        let a = drain(&mut c);
+        assert_eq!(events(&a), [event::Type::Acknowledged]);
+        assert!(updates(&a).is_empty());
+        c.timer(t0 + after, timer);
+        assert!(matches!(drain(&mut c)[..], [Action::Kill { pgid: 5 }]));
+        c.exited(t0, FID, "t1", &l.container_id, 9);
+        let a = drain(&mut c);
+        assert!(updates(&a).is_empty());
+        assert!(exited(&a).is_some());
+        assert_eq!(c.poll_timeout(), None, "no retries for a removed framework");
+        assert!(c.frameworks.is_empty());
+        assert_eq!(c.completed_frameworks.len(), 1);
+    }
+
+    #[test]
+    fn unknown_ids_and_re_subscription_of_a_terminating_executor() {
+        let (mut c, t0) = core();
+        assert_eq!(
+            c.executor_call(t0, subscribe("x")),
+            CallReply::BadRequest("Framework cannot be found")
+        );
+        run_command_task(&mut c, t0, "t1");
+        drain(&mut c);
+        assert_eq!(
+            c.executor_call(t0, subscribe("x")),
+            CallReply::BadRequest("Executor cannot be found")
+        );
+        c.handle_master(
+            t0,
+            ToAgent::ShutdownExecutor {
+                framework_id: fid(),
+                executor_id: ExecutorId { value: "t1".into() },
+            },
+        );
+        drain(&mut c);
+        // SUBSCRIBE while terminating: SHUTDOWN, then the stream closes.
+        assert_eq!(
+            c.executor_call(t0, subscribe("t1")),
+            CallReply::Stream(Media::Json)
+        );
+        let a = drain(&mut c);
+        assert_eq!(events(&a), [event::Type::Shutdown]);
+        assert!(matches!(a.last(), Some(Action::CloseStream { .. })));
+    }
+}
