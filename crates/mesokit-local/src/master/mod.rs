@@ -7,6 +7,7 @@
 //! * `validation`: Mesos's checks of scheduler calls, `FrameworkInfo` and tasks.
 //! * `actor`: the task that owns the [`Master`], ticks it and carries out its outputs.
 //! * `http`: the scheduler API and read endpoints on the master's listener.
+//! * `operator`: the v1 operator API's `GET_*` payloads.
 //! * `state_json`: the v0 JSON of `/master/state`, `/master/frameworks`, `/master/tasks` and
 //!   the `master/*` metrics.
 
@@ -14,6 +15,7 @@ pub(crate) mod actor;
 mod accept;
 mod allocator;
 mod core;
+mod operator;
 pub mod http;
 mod state_json;
 mod validation;

@@ -2342,3 +2342,28 @@ mod serde_like {
         }
     }
 }
+
+#[test]
+fn operator_api_views() {
+    let (mut w, sub) = running();
+    w.advance(secs(5));
+    w.offers(&sub);
+    let state = w.m.get_state();
+    let tasks = state.get_tasks.unwrap();
+    assert_eq!(tasks.tasks.len(), 1);
+    assert_eq!(tasks.tasks[0].state, TaskState::TaskStaging as i32);
+    let frameworks = state.get_frameworks.unwrap();
+    assert_eq!(
+        frameworks.frameworks[0].framework_info.id.as_ref(),
+        Some(&sub.id)
+    );
+    assert!(frameworks.frameworks[0].connected);
+    assert_eq!(frameworks.frameworks[0].offers.len(), 1);
+    let agents = state.get_agents.unwrap();
+    assert_eq!(agents.agents[0].agent_info.id.as_ref(), Some(&w.agent));
+    assert_eq!(
+        Resources::from_vec(agents.agents[0].allocated_resources.clone()).scalar("cpus"),
+        0.5
+    );
+    assert_eq!(w.m.get_master().master_info.unwrap().id, "M");
+}
