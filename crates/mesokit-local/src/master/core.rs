@@ -831,6 +831,20 @@ impl Master {
         }
     }
 
+    /// The operator's TEARDOWN (`POST /master/teardown`, v1 `TEARDOWN`): removes the framework
+    /// as its own TEARDOWN call does. `Err` is the 400 answer for an unknown framework.
+    pub fn teardown(&mut self, now: Instant, framework_id: &str) -> Result<(), CallError> {
+        self.observe(now);
+        if !self.frameworks.contains_key(framework_id) {
+            return Err(CallError::bad_request(
+                "No framework found with specified ID",
+            ));
+        }
+        info!(framework_id, "operator TEARDOWN");
+        self.remove_framework(now, framework_id);
+        Ok(())
+    }
+
     /// Stops offering to the framework and takes back its offers.
     pub(super) fn deactivate(&mut self, now: Instant, framework_id: &str) {
         let Some(framework) = self.frameworks.get_mut(framework_id) else {

@@ -494,6 +494,21 @@ fn teardown_closes_the_stream() {
 }
 
 #[test]
+fn operator_teardown() {
+    let mut w = World::new();
+    let sub = w.subscribe(1, framework_info(&[]));
+    w.drain();
+    let err = w.m.teardown(w.now, "nope").unwrap_err();
+    assert_eq!(
+        (err.status, err.message.as_str()),
+        (400, "No framework found with specified ID")
+    );
+    assert_eq!(w.m.teardown(w.now, &sub.id.value), Ok(()));
+    assert!(w.drain().contains(&Output::CloseStream { stream: 1 }));
+    assert_eq!(w.simple(&sub, call::Type::Revive).unwrap_err().status, 400);
+}
+
+#[test]
 fn invalid_subscriptions() {
     let mut w = World::new();
     // framework_id must equal framework_info.id: 400 before any stream.
