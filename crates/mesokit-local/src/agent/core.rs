@@ -142,8 +142,8 @@ impl Pending {
 pub(super) struct Task {
     pub(super) info: TaskInfo,
     pub(super) state: TaskState,
-    /// (state, timestamp) of every status recorded.
-    pub(super) statuses: Vec<(TaskState, f64)>,
+    /// Every status recorded (without `data`), with its timestamp set.
+    pub(super) statuses: Vec<TaskStatus>,
 }
 
 #[derive(Debug)]
@@ -512,6 +512,8 @@ impl AgentCore {
                     if let Some(f) = next {
                         self.forward(f);
                     }
+                    // An idle framework leaves once its last update is acknowledged.
+                    self.maybe_remove_framework(&framework_id.value);
                 }
                 Err(e) => tracing::debug!(error = %e, "acknowledgement ignored"),
             },
@@ -886,11 +888,13 @@ impl AgentCore {
     }
 
     fn maybe_remove_framework(&mut self, fid: &str) {
-        if self
-            .frameworks
-            .get(fid)
-            .is_some_and(|f| f.terminating && f.executors.is_empty())
-            && let Some(f) = self.frameworks.remove(fid)
+        if self.frameworks.get(fid).is_some_and(|f| {
+            f.executors.is_empty()
+                && (f.terminating
+                    || !self.updates.has_pending(&FrameworkId {
+                        value: fid.to_owned(),
+                    }))
+        }) && let Some(f) = self.frameworks.remove(fid)
         {
             self.completed_frameworks.push(f);
             if self.completed_frameworks.len() > 50 {
@@ -1038,13 +1042,15 @@ impl AgentCore {
             return;
         };
         let tid = &status.task_id.value;
-        let ts = status.timestamp.unwrap_or(wall);
+        let mut kept = status.clone();
+        kept.data = None;
+        kept.timestamp.get_or_insert(wall);
         if is_terminal(state) {
             *self.terminal_counts.entry(state.as_str_name()).or_default() += 1;
         }
         if let Some(t) = e.launched.get_mut(tid) {
             t.state = state;
-            t.statuses.push((state, ts));
+            t.statuses.push(kept);
             if is_terminal(state) {
                 let t = e.launched.remove(tid).expect("task");
                 e.completed.push(t);
@@ -1072,7 +1078,7 @@ impl AgentCore {
             e.completed.push(Task {
                 info,
                 state,
-                statuses: vec![(state, ts)],
+                statuses: vec![kept],
             });
             return;
         }
@@ -1467,6 +1473,25 @@ mod tests {
         );
         assert!(a.iter().any(|x| matches!(x, Action::CloseStream { .. })));
         assert_eq!(exited(&a), Some((0, true)));
+
+        // Once its last update is acknowledged, the idle framework is completed.
+        assert_eq!(c.frameworks.len(), 1);
+        c.handle_master(
+            t0,
+            ToAgent::Acknowledge {
+                framework_id: fid(),
+                task_id: TaskId { value: "t1".into() },
+                uuid: s.uuid.clone().unwrap(),
+            },
+        );
+        assert!(c.frameworks.is_empty());
+        assert_eq!(c.completed_frameworks.len(), 1);
+        let t = &c.completed_frameworks[0].completed_executors[0].completed[0];
+        let states: Vec<i32> = t.statuses.iter().map(|s| s.state).collect();
+        assert_eq!(
+            states,
+            [TaskState::TaskRunning as i32, TaskState::TaskFailed as i32]
+        );
     }
 
     #[test]

@@ -445,12 +445,32 @@ fn write_task(w: &mut J, a: &AgentCore, fid: &str, e: &Executor, t: &Task, queue
     if !queued {
         w.key("statuses");
         w.begin_array();
-        for (state, ts) in &t.statuses {
+        for s in &t.statuses {
             w.begin_object();
             w.key("state");
-            w.string(state.as_str_name());
+            w.string(
+                TaskState::try_from(s.state)
+                    .map(|s| s.as_str_name())
+                    .unwrap_or("TASK_STAGING"),
+            );
             w.key("timestamp");
-            w.f64(*ts);
+            w.f64(s.timestamp.unwrap_or(0.0));
+            if let Some(l) = &s.labels {
+                w.key("labels");
+                w.begin_array();
+                for l in &l.labels {
+                    w.message(l);
+                }
+                w.end_array();
+            }
+            if let Some(cs) = &s.container_status {
+                w.key("container_status");
+                w.message(cs);
+            }
+            if let Some(h) = s.healthy {
+                w.key("healthy");
+                w.bool(h);
+            }
             w.end_object();
         }
         w.end_array();

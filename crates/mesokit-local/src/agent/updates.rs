@@ -216,6 +216,13 @@ impl StatusUpdateManager {
             .is_some_and(|s| s.terminal)
     }
 
+    /// Whether any update of the framework is not yet acknowledged.
+    pub fn has_pending(&self, framework_id: &FrameworkId) -> bool {
+        self.streams
+            .values()
+            .any(|s| s.framework_id == *framework_id && !s.pending.is_empty())
+    }
+
     /// Number of updates not yet acknowledged, over all streams.
     pub fn pending(&self) -> usize {
         self.streams.values().map(|s| s.pending.len()).sum()
