@@ -424,6 +424,69 @@ pub(super) fn agent_excluded(
         .any(|g| g.attribute_constraints.iter().all(&evaluate))
 }
 
+/// `Resources::validate`, the parts that matter here: each resource's value matches its type
+/// and is a valid amount.
+fn check_resources(resources: &[v1::Resource]) -> Result<(), String> {
+    use v1::value::Type;
+    for r in resources {
+        if r.name.is_empty() {
+            return Err("Empty resource name".into());
+        }
+        let ok = match Type::try_from(r.r#type) {
+            Ok(Type::Scalar) => r
+                .scalar
+                .as_ref()
+                .is_some_and(|s| s.value.is_finite() && s.value >= 0.0),
+            Ok(Type::Ranges) => r
+                .ranges
+                .as_ref()
+                .is_some_and(|rs| rs.range.iter().all(|x| x.begin <= x.end)),
+            Ok(Type::Set) => r.set.is_some(),
+            _ => false,
+        };
+        if !ok {
+            return Err(format!(
+                "Invalid resource '{}': bad value for its type",
+                r.name
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `validateRevocableAndNonRevocableResources`.
+fn check_revocable(resources: &[v1::Resource]) -> Result<(), String> {
+    for r in resources {
+        let mixed = resources
+            .iter()
+            .any(|o| o.name == r.name && o.revocable.is_some() != r.revocable.is_some());
+        if mixed {
+            return Err(format!(
+                "Cannot use both revocable and non-revocable '{}' at the same time",
+                r.name
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `detectOverlappingSetAndRangeResources`: whether ranges or sets of the same name overlap
+/// between the parts (the sum's size is less than the sum of the sizes).
+fn overlaps(parts: &[&Resources]) -> bool {
+    let size = |r: &Resources, name: &str| -> u64 {
+        r.ranges(name).iter().map(|(b, e)| e - b + 1).sum::<u64>() + r.set(name).len() as u64
+    };
+    let mut all = Resources::new();
+    let mut names = BTreeSet::new();
+    for p in parts {
+        all.add(p);
+        names.extend(p.as_slice().iter().map(|r| r.name.clone()));
+    }
+    names
+        .iter()
+        .any(|n| parts.iter().map(|p| size(p, n)).sum::<u64>() != size(&all, n))
+}
+
 /// What task validation needs to know about the master's state.
 pub(super) struct TaskContext<'a> {
     pub(super) framework_id: &'a v1::FrameworkId,
@@ -462,12 +525,9 @@ fn validate_task_fields(task: &TaskInfo, ctx: &TaskContext<'_>) -> Result<(), St
     if task.resources.is_empty() {
         return Err("Task uses no resources".into());
     }
-    if Resources::from_vec(task.resources.clone())
-        .as_slice()
-        .is_empty()
-    {
-        return Err("Task uses invalid resources: no valid, non-empty resource".into());
-    }
+    check_resources(&task.resources).map_err(|e| format!("Task uses invalid resources: {e}"))?;
+    check_revocable(&task.resources)
+        .map_err(|e| format!("Task mixes revocable and non-revocable resources: {e}"))?;
     if !task.limits.is_empty() {
         if task.limits.keys().any(|k| k != "cpus" && k != "mem") {
             return Err("Only cpus and mem may be included in a task's resource limits".into());
@@ -534,6 +594,10 @@ fn validate_executor_info(executor: &ExecutorInfo, ctx: &TaskContext<'_>) -> Res
             framework_id.value, ctx.framework_id.value
         ));
     }
+    check_resources(&executor.resources)
+        .map_err(|e| format!("Executor uses invalid resources: {e}"))?;
+    check_revocable(&executor.resources)
+        .map_err(|e| format!("Executor mixes revocable and non-revocable resources: {e}"))?;
     if let Some(existing) = (ctx.executor)(&executor.executor_id.value)
         && existing != *executor
     {
@@ -580,8 +644,15 @@ pub(super) fn validate_task(
         if executor.command.is_none() {
             return Err("'ExecutorInfo.command' must be set".into());
         }
+        let executor_resources = Resources::from_vec(executor.resources.clone());
+        if overlaps(&[&total, &executor_resources]) {
+            return Err(format!(
+                "There are overlapping resources in the task resources {total} and executor \
+                 resources {executor_resources}"
+            ));
+        }
         if (ctx.executor)(&executor.executor_id.value).is_none() {
-            total.add(&Resources::from_vec(executor.resources.clone()));
+            total.add(&executor_resources);
         }
     }
     if !offered.contains(&total) {
@@ -661,9 +732,24 @@ pub(super) fn validate_task_group(
         return Err(format!("Executor '{eid}' uses no disk"));
     }
 
+    let task_resources: Vec<Resources> = group
+        .tasks
+        .iter()
+        .map(|t| Resources::from_vec(t.resources.clone()))
+        .collect();
+    let mut parts: Vec<&Resources> = task_resources.iter().collect();
+    parts.push(&executor_resources);
+    if overlaps(&parts) {
+        let tasks: Vec<String> = task_resources.iter().map(ToString::to_string).collect();
+        return Err(format!(
+            "There are overlapping resources in the task group's task resources [ {} ] and/or \
+             executor resources {executor_resources}",
+            tasks.join(", ")
+        ));
+    }
     let mut total = Resources::new();
-    for task in &group.tasks {
-        total.add(&Resources::from_vec(task.resources.clone()));
+    for r in &task_resources {
+        total.add(r);
     }
     if (ctx.executor)(eid).is_none() {
         total.add(&executor_resources);
@@ -701,6 +787,29 @@ mod tests {
         assert!(validate_role("a b").is_err());
         assert!(validate_role("-x").is_err());
         assert!(validate_role("").is_err());
+    }
+
+    #[test]
+    fn overlapping_ranges_are_detected() {
+        let a = Resources::parse("ports:[1-5]").unwrap();
+        let b = Resources::parse("ports:[5-6]").unwrap();
+        let c = Resources::parse("ports:[7-8];cpus:1").unwrap();
+        assert!(overlaps(&[&a, &b]));
+        assert!(!overlaps(&[&a, &c]));
+    }
+
+    #[test]
+    fn resource_values_must_match_their_type() {
+        let mut r = mesokit_proto::helpers::cpus(1.0);
+        assert!(check_resources(std::slice::from_ref(&r)).is_ok());
+        r.scalar = Some(v1::value::Scalar { value: -1.0 });
+        assert!(check_resources(&[r]).is_err());
+        let mut revocable = mesokit_proto::helpers::cpus(1.0);
+        revocable.revocable = Some(Default::default());
+        assert_eq!(
+            check_revocable(&[mesokit_proto::helpers::cpus(1.0), revocable]).unwrap_err(),
+            "Cannot use both revocable and non-revocable 'cpus' at the same time"
+        );
     }
 
     #[test]
