@@ -390,7 +390,11 @@ impl Master {
 
     /// Like [`Master::new`], with the epoch time (seconds) that `now` corresponds to, so that
     /// timestamps are deterministic in tests.
-    pub fn with_wall_clock(config: MasterConfig, now: Instant, epoch_secs: f64) -> Master {
+    pub fn with_wall_clock(mut config: MasterConfig, now: Instant, epoch_secs: f64) -> Master {
+        // Zero intervals would make `next_timeout` always "now": keep the master from spinning.
+        let floor = Duration::from_millis(1);
+        config.allocation_interval = config.allocation_interval.max(floor);
+        config.heartbeat_interval = config.heartbeat_interval.max(floor);
         Master {
             periodic_allocation: now + config.allocation_interval,
             config,
