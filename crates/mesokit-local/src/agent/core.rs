@@ -560,6 +560,18 @@ impl AgentCore {
         let (info, command) = match executor {
             Some(mut e) => {
                 e.framework_id.get_or_insert_with(|| fid.clone());
+                // As Mesos does for the default executor: the agent supplies the program (ours
+                // runs task groups too) and the SUBSCRIBED event shows it.
+                let default = e.r#type == Some(v1::executor_info::Type::Default as i32);
+                if default && e.command.is_none() {
+                    let argv = &self.config.command_executor;
+                    e.command = Some(CommandInfo {
+                        shell: Some(false),
+                        value: argv.first().cloned(),
+                        arguments: argv.clone(),
+                        ..Default::default()
+                    });
+                }
                 (e, false)
             }
             None => (
@@ -1492,6 +1504,85 @@ mod tests {
             states,
             [TaskState::TaskRunning as i32, TaskState::TaskFailed as i32]
         );
+    }
+
+    #[test]
+    fn a_task_group_runs_under_the_default_executor_and_is_killed_as_a_whole() {
+        let (mut c, t0) = core();
+        let executor = ExecutorInfo {
+            r#type: Some(v1::executor_info::Type::Default as i32),
+            executor_id: ExecutorId { value: "d1".into() },
+            resources: vec![helpers::cpus(0.1)],
+            ..Default::default()
+        };
+        let group = TaskGroupInfo {
+            tasks: vec![
+                helpers::TaskBuilder::new("a", "a", "S0")
+                    .shell("true")
+                    .build(),
+                helpers::TaskBuilder::new("b", "b", "S0")
+                    .shell("true")
+                    .build(),
+            ],
+        };
+        let run = |c: &mut AgentCore, group: TaskGroupInfo| {
+            c.handle_master(
+                t0,
+                ToAgent::RunTaskGroup {
+                    framework: framework(),
+                    executor: executor.clone(),
+                    group,
+                },
+            )
+        };
+        let mut g2 = group.clone();
+        g2.tasks.truncate(1);
+        g2.tasks[0].task_id.value = "c".into();
+        run(&mut c, group);
+        let a = drain(&mut c);
+        let [Action::Launch(l)] = &a[..] else {
+            panic!("{a:?}")
+        };
+        let cmd = l
+            .command
+            .as_ref()
+            .expect("the agent supplies the default executor");
+        assert_eq!(cmd.arguments, ["/bin/mesokit", "executor"]);
+        run(&mut c, g2);
+        assert!(drain(&mut c).is_empty(), "queued behind the first group");
+
+        // Killing one queued task of a group kills the whole group.
+        c.handle_master(
+            t0,
+            ToAgent::KillTask {
+                framework_id: fid(),
+                task_id: TaskId { value: "b".into() },
+                kill_policy: None,
+            },
+        );
+        let a = drain(&mut c);
+        let killed: Vec<(String, i32)> = updates(&a)
+            .into_iter()
+            .map(|(s, _)| (s.task_id.value, s.state))
+            .collect();
+        let k = TaskState::TaskKilled as i32;
+        assert_eq!(killed, [("a".to_owned(), k), ("b".to_owned(), k)]);
+
+        // SUBSCRIBE: the remaining group goes out as LAUNCH_GROUP.
+        c.launched(t0, FID, "d1", &l.container_id, Ok(Some(3)));
+        drain(&mut c);
+        c.executor_call(t0, subscribe("d1"));
+        let a = drain(&mut c);
+        assert_eq!(
+            events(&a),
+            [event::Type::Subscribed, event::Type::LaunchGroup]
+        );
+        let Some(Action::Event { event, .. }) = a.last() else {
+            panic!()
+        };
+        let tasks = &event.launch_group.as_ref().unwrap().task_group.tasks;
+        assert_eq!(tasks.len(), 1);
+        assert_eq!(tasks[0].task_id.value, "c");
     }
 
     #[test]
