@@ -2,6 +2,7 @@
 //! `master/*` metrics, in Mesos's shapes ("slave" naming; `src/master/readonly_handler.cpp`,
 //! `src/common/http.cpp`). Field order follows Mesos's writers.
 
+use std::collections::BTreeSet;
 use std::time::Instant;
 
 use mesokit_proto::json::{MesosJson, Writer};
@@ -262,7 +263,13 @@ fn write_executor(j: &mut Json, agent_id: &str, e: &v1::ExecutorInfo) {
 impl Master {
     fn write_framework(&self, j: &mut Json, f: &Framework) {
         j.begin_object();
-        // Summary<Framework>
+        Self::write_framework_summary(j, f);
+        self.write_framework_full(j, f);
+        j.end_object();
+    }
+
+    /// `json(Summary<Framework>)`.
+    fn write_framework_summary(j: &mut Json, f: &Framework) {
         j.str("id", &f.id.value);
         j.str("name", &f.info.name);
         j.resources("used_resources", &f.used);
@@ -280,7 +287,10 @@ impl Master {
         j.bool("active", f.active);
         j.bool("connected", f.conn.is_some());
         j.bool("recovered", false);
-        // FullFrameworkWriter
+    }
+
+    /// The rest of `FullFrameworkWriter`.
+    fn write_framework_full(&self, j: &mut Json, f: &Framework) {
         j.str("user", &f.info.user);
         j.f64("failover_timeout", f.info.failover_timeout());
         j.bool("checkpoint", f.info.checkpoint());
@@ -353,11 +363,16 @@ impl Master {
             "offer_constraints",
             &f.offer_constraints.clone().unwrap_or_default(),
         );
-        j.end_object();
     }
 
     fn write_agent(&self, j: &mut Json, a: &Agent) {
         j.begin_object();
+        self.write_agent_fields(j, a);
+        j.end_object();
+    }
+
+    /// `SlaveWriter`.
+    fn write_agent_fields(&self, j: &mut Json, a: &Agent) {
         j.str("id", &a.id.value);
         j.str("hostname", &a.info.hostname);
         j.i64("port", i64::from(a.info.port()));
@@ -412,7 +427,6 @@ impl Master {
             "capabilities",
             ["MULTI_ROLE", "HIERARCHICAL_ROLE", "RESERVATION_REFINEMENT"],
         );
-        j.end_object();
     }
 
     fn write_frameworks_fields(&self, j: &mut Json, framework_id: Option<&str>) {
@@ -497,6 +511,78 @@ impl Master {
         j.end_array();
         j.key("unregistered_frameworks");
         j.begin_array();
+        j.end_array();
+        j.end_object();
+        j.finish()
+    }
+
+    /// `/master/state-summary`: agents and frameworks with task counts by state and which
+    /// frameworks run on which agents.
+    pub fn state_summary_json(&self) -> String {
+        const STATES: [TaskState; 10] = [
+            TaskState::TaskStaging,
+            TaskState::TaskStarting,
+            TaskState::TaskRunning,
+            TaskState::TaskKilling,
+            TaskState::TaskFinished,
+            TaskState::TaskKilled,
+            TaskState::TaskFailed,
+            TaskState::TaskLost,
+            TaskState::TaskError,
+            TaskState::TaskUnreachable,
+        ];
+        let all_tasks = |f: &'_ Framework| {
+            f.tasks
+                .values()
+                .chain(f.completed_tasks.iter())
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        let counts = |j: &mut Json, tasks: &[v1::Task]| {
+            for state in STATES {
+                let n = tasks.iter().filter(|t| t.state == state as i32).count();
+                j.u64(state.as_str_name(), n as u64);
+            }
+        };
+        let mut j = Json::new();
+        j.begin_object();
+        j.str("hostname", &self.config.hostname);
+        j.key("slaves");
+        j.begin_array();
+        for a in self.agents.values() {
+            j.element();
+            j.begin_object();
+            self.write_agent_fields(&mut j, a);
+            let mut tasks = Vec::new();
+            let mut frameworks = Vec::new();
+            for f in self.frameworks.values() {
+                let on: Vec<v1::Task> = all_tasks(f)
+                    .into_iter()
+                    .filter(|t| t.agent_id == a.id)
+                    .collect();
+                if !on.is_empty() {
+                    frameworks.push(f.id.value.as_str());
+                }
+                tasks.extend(on);
+            }
+            counts(&mut j, &tasks);
+            j.strings("framework_ids", frameworks);
+            j.end_object();
+        }
+        j.end_array();
+        j.key("frameworks");
+        j.begin_array();
+        for f in self.frameworks.values() {
+            j.element();
+            j.begin_object();
+            Self::write_framework_summary(&mut j, f);
+            let tasks = all_tasks(f);
+            counts(&mut j, &tasks);
+            let agents: BTreeSet<&str> = tasks.iter().map(|t| t.agent_id.value.as_str()).collect();
+            let agents: Vec<String> = agents.into_iter().map(str::to_owned).collect();
+            j.strings("slave_ids", agents.iter().map(String::as_str));
+            j.end_object();
+        }
         j.end_array();
         j.end_object();
         j.finish()

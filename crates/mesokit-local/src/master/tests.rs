@@ -2382,3 +2382,18 @@ fn operator_api_views() {
     );
     assert_eq!(w.m.get_master().master_info.unwrap().id, "M");
 }
+
+#[test]
+fn state_summary_counts_tasks_by_state() {
+    let (mut w, sub) = running();
+    w.status(&sub, "t1", TaskState::TaskRunning);
+    let s = serde_like::parse(&w.m.state_summary_json());
+    let slave = s.get("slaves").idx(0);
+    assert_eq!(slave.get("TASK_RUNNING").num(), 1.0);
+    assert_eq!(slave.get("framework_ids").idx(0).str(), sub.id.value);
+    let fw = s.get("frameworks").idx(0);
+    assert_eq!(fw.get("TASK_STAGING").num(), 0.0);
+    assert_eq!(fw.get("slave_ids").idx(0).str(), "M-S0");
+    let agents = serde_like::parse(&w.m.slaves_json());
+    assert_eq!(agents.get("slaves").idx(0).get("id").str(), "M-S0");
+}
