@@ -821,9 +821,10 @@ impl Master {
             return;
         };
         info!(framework_id = %fid, "framework disconnected");
+        // The stream is gone: rescinds would go nowhere.
+        self.frameworks.get_mut(&fid).expect("present").conn = None;
         self.deactivate(now, &fid);
         let framework = self.frameworks.get_mut(&fid).expect("present");
-        framework.conn = None;
         let timeout = framework.info.failover_timeout();
         if timeout > 0.0 && timeout.is_finite() {
             // A timeout too large to represent never expires.

@@ -452,7 +452,16 @@ fn failover_timeout_keeps_the_framework_until_it_expires() {
     let offers = w.offers(&sub);
     assert_eq!(offers.len(), 1);
     w.m.stream_closed(w.now, 1);
-    w.drain();
+    // Nothing goes to the closed stream; the offer is taken back.
+    assert!(w.drain().is_empty());
+    assert!(
+        serde_like::parse(&w.m.state_json(w.now))
+            .get("frameworks")
+            .idx(0)
+            .get("offers")
+            .len()
+            == 0
+    );
 
     // Disconnected: 403, no offers; the framework can come back.
     assert_eq!(w.simple(&sub, call::Type::Revive).unwrap_err().status, 403);
