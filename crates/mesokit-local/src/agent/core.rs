@@ -1065,7 +1065,7 @@ impl AgentCore {
             t.statuses.push(kept);
             if is_terminal(state) {
                 let t = e.launched.remove(tid).expect("task");
-                e.completed.push(t);
+                push_completed(&mut e.completed, t);
             }
             return;
         }
@@ -1087,11 +1087,14 @@ impl AgentCore {
             {
                 e.queued.remove(i);
             }
-            e.completed.push(Task {
-                info,
-                state,
-                statuses: vec![kept],
-            });
+            push_completed(
+                &mut e.completed,
+                Task {
+                    info,
+                    state,
+                    statuses: vec![kept],
+                },
+            );
             return;
         }
     }
@@ -1227,7 +1230,14 @@ impl AgentCore {
         }
         let task_id = status.task_id.clone();
         let uuid = status.uuid.clone().unwrap_or_default();
-        let recorded = self.record(fid, Some(eid), status);
+        // A task whose terminal update was acknowledged has no stream any more.
+        let done = e.completed.iter().any(|t| t.info.task_id == task_id)
+            && self.updates.latest_state(fid, &task_id).is_none();
+        let recorded = if done {
+            Recorded::AfterTerminal
+        } else {
+            self.record(fid, Some(eid), status)
+        };
         if recorded == Recorded::AfterTerminal {
             tracing::debug!(framework_id = %fid.value, task_id = %task_id.value, "update after a terminal one dropped");
         }
@@ -1241,6 +1251,14 @@ impl AgentCore {
             e.send(&mut self.actions, ev);
         }
     }
+}
+
+/// Keeps at most 200 completed tasks per executor, as Mesos does.
+fn push_completed(completed: &mut Vec<Task>, t: Task) {
+    if completed.len() >= 200 {
+        completed.remove(0);
+    }
+    completed.push(t);
 }
 
 /// Hands work to a subscribed executor: LAUNCH / LAUNCH_GROUP; the tasks are STAGING.
@@ -1583,6 +1601,34 @@ mod tests {
         let tasks = &event.launch_group.as_ref().unwrap().task_group.tasks;
         assert_eq!(tasks.len(), 1);
         assert_eq!(tasks[0].task_id.value, "c");
+    }
+
+    #[test]
+    fn an_acknowledged_terminal_update_is_not_forwarded_again() {
+        let (mut c, t0) = core();
+        run_command_task(&mut c, t0, "t1");
+        let Action::Launch(l) = drain(&mut c).remove(0) else {
+            panic!()
+        };
+        c.launched(t0, FID, "t1", &l.container_id, Ok(Some(5)));
+        c.executor_call(t0, subscribe("t1"));
+        let finished = update("t1", TaskState::TaskFinished);
+        c.executor_call(t0, call("t1", Kind::Update(finished.clone())));
+        assert_eq!(updates(&drain(&mut c)).len(), 1);
+        c.handle_master(
+            t0,
+            ToAgent::Acknowledge {
+                framework_id: fid(),
+                task_id: TaskId { value: "t1".into() },
+                uuid: finished.uuid.clone().unwrap(),
+            },
+        );
+        for again in [finished, update("t1", TaskState::TaskFailed)] {
+            c.executor_call(t0, call("t1", Kind::Update(again)));
+            let a = drain(&mut c);
+            assert_eq!(events(&a), [event::Type::Acknowledged]);
+            assert!(updates(&a).is_empty());
+        }
     }
 
     #[test]

@@ -141,7 +141,12 @@ impl StatusUpdateManager {
         stream.pending.pop_front();
         stream.backoff = self.initial;
         let Some(next) = stream.pending.front() else {
-            stream.deadline = None;
+            if stream.terminal {
+                // The terminal update is acknowledged: the stream is done (as in Mesos).
+                self.streams.remove(&key);
+            } else {
+                stream.deadline = None;
+            }
             return Ok(None);
         };
         stream.deadline = Some(now + self.initial);
@@ -209,11 +214,16 @@ impl StatusUpdateManager {
             .map(|s| s.latest_state)
     }
 
-    /// Whether a task received a terminal update.
+    /// Whether a task received a terminal update (that is not yet acknowledged).
     pub fn is_terminated(&self, framework_id: &FrameworkId, task_id: &TaskId) -> bool {
         self.streams
             .get(&(framework_id.value.clone(), task_id.value.clone()))
             .is_some_and(|s| s.terminal)
+    }
+
+    /// Number of task streams kept.
+    pub fn streams(&self) -> usize {
+        self.streams.len()
     }
 
     /// Whether any update of the framework is not yet acknowledged.
@@ -288,6 +298,8 @@ mod tests {
             Ok(None)
         );
         assert_eq!(m.pending(), 1);
+        // The finished stream is dropped; task "u" remains.
+        assert_eq!(m.streams(), 1);
     }
 
     #[test]
