@@ -411,6 +411,7 @@ async fn custom_executor_subscribes_gets_launch_and_updates_flow_to_the_master()
     let (code, stats) = agent.get("/monitor/statistics").await;
     assert_eq!(code, 200);
     assert!(stats.contains("\"executor_id\":\"exec-1\""), "{stats}");
+    assert!(stats.contains("\"processes\":"), "{stats}");
 
     agent.handle.shutdown().await;
 }
@@ -1068,4 +1069,54 @@ async fn framework_update_resends_at_once_and_resubscription_replays_unacknowled
     let (s2, _) = agent.next_update().await;
     assert_eq!(s2.uuid, fresh.uuid);
     assert_eq!(s2.state, TaskState::TaskFinished as i32);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_kills_the_executors_process_groups() {
+    let agent = start_agent("stop", |_| {}).await;
+    // The shell forks a child, so a whole group has to die.
+    agent.handle.send(run(
+        Some(custom(
+            "exec-1",
+            "sleep 30 & echo $! > child.txt; echo $$ > pid.txt; wait",
+        )),
+        task("t1"),
+    ));
+    let sandbox = agent.sandbox("exec-1");
+    let pid: i32 = wait_for_file(&sandbox.join("pid.txt"))
+        .await
+        .trim()
+        .parse()
+        .unwrap();
+    let child: i32 = wait_for_file(&sandbox.join("child.txt"))
+        .await
+        .trim()
+        .parse()
+        .unwrap();
+    let alive = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+    };
+    assert!(alive(pid) && alive(child));
+    agent.handle.shutdown().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while alive(pid) || alive(child) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "executor survived shutdown"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The agent no longer serves.
+    assert!(
+        tokio::net::TcpStream::connect(agent.handle.endpoint())
+            .await
+            .is_err()
+            || agent.handle.state_json().await.is_empty()
+    );
 }

@@ -536,6 +536,29 @@ fn proc_stats(pid: u32) -> (Option<u64>, Option<f64>, Option<f64>) {
     (rss, times.map(|t| t.0), times.map(|t| t.1))
 }
 
+/// Processes in the process group `pgid` (from `/proc`).
+fn group_processes(pgid: u32) -> Option<u32> {
+    let mut n = 0;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let pgrp = stat
+            .rfind(')')
+            .and_then(|i| stat.get(i + 2..))
+            .and_then(|rest| rest.split_whitespace().nth(2))
+            .and_then(|p| p.parse::<u32>().ok());
+        if pgrp == Some(pgid) {
+            n += 1;
+        }
+    }
+    Some(n)
+}
+
 pub(crate) fn statistics_json(a: &AgentCore) -> Vec<u8> {
     let mut w = J::default();
     w.begin_array();
@@ -550,6 +573,7 @@ pub(crate) fn statistics_json(a: &AgentCore) -> Vec<u8> {
             cpus_limit: Some(scalar_sum(&rs, "cpus")),
             mem_limit_bytes: Some((scalar_sum(&rs, "mem") * 1024.0 * 1024.0) as u64),
             mem_rss_bytes: rss,
+            processes: e.pid.and_then(group_processes),
             cpus_user_time_secs: user,
             cpus_system_time_secs: system,
             ..Default::default()
