@@ -412,6 +412,16 @@ async fn custom_executor_subscribes_gets_launch_and_updates_flow_to_the_master()
     assert_eq!(code, 200);
     assert!(stats.contains("\"executor_id\":\"exec-1\""), "{stats}");
     assert!(stats.contains("\"processes\":"), "{stats}");
+    let (code, containers) = agent.get("/slave(1)/containers").await;
+    assert_eq!(code, 200);
+    assert!(
+        containers.contains(&format!(
+            "\"container_id\":\"{}\"",
+            real.file_name().unwrap().to_string_lossy()
+        )),
+        "{containers}"
+    );
+    assert!(containers.contains("\"executor_pid\":"), "{containers}");
 
     agent.handle.shutdown().await;
 }
@@ -687,6 +697,10 @@ async fn bad_executor_calls_are_refused_as_mesos_does() {
     let ct: &'static [(&'static str, &'static str)] = &[("Content-Type", "application/json")];
     let (code, body) = post("/api/v1/executor", ct, "{not json".into()).await;
     assert_eq!(code, 400, "{body}");
+    assert!(
+        body.starts_with("Failed to parse body into JSON: "),
+        "{body}"
+    );
     let (code, body) = post(
         "/api/v1/executor",
         ct,

@@ -1,6 +1,7 @@
 //! The agent's HTTP routes: the executor API and the read endpoints (`/state`, `/health`,
-//! `/version`, `/files/*`, `/monitor/statistics`, `/metrics/snapshot`), each also under the
-//! libprocess name `/slave(1)/…`. JSON uses Mesos's v0 "slave" naming.
+//! `/version`, `/flags`, `/files/{read,download,browse}`, `/monitor/statistics`, `/containers`,
+//! `/metrics/snapshot`), each also under the libprocess name `/slave(1)/…` and with the old
+//! `.json` suffix. JSON uses Mesos's v0 "slave" naming.
 
 // Handlers return finished error responses, as `crate::http` does.
 #![allow(clippy::result_large_err)]
@@ -103,6 +104,10 @@ pub(crate) async fn route(ctx: Arc<Ctx>, req: Request) -> Response {
             None => gone(),
         },
         "/monitor/statistics" => match ask(&ctx, statistics_json).await {
+            Some(b) => jsonp(&req, b),
+            None => gone(),
+        },
+        "/containers" => match ask(&ctx, containers_json).await {
             Some(b) => jsonp(&req, b),
             None => gone(),
         },
@@ -560,6 +565,15 @@ fn group_processes(pgid: u32) -> Option<u32> {
 }
 
 pub(crate) fn statistics_json(a: &AgentCore) -> Vec<u8> {
+    executors_json(a, false)
+}
+
+/// `/containers`: the statistics entries plus `container_id` and `status`.
+pub(crate) fn containers_json(a: &AgentCore) -> Vec<u8> {
+    executors_json(a, true)
+}
+
+fn executors_json(a: &AgentCore, containers: bool) -> Vec<u8> {
     let mut w = J::default();
     w.begin_array();
     for e in a.frameworks.values().flat_map(|f| f.executors.values()) {
@@ -579,6 +593,10 @@ pub(crate) fn statistics_json(a: &AgentCore) -> Vec<u8> {
             ..Default::default()
         };
         w.begin_object();
+        if containers {
+            w.key("container_id");
+            w.string(&e.container_id);
+        }
         w.key("executor_id");
         w.string(&e.info.executor_id.value);
         w.key("executor_name");
@@ -590,6 +608,18 @@ pub(crate) fn statistics_json(a: &AgentCore) -> Vec<u8> {
         w.string(e.info.source.as_deref().unwrap_or(""));
         w.key("statistics");
         w.message(&stats);
+        if containers {
+            let status = mesokit_proto::v1::ContainerStatus {
+                container_id: Some(mesokit_proto::v1::ContainerId {
+                    value: e.container_id.clone(),
+                    parent: None,
+                }),
+                executor_pid: e.pid,
+                ..Default::default()
+            };
+            w.key("status");
+            w.message(&status);
+        }
         w.end_object();
     }
     w.end_array();

@@ -108,7 +108,24 @@ pub(crate) async fn handle(ctx: &Ctx, req: Request) -> Response {
     let c: Call = match media {
         Media::Json => match mesokit_proto::json::decode(&body) {
             Ok(c) => c,
-            Err(e) => return bad(format!("Failed to convert JSON into Call protobuf: {e}")),
+            Err(e) => {
+                use mesokit_proto::json::JsonErrorKind as K;
+                // Mesos parses JSON first, then converts it: two different messages.
+                let syntax = matches!(
+                    e.kind(),
+                    K::InvalidUtf8
+                        | K::UnexpectedEnd
+                        | K::Unexpected { .. }
+                        | K::TrailingData
+                        | K::BadEscape
+                        | K::TooDeep
+                );
+                return bad(if syntax {
+                    format!("Failed to parse body into JSON: {e}")
+                } else {
+                    format!("Failed to convert JSON into Call protobuf: {e}")
+                });
+            }
         },
         Media::Protobuf => match <Call as mesokit_proto::Message>::decode(body) {
             Ok(c) => c,
