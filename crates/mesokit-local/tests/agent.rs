@@ -1134,3 +1134,91 @@ async fn shutdown_kills_the_executors_process_groups() {
             || agent.handle.state_json().await.is_empty()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_v1_operator_api_answers_the_read_calls() {
+    let mut agent = start_agent("operator", |_| {}).await;
+    agent
+        .handle
+        .send(run(Some(custom("exec-1", RECORD_AND_WAIT)), task("t1")));
+    let (client, mut events) = subscribe(&agent, "exec-1").await;
+    assert!(matches!(
+        next_event(&mut events).await,
+        ExecutorEvent::Connected { .. }
+    ));
+    expect_event(&mut events, event::Type::Launch).await;
+    client
+        .update(status("t1", TaskState::TaskRunning))
+        .await
+        .unwrap();
+    agent.next_update().await;
+
+    let addr = agent.handle.endpoint();
+    let call = |body: &'static str, accept: &'static str| async move {
+        let (code, head, body) = request(
+            addr,
+            "POST",
+            "/slave(1)/api/v1",
+            &[("Content-Type", "application/json"), ("Accept", accept)],
+            body.as_bytes(),
+        )
+        .await;
+        (code, head, body)
+    };
+    let (code, _, body) = call(r#"{"type":"GET_HEALTH"}"#, "application/json").await;
+    assert_eq!(
+        (code, String::from_utf8_lossy(&body).as_ref()),
+        (
+            200,
+            r#"{"type":"GET_HEALTH","get_health":{"healthy":true}}"#
+        )
+    );
+    let (code, _, body) = call(r#"{"type":"GET_TASKS"}"#, "application/json").await;
+    assert_eq!(code, 200);
+    let r: mesokit_proto::v1::agent::Response = mesokit_proto::json::decode(&body).unwrap();
+    let tasks = r.get_tasks.unwrap();
+    assert_eq!(tasks.launched_tasks.len(), 1);
+    assert_eq!(tasks.launched_tasks[0].state, TaskState::TaskRunning as i32);
+    assert_eq!(
+        tasks.launched_tasks[0].executor_id.as_ref().unwrap().value,
+        "exec-1"
+    );
+    let (code, head, body) = call(r#"{"type":"GET_STATE"}"#, "application/x-protobuf").await;
+    assert_eq!(code, 200);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/x-protobuf"),
+        "{head}"
+    );
+    let r =
+        <mesokit_proto::v1::agent::Response as mesokit_proto::Message>::decode(&body[..]).unwrap();
+    let state = r.get_state.unwrap();
+    assert_eq!(state.get_frameworks.unwrap().frameworks.len(), 1);
+    assert_eq!(state.get_executors.unwrap().executors.len(), 1);
+    let (code, _, body) = call(
+        r#"{"type":"READ_FILE","read_file":{"path":"/frameworks/fw-1/executors/exec-1/runs/latest/stdout","offset":0}}"#,
+        "application/json",
+    )
+    .await;
+    assert_eq!(code, 200);
+    let r: mesokit_proto::v1::agent::Response = mesokit_proto::json::decode(&body).unwrap();
+    let rf = r.read_file.unwrap();
+    assert_eq!((rf.size, &rf.data[..]), (8, &b"started\n"[..]));
+    let (code, _, body) = call(
+        r#"{"type":"LIST_FILES","list_files":{"path":"/frameworks/fw-1/executors/exec-1/runs/latest"}}"#,
+        "application/json",
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert!(String::from_utf8_lossy(&body).contains("/stdout\""));
+    let (code, _, _) = call(
+        r#"{"type":"READ_FILE","read_file":{"path":"/etc/passwd","offset":0}}"#,
+        "application/json",
+    )
+    .await;
+    assert_eq!(code, 404);
+    let (code, _, _) = call(r#"{"type":"GET_CONTAINERS"}"#, "application/json").await;
+    assert_eq!(code, 200);
+    let (code, _, _) = call(r#"{"type":"KILL_CONTAINER"}"#, "application/json").await;
+    assert_eq!(code, 501);
+}

@@ -407,6 +407,11 @@ impl AgentCore {
         }
     }
 
+    /// Whether the task still has unacknowledged updates.
+    pub(super) fn has_update_stream(&self, fid: &FrameworkId, tid: &TaskId) -> bool {
+        self.updates.latest_state(fid, tid).is_some()
+    }
+
     /// Process groups of every live executor (to kill them all at shutdown).
     pub(crate) fn live_process_groups(&self) -> Vec<u32> {
         self.frameworks

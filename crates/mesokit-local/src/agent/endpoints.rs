@@ -97,6 +97,7 @@ pub(crate) async fn route(ctx: Arc<Ctx>, req: Request) -> Response {
     let path = path.strip_suffix(".json").unwrap_or(path);
     match path {
         "/api/v1/executor" => super::executor_api::handle(&ctx, req).await,
+        "/api/v1" => super::operator::handle(&ctx, req).await,
         "/health" => empty(StatusCode::OK),
         "/version" => jsonp(&req, version_json()),
         "/state" => match ask(&ctx, state_json).await {
@@ -180,10 +181,10 @@ fn flags_json(c: &AgentConfig) -> Vec<u8> {
     w.out
 }
 
-fn write_flags(w: &mut J, c: &AgentConfig) {
+/// The agent's flags, as Mesos names them.
+pub(super) fn flags(c: &AgentConfig) -> Vec<(&'static str, String)> {
     use mesokit_proto::helpers::format_duration;
-    w.begin_object();
-    let flags = [
+    vec![
         ("work_dir", c.work_dir.display().to_string()),
         ("port", c.port.to_string()),
         ("hostname", c.hostname.clone()),
@@ -202,8 +203,12 @@ fn write_flags(w: &mut J, c: &AgentConfig) {
             format_duration(c.executor_reregistration_timeout),
         ),
         ("recovery_timeout", format_duration(c.recovery_timeout)),
-    ];
-    for (k, v) in flags {
+    ]
+}
+
+fn write_flags(w: &mut J, c: &AgentConfig) {
+    w.begin_object();
+    for (k, v) in flags(c) {
         w.key(k);
         w.string(&v);
     }
@@ -500,7 +505,7 @@ fn write_task(w: &mut J, a: &AgentCore, fid: &str, e: &Executor, t: &Task, queue
 }
 
 /// Executor resources plus those of its live and queued tasks.
-fn executor_resources(e: &Executor) -> Vec<Resource> {
+pub(super) fn executor_resources(e: &Executor) -> Vec<Resource> {
     let mut rs = e.info.resources.clone();
     for t in e.launched.values() {
         rs.extend(t.info.resources.iter().cloned());
@@ -573,6 +578,22 @@ pub(crate) fn containers_json(a: &AgentCore) -> Vec<u8> {
     executors_json(a, true)
 }
 
+/// Usage of a live executor (limits from its resources, the rest from `/proc`).
+pub(super) fn statistics(e: &Executor) -> ResourceStatistics {
+    let rs = executor_resources(e);
+    let (rss, user, system) = e.pid.map(proc_stats).unwrap_or_default();
+    ResourceStatistics {
+        timestamp: super::now_secs(),
+        cpus_limit: Some(scalar_sum(&rs, "cpus")),
+        mem_limit_bytes: Some((scalar_sum(&rs, "mem") * 1024.0 * 1024.0) as u64),
+        mem_rss_bytes: rss,
+        processes: e.pid.and_then(group_processes),
+        cpus_user_time_secs: user,
+        cpus_system_time_secs: system,
+        ..Default::default()
+    }
+}
+
 fn executors_json(a: &AgentCore, containers: bool) -> Vec<u8> {
     let mut w = J::default();
     w.begin_array();
@@ -580,18 +601,7 @@ fn executors_json(a: &AgentCore, containers: bool) -> Vec<u8> {
         if e.state == ExecState::Terminated {
             continue;
         }
-        let rs = executor_resources(e);
-        let (rss, user, system) = e.pid.map(proc_stats).unwrap_or_default();
-        let stats = ResourceStatistics {
-            timestamp: super::now_secs(),
-            cpus_limit: Some(scalar_sum(&rs, "cpus")),
-            mem_limit_bytes: Some((scalar_sum(&rs, "mem") * 1024.0 * 1024.0) as u64),
-            mem_rss_bytes: rss,
-            processes: e.pid.and_then(group_processes),
-            cpus_user_time_secs: user,
-            cpus_system_time_secs: system,
-            ..Default::default()
-        };
+        let stats = statistics(e);
         w.begin_object();
         if containers {
             w.key("container_id");
@@ -629,6 +639,18 @@ fn executors_json(a: &AgentCore, containers: bool) -> Vec<u8> {
 // ----- /metrics/snapshot -----
 
 pub(crate) fn metrics_json(a: &AgentCore) -> Vec<u8> {
+    let mut w = J::default();
+    w.begin_object();
+    for (k, v) in metrics(a) {
+        w.map_key(&k);
+        w.f64(v);
+    }
+    w.end_object();
+    w.out
+}
+
+/// The `slave/*` metrics.
+pub(super) fn metrics(a: &AgentCore) -> Vec<(String, f64)> {
     let mut m: Vec<(String, f64)> = Vec::new();
     m.push(("slave/registered".into(), 1.0));
     m.push((
@@ -696,21 +718,14 @@ pub(crate) fn metrics_json(a: &AgentCore) -> Vec<u8> {
     }
     m.push(("slave/frameworks_active".into(), a.frameworks.len() as f64));
     m.push(("slave/recovery_errors".into(), 0.0));
-    let mut w = J::default();
-    w.begin_object();
-    for (k, v) in m {
-        w.map_key(&k);
-        w.f64(v);
-    }
-    w.end_object();
-    w.out
+    m
 }
 
 // ----- /files -----
 
 /// Maps a `/files` path (virtual `/frameworks/<fid>/executors/<eid>/runs/latest/...` or an
 /// absolute path) to a real path inside the work directory.
-fn resolve(config: &AgentConfig, path: &str) -> Result<PathBuf, Response> {
+pub(super) fn resolve(config: &AgentConfig, path: &str) -> Result<PathBuf, Response> {
     let not_found = || text(StatusCode::NOT_FOUND, "");
     let candidate = if let Some(rest) = path.strip_prefix("/frameworks/") {
         let parts: Vec<&str> = rest.splitn(6, '/').collect();
@@ -844,7 +859,7 @@ fn files_download(config: &AgentConfig, req: &Request) -> Response {
     inner().unwrap_or_else(|r| r)
 }
 
-fn mode_string(mode: u32, dir: bool) -> String {
+pub(super) fn mode_string(mode: u32, dir: bool) -> String {
     let mut s = String::with_capacity(10);
     s.push(if dir { 'd' } else { '-' });
     for shift in [6, 3, 0] {

@@ -9,6 +9,7 @@ mod core;
 mod endpoints;
 mod executor_api;
 mod launcher;
+mod operator;
 pub mod sandbox;
 pub mod updates;
 
