@@ -4,6 +4,26 @@
 //! status-update manager [`updates::StatusUpdateManager`] inside). This module is its driver:
 //! one task owns the core and feeds it the master's messages, executor calls, process events
 //! and timers, and carries out the actions it returns (processes, streams, messages).
+//!
+//! What it does, as the Mesos agent does:
+//! * launches executors in sandboxes laid out as Mesos's (`runs/<container>`, `runs/latest`),
+//!   after fetching `CommandInfo.uris` (local, `file://`, `http(s)://`/`ftp://` via `curl`;
+//!   archives extracted with `tar`/`unzip`), with exactly the documented environment, output
+//!   in `stdout`/`stderr`, each in its own process group. Command tasks get a synthesized
+//!   executor running [`AgentConfig::command_executor`]; DEFAULT executors (task groups) run
+//!   the same program;
+//! * serves the executor API (`/api/v1/executor`, `/slave(1)/api/v1/executor`): SUBSCRIBE
+//!   streams (JSON or protobuf) with LAUNCH/LAUNCH_GROUP of queued tasks, UPDATE with
+//!   ACKNOWLEDGED, MESSAGE, HEARTBEAT; re-SUBSCRIBE replays unacknowledged updates;
+//! * relays status updates reliably (one in flight per task, retries doubling, resend on
+//!   framework update) and generates its own (killed during launch, executor terminated,
+//!   registration timeout, launch failure);
+//! * serves `/state`, `/health`, `/version`, `/flags`, `/files/*`, `/monitor/statistics`,
+//!   `/containers`, `/metrics/snapshot` and the read calls of the v1 operator API.
+//!
+//! Not (yet): running executors as another user (`--switch_user`), checkpointing and agent
+//! recovery, container images and isolation, the fetcher cache, container attach/exec calls,
+//! executor authentication.
 
 mod core;
 mod endpoints;
