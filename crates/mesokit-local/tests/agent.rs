@@ -1088,11 +1088,11 @@ async fn framework_update_resends_at_once_and_resubscription_replays_unacknowled
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_kills_the_executors_process_groups() {
     let agent = start_agent("stop", |_| {}).await;
-    // The shell forks a child, so a whole group has to die.
+    // The shell forks a child that leaves the group (its own session): the whole tree dies.
     agent.handle.send(run(
         Some(custom(
             "exec-1",
-            "sleep 30 & echo $! > child.txt; echo $$ > pid.txt; wait",
+            "setsid sleep 30 & echo $! > child.txt; echo $$ > pid.txt; wait",
         )),
         task("t1"),
     ));

@@ -101,3 +101,84 @@ pub(crate) fn kill_group(pgid: u32, signal: i32) {
 }
 
 pub(crate) use libc::SIGKILL;
+
+/// Kills an executor's whole process tree, as Mesos's POSIX launcher does (`killtree` with
+/// groups and sessions): the group is stopped so it cannot fork, then every member, every
+/// descendant, and every group or session led by one of them gets SIGKILL. This also reaches
+/// task processes that left the group with `setsid`.
+pub(crate) fn kill_tree(pgid: u32) {
+    kill_group(pgid, libc::SIGSTOP);
+    let procs = processes();
+    let me = std::process::id();
+    let mut members: std::collections::BTreeSet<u32> = procs
+        .iter()
+        .filter(|p| p.pgrp == pgid || p.pid == pgid)
+        .map(|p| p.pid)
+        .collect();
+    loop {
+        let before = members.len();
+        for p in &procs {
+            if p.pid != me
+                && !members.contains(&p.pid)
+                && (members.contains(&p.ppid)
+                    || members.contains(&p.pgrp)
+                    || members.contains(&p.sid))
+            {
+                members.insert(p.pid);
+            }
+        }
+        if members.len() == before {
+            break;
+        }
+    }
+    members.remove(&me);
+    for pid in members {
+        kill_pid(pid, SIGKILL);
+    }
+    kill_group(pgid, SIGKILL);
+}
+
+#[derive(Debug)]
+struct Proc {
+    pid: u32,
+    ppid: u32,
+    pgrp: u32,
+    sid: u32,
+}
+
+/// Every process in `/proc` with its parent, group and session.
+fn processes() -> Vec<Proc> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // After "pid (comm) ": state ppid pgrp session …
+            let rest = stat.get(stat.rfind(')')? + 2..)?;
+            let mut f = rest.split_whitespace().skip(1);
+            let mut next = || f.next()?.parse::<u32>().ok();
+            Some(Proc {
+                pid,
+                ppid: next()?,
+                pgrp: next()?,
+                sid: next()?,
+            })
+        })
+        .collect()
+}
+
+#[allow(unsafe_code)]
+fn kill_pid(pid: u32, signal: i32) {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    if pid <= 1 {
+        return;
+    }
+    // SAFETY: kill only sends a signal; plain integers, no memory of ours.
+    unsafe {
+        libc::kill(pid, signal);
+    }
+}

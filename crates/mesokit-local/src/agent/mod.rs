@@ -183,7 +183,7 @@ impl AgentHandle {
     /// drop guards; [`AgentHandle::shutdown`] is the orderly way).
     pub fn kill_executors_now(&self) {
         for pgid in self.inner.groups.lock().expect("poisoned").iter() {
-            launcher::kill_group(*pgid, launcher::SIGKILL);
+            launcher::kill_tree(*pgid);
         }
     }
 
@@ -302,7 +302,7 @@ impl Driver {
                     None => break,
                     Some(Input::Shutdown(done)) => {
                         for pgid in self.core.live_process_groups() {
-                            launcher::kill_group(pgid, launcher::SIGKILL);
+                            launcher::kill_tree(pgid);
                         }
                         self.streams.clear();
                         let _ = done.send(());
@@ -371,7 +371,7 @@ impl Driver {
                     let _ = self.to_master.send(m);
                 }
                 Action::Launch(l) => self.launch(*l),
-                Action::Kill { pgid } => launcher::kill_group(pgid, launcher::SIGKILL),
+                Action::Kill { pgid } => launcher::kill_tree(pgid),
                 Action::OpenStream {
                     framework_id,
                     executor_id,
@@ -460,7 +460,7 @@ impl Driver {
                 && let Some(pid) = pid
             {
                 // The agent stopped meanwhile.
-                launcher::kill_group(pid, launcher::SIGKILL);
+                launcher::kill_tree(pid);
             }
             use std::os::unix::process::ExitStatusExt;
             let status = match child.wait().await {
