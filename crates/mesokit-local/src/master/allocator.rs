@@ -154,6 +154,14 @@ impl Master {
             framework.filters.retain(|f| f.expires > now);
         }
         let mut made: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        // DRF order: the framework with the smallest dominant share first (ties by id). Shares
+        // are computed once per cycle and updated as offers are made.
+        let mut order: Vec<(f64, String)> = self
+            .frameworks
+            .values()
+            .filter(|f| f.active && f.conn.is_some())
+            .map(|f| (Self::dominant_share(f, &cluster), f.id.value.clone()))
+            .collect();
         let agent_ids: Vec<String> = self.agents.keys().cloned().collect();
         for agent_id in agent_ids {
             let agent = &self.agents[&agent_id];
@@ -162,16 +170,13 @@ impl Master {
                 continue;
             }
             let gpu_agent = agent.total.scalar("gpus") > 0.0;
-            let mut candidates: Vec<(f64, String, String, Resources)> = Vec::new();
-            for framework in self.frameworks.values() {
-                if !framework.active || framework.conn.is_none() {
-                    continue;
-                }
+            order.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+            let chosen = order.iter().enumerate().find_map(|(i, (_, fid))| {
+                let framework = &self.frameworks[fid];
                 if gpu_agent && !framework.capable(Capability::GpuResources) {
-                    continue;
+                    return None;
                 }
-                let share = Self::dominant_share(framework, &cluster);
-                for role in framework.roles() {
+                framework.roles().into_iter().find_map(|role| {
                     if framework.suppressed.contains(&role)
                         || validation::agent_excluded(
                             framework.offer_constraints.as_ref(),
@@ -179,26 +184,24 @@ impl Master {
                             &agent.info,
                         )
                     {
-                        continue;
+                        return None;
                     }
                     let offerable = available.filter(|r| offerable_to(r, &role));
                     if !self.allocatable(&offerable, framework, &role) {
-                        continue;
+                        return None;
                     }
                     let refused = framework.filters.iter().any(|f| {
                         f.role == role && f.agent == agent_id && f.resources.contains(&offerable)
                     });
-                    if refused {
-                        continue;
-                    }
-                    candidates.push((share, framework.id.value.clone(), role, offerable));
-                }
-            }
-            candidates.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
-            let Some((_, fid, role, resources)) = candidates.into_iter().next() else {
+                    (!refused).then_some((i, role, offerable))
+                })
+            });
+            let Some((i, role, resources)) = chosen else {
                 continue;
             };
+            let fid = order[i].1.clone();
             let offer_id = self.make_offer(now, &fid, &agent_id, &role, resources);
+            order[i].0 = Self::dominant_share(&self.frameworks[&fid], &cluster);
             made.entry(fid).or_default().push(offer_id);
         }
         for (fid, offer_ids) in made {
