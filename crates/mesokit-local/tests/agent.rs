@@ -1222,3 +1222,45 @@ async fn the_v1_operator_api_answers_the_read_calls() {
     let (code, _, _) = call(r#"{"type":"KILL_CONTAINER"}"#, "application/json").await;
     assert_eq!(code, 501);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_an_exited_executor_leaves_in_its_group_is_killed() {
+    let mut agent = start_agent("leftovers", |_| {}).await;
+    agent.handle.send(run(
+        Some(custom(
+            "exec-1",
+            "sleep 30 & echo $! > child.txt; sleep 0.2; exit 0",
+        )),
+        task("t1"),
+    ));
+    let child: i32 = wait_for_file(&agent.sandbox("exec-1").join("child.txt"))
+        .await
+        .trim()
+        .parse()
+        .unwrap();
+    // The queued task fails, then the exit is reported.
+    let (s, _) = agent.next_update().await;
+    assert_eq!(
+        s.reason,
+        Some(task_status::Reason::ExecutorTerminated as i32)
+    );
+    assert!(matches!(
+        agent.next().await,
+        ToMaster::ExecutorExited { .. }
+    ));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let alive = std::fs::read_to_string(format!("/proc/{child}/stat")).is_ok_and(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        });
+        if !alive {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "leftover survived");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

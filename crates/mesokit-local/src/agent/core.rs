@@ -31,9 +31,14 @@ pub(crate) enum Action {
     /// Create the sandbox, fetch, start the process; then report
     /// [`AgentCore::launched`] and, when it ends, [`AgentCore::exited`].
     Launch(Box<Launch>),
-    /// SIGKILL a process group.
+    /// SIGKILL an executor's whole process tree (see `launcher::kill_tree`).
     Kill {
-        /// The group (the executor's pid).
+        /// The executor's process group (its pid).
+        pgid: u32,
+    },
+    /// SIGKILL what is left of a process group whose leader has exited (cheap: no scan).
+    KillGroup {
+        /// The group.
         pgid: u32,
     },
     /// Open the executor's event stream (replacing, and so closing, an older one); it becomes
@@ -931,6 +936,10 @@ impl AgentCore {
             return;
         };
         e.state = ExecState::Terminated;
+        if let Some(pgid) = e.pid {
+            // As Mesos destroys the container: what is left of the group goes too.
+            self.actions.push_back(Action::KillGroup { pgid });
+        }
         self.actions.push_back(Action::CloseStream {
             framework_id: fid.to_owned(),
             executor_id: eid.to_owned(),
