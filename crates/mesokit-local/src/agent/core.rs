@@ -265,7 +265,8 @@ pub fn command_executor_info(
         .as_ref()
         .and_then(|k| k.grace_period.as_ref())
         .map(|g| DurationInfo {
-            nanoseconds: g.nanoseconds + 2_000_000_000,
+            // Kill grace + reap interval (1 s) + 1 s, as Mesos.
+            nanoseconds: g.nanoseconds.saturating_add(2_000_000_000),
         });
     #[allow(deprecated)]
     ExecutorInfo {
