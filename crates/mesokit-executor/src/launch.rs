@@ -18,6 +18,20 @@ pub const EXECUTOR_ONLY_PREFIX: &str = "MESOKIT_EXECUTOR_";
 /// `PATH` when the executor has none, as the Mesos containerizer sets it.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// This process's environment as strings. Variables whose name or value is not Unicode are
+/// left out (with a warning) rather than panicking as `std::env::vars` would.
+pub fn process_env() -> Vec<(String, String)> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| match (k.into_string(), v.into_string()) {
+            (Ok(k), Ok(v)) => Some((k, v)),
+            (k, _) => {
+                tracing::warn!(variable = ?k, "environment variable is not Unicode: left out");
+                None
+            }
+        })
+        .collect()
+}
+
 /// A task the executor cannot run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -10,6 +10,7 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::process::{Child, Command};
@@ -149,7 +150,9 @@ pub struct CommandSpec {
     /// Standard error.
     pub stderr: Output,
     /// Linux: SIGKILL the process if the executor dies first (`PR_SET_PDEATHSIG`), so that a
-    /// killed executor does not leave its task behind.
+    /// killed executor does not leave its task behind. The kernel sends it when the *thread*
+    /// that called [`spawn`] ends, so spawn from a thread that lives as long as the executor
+    /// (a runtime's main or worker thread), never from `spawn_blocking`.
     pub die_with_parent: bool,
 }
 
@@ -178,7 +181,7 @@ impl CommandSpec {
             program: "/bin/sh".into(),
             argv0: Some("sh".into()),
             args: vec!["-c".into(), script.into()],
-            env: std::env::vars().collect(),
+            env: crate::launch::process_env(),
             cwd: None,
             create_cwd: false,
             stdout: Output::Inherit,
@@ -186,6 +189,26 @@ impl CommandSpec {
             die_with_parent: true,
         }
     }
+}
+
+/// Set when [`disable_huge_pages`] changed this process's setting, so that [`spawn`] gives
+/// tasks the setting the executor itself was started with.
+static THP_DISABLED_HERE: AtomicBool = AtomicBool::new(false);
+
+/// Linux: opts this process out of transparent huge pages (`PR_SET_THP_DISABLE`); elsewhere a
+/// no-op. An executor's heap is a few hundred KiB, but an allocator that asks for huge pages
+/// (mimalloc does for its arenas) turns each touched region into 2 MiB of RSS, which every
+/// task pays for. Tasks started by [`spawn`] afterwards get huge pages back.
+pub fn disable_huge_pages() -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: prctl with integer arguments only; PR_SET_THP_DISABLE reads no memory.
+        if unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) } == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        THP_DISABLED_HERE.store(true, Ordering::Relaxed);
+    }
+    Ok(())
 }
 
 /// Starts the process in a new session (`setsid`), so that it leads a process group and a
@@ -214,13 +237,19 @@ pub fn spawn(spec: &CommandSpec) -> io::Result<Child> {
         cmd.current_dir(cwd);
     }
     let die_with_parent = spec.die_with_parent;
+    let restore_huge_pages = THP_DISABLED_HERE.load(Ordering::Relaxed);
     let parent = std::process::id();
     // SAFETY: the hook runs in the forked child before exec, where only async-signal-safe
     // calls are allowed: setsid, prctl and getppid are, and the errors are built from errno
-    // without allocating.
+    // without allocating. The closure captures only Copy values.
     unsafe {
         cmd.pre_exec(move || {
             if libc::setsid() == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            // The THP opt-out survives fork and exec: undo ours.
+            #[cfg(target_os = "linux")]
+            if restore_huge_pages && libc::prctl(libc::PR_SET_THP_DISABLE, 0, 0, 0, 0) == -1 {
                 return Err(io::Error::last_os_error());
             }
             #[cfg(target_os = "linux")]
@@ -234,7 +263,7 @@ pub fn spawn(spec: &CommandSpec) -> io::Result<Child> {
                 }
             }
             #[cfg(not(target_os = "linux"))]
-            let _ = (die_with_parent, parent);
+            let _ = (die_with_parent, parent, restore_huge_pages);
             Ok(())
         });
     }

@@ -31,12 +31,13 @@ pub enum Error {
 }
 
 impl Settings {
-    /// Settings for an executor started by an agent: the process environment, the sandbox
+    /// Settings for an executor started by an agent: the process environment
+    /// ([`crate::launch::process_env`]), the sandbox
     /// and shutdown grace period of `config`, Mesos's default kill grace and a 5 s wait for
     /// acknowledgements.
     pub fn from_config(config: &ExecutorConfig) -> Self {
         Settings {
-            executor_env: std::env::vars().collect(),
+            executor_env: crate::launch::process_env(),
             sandbox: config.sandbox.clone().or_else(|| config.directory.clone()),
             shutdown_grace: config.shutdown_grace_period,
             ..Settings::default()
@@ -70,7 +71,7 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
                     tracing::info!(
                         task_id = %status.task_id.value,
                         state = state_name(status.state),
-                        message = status.message.as_deref().unwrap_or(""),
+                        text = status.message.as_deref().unwrap_or(""),
                         "status update"
                     );
                     let _ = update_tx.send(*status);
@@ -140,6 +141,7 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
         }
     }
 
+    tracing::info!("all tasks done; exiting");
     // Let the last updates out (they are acknowledged already unless the agent is gone or
     // slow, in which case this is bounded by the client's request timeout).
     drop(update_tx);

@@ -280,8 +280,8 @@ impl Supervisor {
                 tracing::info!(bytes = len, "MESSAGE from the framework");
             }
             Some(event::Type::Error) => {
-                let message = event.error.as_ref().map_or("", |e| e.message.as_str());
-                tracing::warn!(%message, "ERROR from the agent");
+                let text = event.error.as_ref().map_or("", |e| e.message.as_str());
+                tracing::warn!(%text, "ERROR from the agent");
             }
             Some(event::Type::Heartbeat) => {}
             Some(event::Type::Unknown) | None => {

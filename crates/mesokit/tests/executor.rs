@@ -16,8 +16,8 @@ use tokio::process::{Child, Command};
 
 const FRAMEWORK: &str = "fw-0001";
 
-/// A sandbox directory, removed at the end of the test; on failure the executor's stderr is
-/// printed first.
+/// A sandbox directory, removed at the end of the test; on failure (or with
+/// `MESOKIT_TEST_SHOW_LOG=1`) the executor's stderr is printed first.
 struct Sandbox {
     path: PathBuf,
 }
@@ -42,7 +42,7 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        if std::thread::panicking() || std::env::var_os("MESOKIT_TEST_SHOW_LOG").is_some() {
             eprintln!(
                 "--- executor stderr ---\n{}\n--- end ---",
                 self.read("stderr")
@@ -61,13 +61,15 @@ fn start_executor(
     extra_env: &[(&str, &str)],
 ) -> Child {
     let out = |name: &str| Stdio::from(std::fs::File::create(sandbox.path.join(name)).unwrap());
-    Command::new(env!("CARGO_BIN_EXE_mesokit"))
+    Command::new(executor_bin())
         .arg("executor")
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("RUST_LOG", "debug")
         .envs(agent.executor_env(FRAMEWORK, executor_id, &sandbox.path))
         .envs(extra_env.iter().copied())
+        // Allocator settings pass through, for footprint experiments.
+        .envs(std::env::vars().filter(|(k, _)| k.starts_with("MIMALLOC_")))
         .current_dir(&sandbox.path)
         .stdin(Stdio::null())
         .stdout(out("stdout"))
@@ -75,6 +77,15 @@ fn start_executor(
         .kill_on_drop(true)
         .spawn()
         .unwrap()
+}
+
+/// The binary under test: this build's, or `MESOKIT_TEST_EXECUTOR_BIN` (e.g. a release build
+/// for [`footprint`]).
+fn executor_bin() -> PathBuf {
+    std::env::var_os("MESOKIT_TEST_EXECUTOR_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_mesokit")),
+        PathBuf::from,
+    )
 }
 
 async fn exits(child: &mut Child) -> ExitStatus {
@@ -158,6 +169,7 @@ async fn kill_sends_killing_then_killed_and_the_executor_exits() {
 
     assert_eq!(state(&agent.next_update().await), "TASK_STARTING");
     assert_eq!(state(&agent.next_update().await), "TASK_RUNNING");
+    wait_for_pid(&sandbox.path.join("pid")).await;
     agent.send(fake_agent::kill("t-sleep", None));
     let updates = agent.updates_until_terminal().await;
     assert_eq!(states(&updates), ["TASK_KILLING", "TASK_KILLED"]);
@@ -184,6 +196,7 @@ async fn kill_without_the_capability_sends_no_killing_and_escalates() {
 
     assert_eq!(state(&agent.next_update().await), "TASK_STARTING");
     assert_eq!(state(&agent.next_update().await), "TASK_RUNNING");
+    wait_for_pid(&sandbox.path.join("pid")).await;
     // The KILL's own policy wins over the task's 60 s.
     agent.send(fake_agent::kill(
         "t-stubborn",
@@ -256,6 +269,7 @@ async fn losing_the_agent_kills_the_task_and_exits() {
 
     assert_eq!(state(&agent.next_update().await), "TASK_STARTING");
     assert_eq!(state(&agent.next_update().await), "TASK_RUNNING");
+    wait_for_pid(&sandbox.path.join("pid")).await;
     agent.close_stream();
     let status = exits(&mut child).await;
     assert_eq!(status.code(), Some(1), "lost agent is an error exit");
@@ -331,7 +345,12 @@ async fn a_failing_task_of_a_group_kills_the_others() {
     let agent = FakeAgent::start(fake_agent::subscribed(FRAMEWORK, "group-exec", &[])).await;
     agent.queue(fake_agent::launch_group(vec![
         task("g-sleeper", "echo $$ > pid; exec sleep 30").build(),
-        task("g-failer", "sleep 0.2; exit 7").build(),
+        // Fails once the other task is up.
+        task(
+            "g-failer",
+            "while [ ! -s ../g-sleeper/pid ]; do sleep 0.01; done; exit 7",
+        )
+        .build(),
     ]));
     let mut agent = agent;
     let mut child = start_executor(&agent, "group-exec", &sandbox, &[]);
@@ -365,6 +384,17 @@ async fn a_failing_task_of_a_group_kills_the_others() {
     assert!(sandbox.path.join("tasks/g-failer/stdout").exists());
 }
 
+/// Waits until the task has written its pid to `file` (so it is past its setup, e.g. its
+/// `trap`).
+async fn wait_for_pid(file: &Path) {
+    within("the task to write its pid", async {
+        while !std::fs::read_to_string(file).is_ok_and(|s| s.ends_with('\n')) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+}
+
 /// The process whose pid is in `file` no longer exists.
 fn assert_gone(file: &Path) {
     let pid = std::fs::read_to_string(file).expect("the task wrote its pid");
@@ -374,4 +404,61 @@ fn assert_gone(file: &Path) {
         !Path::new(&format!("/proc/{pid}")).exists(),
         "task process {pid} still exists"
     );
+}
+
+/// Not a test: prints the executor's memory while it supervises a task. Measure a release
+/// build:
+///
+/// ```text
+/// cargo build --release -p mesokit
+/// MESOKIT_TEST_EXECUTOR_BIN=target/release/mesokit \
+///   cargo test -p mesokit --test executor footprint -- --ignored --nocapture
+/// ```
+#[tokio::test]
+#[ignore = "measurement, not a test"]
+async fn footprint() {
+    let sandbox = Sandbox::new("footprint");
+    let (mut agent, mut child) =
+        launched("t-rss", task("t-rss", "exec sleep 30"), &[], &sandbox).await;
+    assert_eq!(state(&agent.next_update().await), "TASK_STARTING");
+    assert_eq!(state(&agent.next_update().await), "TASK_RUNNING");
+    let pid = child.id().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .map_or("?".to_owned(), |l| l[name.len()..].trim().to_owned())
+    };
+    println!(
+        "executor {}: VmRSS {}, VmHWM {}, RssAnon {}, RssFile {}, Threads {}",
+        executor_bin().display(),
+        field("VmRSS:"),
+        field("VmHWM:"),
+        field("RssAnon:"),
+        field("RssFile:"),
+        field("Threads:"),
+    );
+    // Where it goes: the largest mappings by RSS, and any transparent huge pages.
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut maps: Vec<(u64, String)> = Vec::new();
+    let mut mapping = "";
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if first.contains('-') && !first.ends_with(':') {
+            mapping = line;
+        } else if let Some(kb) = line.strip_prefix("Rss:") {
+            let kb = kb.trim().trim_end_matches(" kB").parse().unwrap_or(0);
+            maps.push((kb, mapping.to_owned()));
+        } else if line.starts_with("AnonHugePages:") && !line.ends_with(" 0 kB") {
+            println!("huge pages: {mapping}: {line}");
+        }
+    }
+    maps.sort_by_key(|m| std::cmp::Reverse(m.0));
+    for (kb, mapping) in maps.iter().take(5) {
+        println!("{kb:>8} kB  {mapping}");
+    }
+    agent.send(fake_agent::kill("t-rss", None));
+    agent.updates_until_terminal().await;
+    assert!(exits(&mut child).await.success());
 }

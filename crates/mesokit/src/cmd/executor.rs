@@ -25,9 +25,20 @@ fn duration(s: &str) -> Result<Duration, String> {
 }
 
 pub(crate) fn run(args: Args) -> Result<ExitCode, String> {
+    // mimalloc asks for transparent huge pages for its arenas: each 2 MiB region touched would
+    // count in full against the task's memory, for a heap of a few hundred KiB. The two
+    // regions touched before `main` stay huge (4 MiB); MIMALLOC_ARENA_EAGER_COMMIT=0 in the
+    // executor's environment avoids them too (docs/benchmarks.md).
+    let thp = mesokit_executor::process::disable_huge_pages();
     init_logging();
-    let config = ExecutorConfig::from_env().map_err(|e| e.to_string())?;
+    if let Err(e) = thp {
+        tracing::debug!(error = %e, "cannot opt out of transparent huge pages");
+    }
+    // Read once, without panicking on a variable that is not Unicode.
+    let env = mesokit_executor::launch::process_env();
+    let config = ExecutorConfig::from_vars(env.clone()).map_err(|e| e.to_string())?;
     let mut settings = Settings::from_config(&config);
+    settings.executor_env = env;
     settings.default_grace = args.default_grace;
     settings.ack_timeout = args.ack_timeout;
     tracing::info!(
