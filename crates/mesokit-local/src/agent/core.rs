@@ -719,10 +719,15 @@ impl AgentCore {
                     pid,
                     "executor started"
                 );
-                if e.state != ExecState::Registering {
+                match e.state {
+                    ExecState::Registering => {}
+                    // Subscribed before this report arrived: nothing to time.
+                    ExecState::Running => return,
                     // Shut down (or all its tasks killed) while launching.
-                    self.actions.push_back(Action::Kill { pgid: pid });
-                    return;
+                    ExecState::Terminating | ExecState::Terminated => {
+                        self.actions.push_back(Action::Kill { pgid: pid });
+                        return;
+                    }
                 }
                 self.actions.push_back(Action::Timer {
                     after: timeout,
@@ -1644,6 +1649,23 @@ mod tests {
             assert_eq!(events(&a), [event::Type::Acknowledged]);
             assert!(updates(&a).is_empty());
         }
+    }
+
+    #[test]
+    fn a_subscription_overtaking_the_launch_report_is_kept() {
+        let (mut c, t0) = core();
+        run_command_task(&mut c, t0, "t1");
+        let Action::Launch(l) = drain(&mut c).remove(0) else {
+            panic!()
+        };
+        assert_eq!(
+            c.executor_call(t0, subscribe("t1")),
+            CallReply::Stream(Media::Json)
+        );
+        drain(&mut c);
+        c.launched(t0, FID, "t1", &l.container_id, Ok(Some(11)));
+        assert!(drain(&mut c).is_empty(), "no kill, no registration timer");
+        assert_eq!(c.live_process_groups(), [11]);
     }
 
     #[test]
