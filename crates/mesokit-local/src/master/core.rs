@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use mesokit_proto::helpers::is_terminal_value;
+use mesokit_proto::helpers::{is_terminal_value, is_valid_uuid};
 use mesokit_proto::resources::Resources;
 use mesokit_proto::v1::{
     self, TaskState,
@@ -1275,6 +1275,12 @@ impl Master {
         let tid = status.task_id.value.clone();
         if !self.agents.contains_key(&agent_id.value) {
             warn!(agent_id = %agent_id.value, task_id = %tid, "ignoring status update from an unknown or removed agent");
+            self.counters.invalid_status_updates += 1;
+            return;
+        }
+        // Agent updates are reliable: they carry the uuid the scheduler acknowledges.
+        if !status.uuid.as_deref().is_some_and(is_valid_uuid) {
+            warn!(agent_id = %agent_id.value, task_id = %tid, "ignoring status update without a valid uuid");
             self.counters.invalid_status_updates += 1;
             return;
         }

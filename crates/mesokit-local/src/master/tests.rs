@@ -1106,6 +1106,28 @@ fn acknowledge_needs_a_valid_uuid() {
 }
 
 #[test]
+fn agent_updates_without_a_uuid_are_ignored() {
+    let (mut w, sub) = running();
+    w.m.handle_agent(
+        w.now,
+        ToMaster::StatusUpdate {
+            agent_id: w.agent.clone(),
+            framework_id: sub.id.clone(),
+            status: v1::TaskStatus {
+                task_id: v1::TaskId { value: "t1".into() },
+                state: TaskState::TaskRunning as i32,
+                ..Default::default()
+            },
+            latest_state: TaskState::TaskRunning,
+        },
+    );
+    assert!(w.drain().is_empty());
+    let state = serde_like::parse(&w.m.state_json(w.now));
+    let task = state.get("frameworks").idx(0).get("tasks").idx(0);
+    assert_eq!(task.get("state").str(), "TASK_STAGING");
+}
+
+#[test]
 fn updates_for_a_disconnected_framework_wait_for_the_agent_to_resend() {
     let mut w = World::new();
     let mut info = framework_info(&[]);
