@@ -367,13 +367,6 @@ async fn custom_executor_subscribes_gets_launch_and_updates_flow_to_the_master()
 
     // Read endpoints see it.
     let (code, state) = agent.get("/slave(1)/state").await;
-    if let Ok(p) = std::env::var("DUMP_STATE") {
-        std::fs::write(p, &state).unwrap();
-        let (_, m) = agent.get("/metrics/snapshot").await;
-        std::fs::write("/tmp/metrics.json", m).unwrap();
-        let (_, m) = agent.get("/monitor/statistics").await;
-        std::fs::write("/tmp/stats.json", m).unwrap();
-    }
     assert_eq!(code, 200);
     assert!(state.contains("\"id\":\"agent-S0\""), "{state}");
     assert!(state.contains("\"pid\":\"slave(1)@127.0.0.1:"), "{state}");
