@@ -227,6 +227,16 @@ impl LocalCluster {
         for a in &self.agents {
             a.shutdown().await;
         }
+        // The rest (tasks, work dir) is what dropping does.
+    }
+}
+
+/// Dropping the cluster (also when a test panics) leaves no executor or task running.
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for a in &self.agents {
+            a.kill_executors_now();
+        }
         for t in &self.tasks {
             t.abort();
         }
