@@ -472,29 +472,7 @@ impl Master {
         j.u64("unreachable_slaves", 0);
         j.str("leader", &pid);
         j.proto("leader_info", &self.master_info());
-        j.key("flags");
-        j.begin_object();
-        j.str(
-            "allocation_interval",
-            &mesokit_proto::helpers::format_duration(c.allocation_interval),
-        );
-        j.str("authenticate_agents", "false");
-        j.str("authenticate_frameworks", "false");
-        j.str("authenticate_http_frameworks", "false");
-        j.str("hostname", &c.hostname);
-        j.str(
-            "min_allocatable_resources",
-            &format!(
-                "cpus:{}|mem:{}",
-                c.min_allocatable_cpus, c.min_allocatable_mem
-            ),
-        );
-        if let Some(t) = c.offer_timeout {
-            j.str("offer_timeout", &mesokit_proto::helpers::format_duration(t));
-        }
-        j.str("port", &c.port.to_string());
-        j.str("root_submissions", "true");
-        j.end_object();
+        self.write_flags(&mut j);
         j.key("slaves");
         j.begin_array();
         for a in self.agents.values() {
@@ -586,6 +564,109 @@ impl Master {
         j.end_array();
         j.end_object();
         j.finish()
+    }
+
+    /// `/master/roles`: each role with frameworks, and what is allocated and offered to it
+    /// (as resource quantities: scalars summed, ranges and sets counted).
+    pub fn roles_json(&self) -> String {
+        fn quantities(j: &mut Json, key: &str, r: &Resources) {
+            let names: BTreeSet<&str> = r.as_slice().iter().map(|x| x.name.as_str()).collect();
+            j.key(key);
+            j.begin_object();
+            for name in names {
+                let ranges = r.ranges(name);
+                let amount = if !ranges.is_empty() {
+                    ranges.iter().map(|(b, e)| (e - b + 1) as f64).sum()
+                } else if !r.set(name).is_empty() {
+                    r.set(name).len() as f64
+                } else {
+                    r.scalar(name)
+                };
+                j.f64(name, amount);
+            }
+            j.end_object();
+        }
+        let of_role = |r: &Resources, role: &str| {
+            r.filter(|x| x.allocation_info.as_ref().and_then(|a| a.role.as_deref()) == Some(role))
+        };
+        let mut roles: BTreeSet<String> = BTreeSet::new();
+        for f in self.frameworks.values() {
+            roles.extend(f.roles());
+        }
+        let mut j = Json::new();
+        j.begin_object();
+        j.key("roles");
+        j.begin_array();
+        for role in &roles {
+            let mut allocated = Resources::new();
+            let mut offered = Resources::new();
+            let mut frameworks = Vec::new();
+            for f in self.frameworks.values() {
+                allocated.add(&of_role(&f.used, role));
+                offered.add(&of_role(&f.offered, role));
+                if f.roles().contains(role) {
+                    frameworks.push(f.id.value.as_str());
+                }
+            }
+            let mut both = allocated.clone();
+            both.add(&offered);
+            j.element();
+            j.begin_object();
+            j.str("name", role);
+            j.f64("weight", 1.0);
+            j.key("quota");
+            j.begin_object();
+            j.str("role", role);
+            j.raw("guarantee", "{}");
+            j.raw("limit", "{}");
+            quantities(&mut j, "consumed", &allocated);
+            j.end_object();
+            quantities(&mut j, "resources", &both);
+            quantities(&mut j, "allocated", &allocated);
+            quantities(&mut j, "offered", &offered);
+            j.raw("reserved", "{}");
+            j.strings("frameworks", frameworks);
+            j.end_object();
+        }
+        j.end_array();
+        j.end_object();
+        j.finish()
+    }
+
+    /// `/master/flags`: the flags this master has, as Mesos prints them.
+    pub fn flags_json(&self) -> String {
+        let mut j = Json::new();
+        j.begin_object();
+        self.write_flags(&mut j);
+        j.end_object();
+        j.finish()
+    }
+
+    fn write_flags(&self, j: &mut Json) {
+        let c = &self.config;
+        j.key("flags");
+        j.begin_object();
+        j.str(
+            "allocation_interval",
+            &mesokit_proto::helpers::format_duration(c.allocation_interval),
+        );
+        j.str("authenticate_agents", "false");
+        j.str("authenticate_frameworks", "false");
+        j.str("authenticate_http_frameworks", "false");
+        j.str("hostname", &c.hostname);
+        j.str(
+            "min_allocatable_resources",
+            &format!(
+                "cpus:{}|mem:{}",
+                c.min_allocatable_cpus, c.min_allocatable_mem
+            ),
+        );
+        if let Some(t) = c.offer_timeout {
+            j.str("offer_timeout", &mesokit_proto::helpers::format_duration(t));
+        }
+        j.str("port", &c.port.to_string());
+        j.str("root_submissions", "true");
+        j.end_object();
     }
 
     /// `/master/frameworks` (`?framework_id=`).

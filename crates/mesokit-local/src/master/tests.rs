@@ -2420,3 +2420,16 @@ fn state_summary_counts_tasks_by_state() {
     let agents = serde_like::parse(&w.m.slaves_json());
     assert_eq!(agents.get("slaves").idx(0).get("id").str(), "M-S0");
 }
+
+#[test]
+fn roles_and_flags() {
+    let (mut w, _sub) = running();
+    let roles = serde_like::parse(&w.m.roles_json());
+    let star = roles.get("roles").idx(0);
+    assert_eq!(star.get("name").str(), "*");
+    assert_eq!(star.get("allocated").get("cpus").num(), 0.5);
+    assert_eq!(star.get("frameworks").len(), 1);
+    w.advance(secs(5));
+    let flags = serde_like::parse(&w.m.flags_json());
+    assert_eq!(flags.get("flags").get("allocation_interval").str(), "1secs");
+}
