@@ -322,10 +322,14 @@ pub(super) fn downgrade(r: &mut v1::Resource) {
         }
         Some(last) => {
             r.role = last.role.clone();
-            let mut single = last.clone();
-            single.role = None;
-            single.r#type = None;
-            r.reservation = Some(single);
+            // Only dynamic reservations have a `reservation` (principal, labels).
+            if last.r#type == Some(resource::reservation_info::Type::Dynamic as i32) {
+                r.reservation = Some(resource::ReservationInfo {
+                    principal: last.principal.clone(),
+                    labels: last.labels.clone(),
+                    ..Default::default()
+                });
+            }
         }
     }
 }

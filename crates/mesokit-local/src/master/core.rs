@@ -369,13 +369,35 @@ pub(super) fn releases_resources(state: i32) -> bool {
 }
 
 /// Task (and executor) resources as the master keeps them: `allocation_info` set to the offer's
-/// role, and the pre-refinement `role: "*"` dropped (unset means unreserved).
+/// role, in the post-refinement format (see [`upgrade`]).
+/// Pre- to post-reservation-refinement format, as the master keeps resources (Mesos's
+/// `upgradeResource`): a reservation is a `reservations` entry (STATIC for a bare `role`, DYNAMIC
+/// when `reservation` was set), and the deprecated `role`/`reservation` fields are cleared.
+pub(super) fn upgrade(r: &mut v1::Resource) {
+    #[allow(deprecated)]
+    let role = r.role.take();
+    let single = r.reservation.take();
+    if let Some(role) = role.filter(|role| role != "*")
+        && r.reservations.is_empty()
+    {
+        let ty = if single.is_some() {
+            resource::reservation_info::Type::Dynamic
+        } else {
+            resource::reservation_info::Type::Static
+        };
+        let single = single.unwrap_or_default();
+        r.reservations.push(resource::ReservationInfo {
+            r#type: Some(ty as i32),
+            role: Some(role),
+            principal: single.principal,
+            labels: single.labels,
+        });
+    }
+}
+
 pub(super) fn inject_allocation(resources: &mut [v1::Resource], role: &str) {
     for r in resources {
-        #[allow(deprecated)]
-        if r.role.as_deref() == Some("*") {
-            r.role = None;
-        }
+        upgrade(r);
         r.allocation_info = Some(resource::AllocationInfo {
             role: Some(role.to_owned()),
         });
@@ -510,7 +532,9 @@ impl Master {
             Some((ip, port)) => (ip.to_owned(), port.parse().unwrap_or(5051)),
             None => ("127.0.0.1".to_owned(), info.port()),
         };
-        let mut total = Resources::from_vec(info.resources.clone());
+        let mut resources = info.resources.clone();
+        resources.iter_mut().for_each(upgrade);
+        let mut total = Resources::from_vec(resources);
         total.unallocate();
         info!(agent_id = %id.value, hostname = %info.hostname, %total, "agent registered");
         let agent = Agent {

@@ -2433,3 +2433,96 @@ fn roles_and_flags() {
     let flags = serde_like::parse(&w.m.flags_json());
     assert_eq!(flags.get("flags").get("allocation_interval").str(), "1secs");
 }
+
+#[test]
+fn statically_reserved_resources_go_to_their_role_only() {
+    let now = Instant::now();
+    let mut m = Master::with_wall_clock(
+        MasterConfig {
+            master_id: "M".into(),
+            ..MasterConfig::default()
+        },
+        now,
+        EPOCH,
+    );
+    let agent = m.add_agent(
+        now,
+        agent_info("cpus(dev):1;cpus:2;mem:512"),
+        "slave(1)@127.0.0.1:5051".into(),
+    );
+    let mut w = World {
+        m,
+        now,
+        agent: agent.clone(),
+    };
+    // A "*" framework is offered only the unreserved part.
+    let star = w.subscribe(1, framework_info(&[]));
+    let offers = w.offers(&star);
+    assert_eq!(
+        Resources::from_vec(offers[0].resources.clone()).scalar("cpus"),
+        2.0
+    );
+    w.simple(&star, call::Type::Teardown).unwrap();
+    w.drain();
+
+    // A "dev" framework without RESERVATION_REFINEMENT sees `role: "dev"` on the reserved cpus.
+    let mut info = framework_info(&[]);
+    #[allow(deprecated)]
+    {
+        info.role = Some("dev".into());
+    }
+    let dev = w.subscribe(2, info);
+    let offers = w.offers(&dev);
+    #[allow(deprecated)]
+    let roles: Vec<(&str, f64)> = offers[0]
+        .resources
+        .iter()
+        .filter(|r| r.name == "cpus")
+        .map(|r| (r.role.as_deref().unwrap(), r.scalar.unwrap().value))
+        .collect();
+    assert_eq!(roles.len(), 2);
+    assert!(roles.contains(&("dev", 1.0)) && roles.contains(&("*", 2.0)));
+    assert!(
+        offers[0]
+            .resources
+            .iter()
+            .all(|r| r.reservations.is_empty() && r.reservation.is_none())
+    );
+
+    // It launches on the reserved cpus, named the pre-refinement way.
+    let mut task = command_task("t", &agent, 0.5, 32.0);
+    #[allow(deprecated)]
+    {
+        task.resources[0].role = Some("dev".into());
+    }
+    w.accept(&dev, &[&offers[0]], vec![launch(vec![task])]);
+    assert_eq!(w.agent_msgs().len(), 1);
+    let state = serde_like::parse(&w.m.state_json(w.now));
+    let slave = state.get("slaves").idx(0);
+    assert_eq!(
+        slave.get("reserved_resources").get("dev").get("cpus").num(),
+        1.0
+    );
+    assert_eq!(slave.get("unreserved_resources").get("cpus").num(), 2.0);
+    w.simple(&dev, call::Type::Teardown).unwrap();
+    w.drain();
+
+    // A RESERVATION_REFINEMENT framework sees `reservations` and no `role`.
+    let mut info = framework_info(&[Cap::ReservationRefinement]);
+    #[allow(deprecated)]
+    {
+        info.role = Some("dev".into());
+    }
+    let refined = w.subscribe(3, info);
+    let offers = w.offers(&refined);
+    let reserved: Vec<&v1::Resource> = offers[0]
+        .resources
+        .iter()
+        .filter(|r| !r.reservations.is_empty())
+        .collect();
+    assert_eq!(reserved.len(), 1);
+    assert_eq!(reserved[0].reservations[0].role.as_deref(), Some("dev"));
+    #[allow(deprecated)]
+    let no_roles = offers[0].resources.iter().all(|r| r.role.is_none());
+    assert!(no_roles);
+}
