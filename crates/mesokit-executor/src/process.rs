@@ -233,6 +233,12 @@ pub fn spawn(spec: &CommandSpec) -> io::Result<Child> {
             std::fs::create_dir_all(cwd).map_err(|e| {
                 io::Error::new(e.kind(), format!("cannot create {}: {e}", cwd.display()))
             })?;
+        } else if let Err(e) = std::fs::metadata(cwd) {
+            // Checked here: a failed chdir in the child reads just like an unknown program.
+            return Err(io::Error::new(
+                e.kind(),
+                format!("working directory {}: {e}", cwd.display()),
+            ));
         }
         cmd.current_dir(cwd);
     }
@@ -240,13 +246,14 @@ pub fn spawn(spec: &CommandSpec) -> io::Result<Child> {
     let restore_huge_pages = THP_DISABLED_HERE.load(Ordering::Relaxed);
     let parent = std::process::id();
     // SAFETY: the hook runs in the forked child before exec, where only async-signal-safe
-    // calls are allowed: setsid, prctl and getppid are, and the errors are built from errno
-    // without allocating. The closure captures only Copy values.
+    // calls are allowed: setsid, sigaction, sigprocmask, prctl and getppid are, and the errors
+    // are built from errno without allocating. The closure captures only Copy values.
     unsafe {
         cmd.pre_exec(move || {
             if libc::setsid() == -1 {
                 return Err(io::Error::last_os_error());
             }
+            reset_signals();
             // The THP opt-out survives fork and exec: undo ours.
             #[cfg(target_os = "linux")]
             if restore_huge_pages && libc::prctl(libc::PR_SET_THP_DISABLE, 0, 0, 0, 0) == -1 {
@@ -268,6 +275,34 @@ pub fn spawn(spec: &CommandSpec) -> io::Result<Child> {
         });
     }
     cmd.spawn()
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot run {}: {e}", spec.program)))
+}
+
+/// In the forked child: no blocked signals, and no ignored ones. exec resets handled signals
+/// to their defaults but keeps ignored ones and the mask, and a task must not inherit
+/// whatever the executor (or whoever started it) chose to ignore.
+///
+/// # Safety
+///
+/// Only async-signal-safe calls, no allocation: fit for `pre_exec`.
+unsafe fn reset_signals() {
+    // SAFETY: plain-old-data out-parameters on the stack; invalid signal numbers (glibc's
+    // reserved ones, numbers past SIGRTMAX) just fail with EINVAL, which is ignored.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        for sig in 1..65 {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, std::ptr::null(), &mut old) == 0
+                && old.sa_sigaction == libc::SIG_IGN
+            {
+                let mut dfl: libc::sigaction = std::mem::zeroed();
+                dfl.sa_sigaction = libc::SIG_DFL;
+                libc::sigaction(sig, &dfl, std::ptr::null_mut());
+            }
+        }
+    }
 }
 
 fn stdio(output: &Output) -> io::Result<Stdio> {

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mesokit_client::executor::{ExecutorClient, ExecutorConfig, ExecutorEvent};
 use mesokit_proto::v1::{TaskId, TaskStatus};
@@ -13,6 +13,9 @@ use tokio::sync::mpsc;
 
 use crate::process::{self, Signal, Termination};
 use crate::supervisor::{Action, Settings, Supervisor};
+
+/// How long the last updates may take to leave once the executor is done.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Why the executor stopped before its work was done.
 #[derive(Debug, thiserror::Error)]
@@ -142,10 +145,10 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
     }
 
     tracing::info!("all tasks done; exiting");
-    // Let the last updates out (they are acknowledged already unless the agent is gone or
-    // slow, in which case this is bounded by the client's request timeout).
+    // Let the last updates out: they are acknowledged already, unless the agent is gone or
+    // not answering, and then there is no point in waiting long.
     drop(update_tx);
-    let _ = tokio::time::timeout(sup.settings().ack_timeout, sender).await;
+    let _ = tokio::time::timeout(FLUSH_TIMEOUT, sender).await;
     drop(events);
     match lost {
         Some(e) => Err(Error::AgentLost(e)),

@@ -172,16 +172,63 @@ async fn killing_a_reaped_process_only_waits() {
     assert_eq!(again, status);
 }
 
+/// As a parent that ran under `nohup` and blocked a signal would.
+#[allow(unsafe_code)]
+fn ignore_sighup_and_block_sigusr2() {
+    // SAFETY: signal(2) and pthread_sigmask(3) with valid arguments; SIGHUP and SIGUSR2 are
+    // used by nothing else in this test binary. The mask is this (the runtime's) thread's,
+    // which is the one that forks.
+    unsafe {
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGUSR2);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+#[tokio::test]
+async fn a_task_starts_with_default_signal_dispositions() {
+    // The executor ignores SIGPIPE (Rust does) and handles SIGTERM/SIGINT (tokio); none of
+    // that may leak into the task.
+    let dir = scratch("signals");
+    let mut spec = CommandSpec::shell("grep -E '^Sig(Ign|Blk)' /proc/self/status > sig");
+    spec.cwd = Some(dir.clone());
+    let _term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    ignore_sighup_and_block_sigusr2();
+    let mut child = process::spawn(&spec).unwrap();
+    assert!(child.wait().await.unwrap().success());
+    let sig = std::fs::read_to_string(dir.join("sig")).unwrap();
+    let mask = |name: &str| {
+        let line = sig.lines().find(|l| l.starts_with(name)).unwrap();
+        u64::from_str_radix(line[name.len()..].trim(), 16).unwrap()
+    };
+    assert_eq!(mask("SigBlk:"), 0, "{sig}");
+    // The standard signals only: glibc keeps its internal real-time ones (32, 33) to itself.
+    assert_eq!(mask("SigIgn:") & 0x7fff_ffff, 0, "{sig}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[tokio::test]
 async fn spawn_errors_say_what_failed() {
     let mut spec = CommandSpec::shell("true");
     spec.program = "/nonexistent/program".into();
     let e = process::spawn(&spec).unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+    assert!(
+        e.to_string()
+            .starts_with("cannot run /nonexistent/program: "),
+        "{e}"
+    );
 
     let mut spec = CommandSpec::shell("true");
     spec.cwd = Some("/nonexistent/dir".into());
-    assert!(process::spawn(&spec).is_err());
+    let e = process::spawn(&spec).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("working directory /nonexistent/dir: "),
+        "{e}"
+    );
 
     let dir = scratch("mkdir");
     let mut spec = CommandSpec::shell("pwd > here");
