@@ -190,8 +190,38 @@ impl Master {
                 Some(operation::Type::Unknown) | None => {
                     warn!(framework_id = fid, "ignoring an unknown offer operation");
                 }
+                Some(_) if op.id.is_some() => {
+                    // Operation feedback needs agents with resource providers.
+                    let message = format!(
+                        "Operation requested feedback, but agent {} does not have the required \
+                         RESOURCE_PROVIDER capability",
+                        agent_id.value
+                    );
+                    self.drop_operation(fid, &op, message);
+                }
+                Some(operation::Type::Reserve) => {
+                    let reserve = op.reserve.clone().unwrap_or_default();
+                    let applied =
+                        if reserve.source.is_empty() {
+                            self.reserve(fid, &agent_id, &role, reserve.resources, &mut remaining)
+                        } else {
+                            Err("Reservation updates are not yet implemented for the scheduler API."
+                            .into())
+                        };
+                    if let Err(message) = applied {
+                        self.drop_operation(fid, &op, message);
+                    }
+                }
+                Some(operation::Type::Unreserve) => {
+                    let resources = op.unreserve.clone().unwrap_or_default().resources;
+                    if let Err(message) =
+                        self.unreserve(&agent_id, &role, resources, &mut remaining)
+                    {
+                        self.drop_operation(fid, &op, message);
+                    }
+                }
                 Some(other) => {
-                    // Reservations, volumes and disks are not modelled by this master.
+                    // Volumes and disks are not modelled by this master.
                     let message = format!(
                         "Operation {} is not supported by this master",
                         other.as_str_name()
@@ -220,6 +250,140 @@ impl Master {
                     });
             }
         }
+    }
+
+    /// RESERVE from a scheduler: `resources` are the dynamically reserved resources wanted; their
+    /// unreserved form is taken from what is left of the offers and the agent's total changes.
+    fn reserve(
+        &mut self,
+        fid: &str,
+        agent_id: &v1::AgentId,
+        role: &str,
+        mut resources: Vec<v1::Resource>,
+        remaining: &mut Resources,
+    ) -> Result<(), String> {
+        let on_agent = |e: String| format!("{e}; on agent {}", agent_id.value);
+        inject_allocation(&mut resources, role);
+        validation::check_resources(&resources)
+            .map_err(|e| on_agent(format!("Invalid resources: {e}")))?;
+        let framework = &self.frameworks[fid];
+        let roles = framework.roles();
+        for r in &resources {
+            let shown = Resources::from_vec(vec![r.clone()]);
+            let Some(reservation) = r.reservations.last().filter(|x| is_dynamic(x)) else {
+                return Err(on_agent(format!(
+                    "Resource {shown} is not dynamically reserved"
+                )));
+            };
+            if let Some(principal) = &framework.info.principal {
+                match &reservation.principal {
+                    None => {
+                        return Err(on_agent(format!(
+                            "A reserve operation was attempted by principal '{principal}', but \
+                             there is a reserved resource in the request with no principal set"
+                        )));
+                    }
+                    Some(p) if p != principal => {
+                        return Err(on_agent(format!(
+                            "A reserve operation was attempted by authenticated principal \
+                             '{principal}', which does not match a reserved resource in the \
+                             request with principal '{p}'"
+                        )));
+                    }
+                    Some(_) => {}
+                }
+            }
+            let reserved_role = reservation.role.as_deref().unwrap_or("");
+            if reserved_role != role {
+                return Err(on_agent(format!(
+                    "A reserve operation was attempted for a resource with role \
+                     '{reserved_role}', but the resource was allocated to role '{role}'"
+                )));
+            }
+            if !roles.contains(reserved_role) {
+                return Err(on_agent(format!(
+                    "A reserve operation was attempted for a resource with role \
+                     '{reserved_role}', but the framework can only reserve resources with roles \
+                     '{}'",
+                    validation::stringify_set(&roles)
+                )));
+            }
+        }
+        let converted = Resources::from_vec(resources.clone());
+        let consumed = Resources::from_vec(
+            resources
+                .into_iter()
+                .map(|mut r| {
+                    r.reservations.pop();
+                    r
+                })
+                .collect(),
+        );
+        self.convert(agent_id, consumed, converted, remaining)
+    }
+
+    /// UNRESERVE from a scheduler: the dynamically reserved `resources` go back to unreserved.
+    fn unreserve(
+        &mut self,
+        agent_id: &v1::AgentId,
+        role: &str,
+        mut resources: Vec<v1::Resource>,
+        remaining: &mut Resources,
+    ) -> Result<(), String> {
+        let on_agent = |e: String| format!("{e}; on agent {}", agent_id.value);
+        inject_allocation(&mut resources, role);
+        validation::check_resources(&resources)
+            .map_err(|e| on_agent(format!("Invalid resources: {e}")))?;
+        for r in &resources {
+            let shown = Resources::from_vec(vec![r.clone()]);
+            if !r.reservations.last().is_some_and(is_dynamic) {
+                return Err(on_agent(format!(
+                    "Resource {shown} is not dynamically reserved"
+                )));
+            }
+            if r.disk.as_ref().is_some_and(|d| d.persistence.is_some()) {
+                return Err(on_agent(format!(
+                    "A dynamically reserved persistent volume {shown} cannot be unreserved \
+                     directly. Please destroy the persistent volume first then unreserve the \
+                     resource"
+                )));
+            }
+        }
+        let consumed = Resources::from_vec(resources.clone());
+        let converted = Resources::from_vec(
+            resources
+                .into_iter()
+                .map(|mut r| {
+                    r.reservations.pop();
+                    r
+                })
+                .collect(),
+        );
+        self.convert(agent_id, consumed, converted, remaining)
+    }
+
+    /// Applies a resource conversion to what is left of the offers and to the agent's total.
+    fn convert(
+        &mut self,
+        agent_id: &v1::AgentId,
+        consumed: Resources,
+        converted: Resources,
+        remaining: &mut Resources,
+    ) -> Result<(), String> {
+        if !remaining.contains(&consumed) {
+            return Err(format!("{remaining} does not contain {consumed}"));
+        }
+        remaining.subtract(&consumed);
+        remaining.add(&converted);
+        if let Some(agent) = self.agents.get_mut(&agent_id.value) {
+            let (mut consumed, mut converted) = (consumed, converted);
+            consumed.unallocate();
+            converted.unallocate();
+            agent.total.subtract(&consumed);
+            agent.total.add(&converted);
+            info!(agent_id = %agent_id.value, %consumed, %converted, "resources converted");
+        }
+        Ok(())
     }
 
     /// `Master::drop` for an operation: OPERATION_ERROR to the framework if it asked for
@@ -471,4 +635,8 @@ fn is_launch(op: &v1::offer::Operation) -> bool {
         op.r#type.and_then(|t| operation::Type::try_from(t).ok()),
         Some(operation::Type::Launch | operation::Type::LaunchGroup)
     )
+}
+
+fn is_dynamic(r: &v1::resource::ReservationInfo) -> bool {
+    r.r#type == Some(v1::resource::reservation_info::Type::Dynamic as i32)
 }

@@ -1889,7 +1889,7 @@ fn framework_offer_filters_raise_the_minimum() {
 }
 
 #[test]
-fn unsupported_operations_with_an_id_get_operation_error() {
+fn operations_asking_for_feedback_get_operation_error() {
     let mut w = World::new();
     let sub = w.subscribe(1, framework_info(&[]));
     let offers = w.offers(&sub);
@@ -1911,7 +1911,10 @@ fn unsupported_operations_with_an_id_get_operation_error() {
     assert_eq!(status.state, v1::OperationState::OperationError as i32);
     assert_eq!(
         status.message.as_deref(),
-        Some("Operation RESERVE is not supported by this master")
+        Some(
+            "Operation requested feedback, but agent M-S0 does not have the required \
+             RESOURCE_PROVIDER capability"
+        )
     );
 }
 
@@ -2208,6 +2211,12 @@ mod serde_like {
             match self {
                 Value::Arr(items) => &items[i],
                 _ => panic!("not an array: {self:?}"),
+            }
+        }
+        pub(super) fn len_obj(&self) -> usize {
+            match self {
+                Value::Obj(fields) => fields.len(),
+                _ => panic!("not an object: {self:?}"),
             }
         }
         pub(super) fn len(&self) -> usize {
@@ -2525,4 +2534,114 @@ fn statically_reserved_resources_go_to_their_role_only() {
     #[allow(deprecated)]
     let no_roles = offers[0].resources.iter().all(|r| r.role.is_none());
     assert!(no_roles);
+}
+
+#[test]
+fn dynamic_reservations_and_unreservations() {
+    let mut w = World::new();
+    let mut info = framework_info(&[Cap::MultiRole]);
+    info.roles = vec!["dev".into()];
+    info.principal = Some("p".into());
+    let sub = w.subscribe(1, info);
+    let offers = w.offers(&sub);
+
+    // Reserve 1 cpu and 128 MB for "dev", the pre-refinement way.
+    let reserved = |name: &str, amount: f64| {
+        let mut r = helpers::scalar(name, amount);
+        #[allow(deprecated)]
+        {
+            r.role = Some("dev".into());
+        }
+        r.reservation = Some(v1::resource::ReservationInfo {
+            principal: Some("p".into()),
+            ..Default::default()
+        });
+        r
+    };
+    let reserve = v1::offer::Operation {
+        r#type: Some(operation::Type::Reserve as i32),
+        reserve: Some(operation::Reserve {
+            source: vec![],
+            resources: vec![reserved("cpus", 1.0), reserved("mem", 128.0)],
+        }),
+        ..Default::default()
+    };
+    w.accept(&sub, &[&offers[0]], vec![reserve]);
+    assert!(w.drain().is_empty());
+    let state = serde_like::parse(&w.m.state_json(w.now));
+    let slave = state.get("slaves").idx(0);
+    assert_eq!(slave.get("resources").get("cpus").num(), 4.0);
+    assert_eq!(
+        slave.get("reserved_resources").get("dev").get("cpus").num(),
+        1.0
+    );
+    assert_eq!(slave.get("unreserved_resources").get("mem").num(), 896.0);
+
+    // The next offer has the reservation (pre-refinement: role and principal).
+    w.advance(secs(5));
+    let offers = w.offers(&sub);
+    #[allow(deprecated)]
+    let dev_cpus: Vec<&v1::Resource> = offers[0]
+        .resources
+        .iter()
+        .filter(|r| r.name == "cpus" && r.role.as_deref() == Some("dev"))
+        .collect();
+    assert_eq!(dev_cpus.len(), 1);
+    assert_eq!(dev_cpus[0].scalar.unwrap().value, 1.0);
+    assert_eq!(
+        dev_cpus[0]
+            .reservation
+            .as_ref()
+            .unwrap()
+            .principal
+            .as_deref(),
+        Some("p")
+    );
+
+    // A reservation for another principal is dropped; the unreservation goes through.
+    let mut foreign = reserved("cpus", 1.0);
+    foreign.reservation.as_mut().unwrap().principal = Some("q".into());
+    let unreserve = v1::offer::Operation {
+        r#type: Some(operation::Type::Unreserve as i32),
+        unreserve: Some(operation::Unreserve {
+            resources: vec![reserved("cpus", 1.0), reserved("mem", 128.0)],
+        }),
+        ..Default::default()
+    };
+    let reserve_foreign = v1::offer::Operation {
+        r#type: Some(operation::Type::Reserve as i32),
+        reserve: Some(operation::Reserve {
+            source: vec![],
+            resources: vec![foreign],
+        }),
+        ..Default::default()
+    };
+    w.accept(&sub, &[&offers[0]], vec![reserve_foreign, unreserve]);
+    let state = serde_like::parse(&w.m.state_json(w.now));
+    let slave = state.get("slaves").idx(0);
+    assert_eq!(slave.get("reserved_resources").len_obj(), 0);
+    assert_eq!(slave.get("unreserved_resources").get("cpus").num(), 4.0);
+    assert_eq!(slave.get("unreserved_resources").get("mem").num(), 1024.0);
+
+    // Unreserving what is not offered fails.
+    w.advance(secs(5));
+    let offers = w.offers(&sub);
+    let unreserve_again = v1::offer::Operation {
+        r#type: Some(operation::Type::Unreserve as i32),
+        unreserve: Some(operation::Unreserve {
+            resources: vec![reserved("cpus", 1.0)],
+        }),
+        ..Default::default()
+    };
+    w.accept(&sub, &[&offers[0]], vec![unreserve_again]);
+    let state = serde_like::parse(&w.m.state_json(w.now));
+    assert_eq!(
+        state
+            .get("slaves")
+            .idx(0)
+            .get("unreserved_resources")
+            .get("cpus")
+            .num(),
+        4.0
+    );
 }

@@ -426,7 +426,7 @@ pub(super) fn agent_excluded(
 
 /// `Resources::validate`, the parts that matter here: each resource's value matches its type
 /// and is a valid amount.
-fn check_resources(resources: &[v1::Resource]) -> Result<(), String> {
+pub(super) fn check_resources(resources: &[v1::Resource]) -> Result<(), String> {
     use v1::value::Type;
     for r in resources {
         if r.name.is_empty() {
