@@ -484,7 +484,12 @@ impl Master {
             self.add_executor(fid, agent_id, executor);
         }
         self.add_task(fid, &task, executor.as_ref().map(|e| e.executor_id.clone()));
-        info!(framework_id = fid, task_id = %task.task_id.value, agent_id = %agent_id.value, "launching task");
+        info!(
+            framework_id = fid,
+            task_id = %task.task_id.value,
+            agent_id = %agent_id.value,
+            "launching task",
+        );
         let framework = self.frameworks[fid].info.clone();
         self.send_agent(
             agent_id,

@@ -91,7 +91,11 @@ impl Master {
                     self.counters.offers_declined += 1;
                 }
                 _ => {
-                    debug!(framework_id = fid, offer_id = %id.value, "ignoring decline of an unknown offer")
+                    debug!(
+                        framework_id = fid,
+                        offer_id = %id.value,
+                        "ignoring decline of an unknown offer",
+                    )
                 }
             }
         }

@@ -796,8 +796,8 @@ impl Master {
         }
     }
 
-    /// Replaces a framework's info, suppressed roles and offer constraints; offers to roles it no longer has are
-    /// rescinded.
+    /// Replaces a framework's info, suppressed roles and offer constraints; offers to roles it
+    /// no longer has are rescinded.
     pub(super) fn update_framework_info(
         &mut self,
         now: Instant,
@@ -1076,7 +1076,8 @@ impl Master {
         }
         if old.user != info.user {
             return Err(invalid(format!(
-                "Updating 'FrameworkInfo.user' is unsupported; attempted to update from '{}' to '{}'",
+                "Updating 'FrameworkInfo.user' is unsupported; attempted to update from '{}' to \
+                 '{}'",
                 old.user, info.user
             )));
         }
@@ -1298,13 +1299,21 @@ impl Master {
         let fid = framework_id.value.as_str();
         let tid = status.task_id.value.clone();
         if !self.agents.contains_key(&agent_id.value) {
-            warn!(agent_id = %agent_id.value, task_id = %tid, "ignoring status update from an unknown or removed agent");
+            warn!(
+                agent_id = %agent_id.value,
+                task_id = %tid,
+                "ignoring status update from an unknown or removed agent",
+            );
             self.counters.invalid_status_updates += 1;
             return;
         }
         // Agent updates are reliable: they carry the uuid the scheduler acknowledges.
         if !status.uuid.as_deref().is_some_and(is_valid_uuid) {
-            warn!(agent_id = %agent_id.value, task_id = %tid, "ignoring status update without a valid uuid");
+            warn!(
+                agent_id = %agent_id.value,
+                task_id = %tid,
+                "ignoring status update without a valid uuid",
+            );
             self.counters.invalid_status_updates += 1;
             return;
         }
@@ -1322,11 +1331,20 @@ impl Master {
                 task.status_update_state = Some(status.state);
                 task.status_update_uuid = Some(uuid.clone());
             }
-            debug!(framework_id = fid, task_id = %tid, state = status.state, "forwarding status update");
+            debug!(
+                framework_id = fid,
+                task_id = %tid,
+                state = status.state,
+                "forwarding status update",
+            );
             self.send(fid, update_event(status.clone()));
         } else {
             // The agent re-sends it when the framework re-subscribes.
-            warn!(framework_id = fid, task_id = %tid, "status update for an unknown or disconnected framework");
+            warn!(
+                framework_id = fid,
+                task_id = %tid,
+                "status update for an unknown or disconnected framework",
+            );
         }
         let known = self
             .frameworks
@@ -1347,7 +1365,11 @@ impl Master {
 
     pub(super) fn acknowledge(&mut self, fid: &str, ack: call::Acknowledge) {
         let Some(agent) = self.agents.get(&ack.agent_id.value) else {
-            warn!(framework_id = fid, agent_id = %ack.agent_id.value, "dropping ACKNOWLEDGE for an unknown agent");
+            warn!(
+                framework_id = fid,
+                agent_id = %ack.agent_id.value,
+                "dropping ACKNOWLEDGE for an unknown agent",
+            );
             self.counters.invalid_status_update_acknowledgements += 1;
             return;
         };
@@ -1360,7 +1382,11 @@ impl Master {
             .filter(|t| t.agent_id == agent_id);
         if let Some(task) = task {
             let Some(state) = task.status_update_state else {
-                warn!(framework_id = fid, task_id = %tid, "ignoring ACKNOWLEDGE of an update this master did not send");
+                warn!(
+                    framework_id = fid,
+                    task_id = %tid,
+                    "ignoring ACKNOWLEDGE of an update this master did not send",
+                );
                 self.counters.invalid_status_update_acknowledgements += 1;
                 return;
             };
@@ -1394,7 +1420,11 @@ impl Master {
             return;
         };
         if kill.agent_id.as_ref().is_some_and(|a| *a != task.agent_id) {
-            warn!(framework_id = fid, task_id = %tid, "ignoring KILL: the task is on another agent");
+            warn!(
+                framework_id = fid,
+                task_id = %tid,
+                "ignoring KILL: the task is on another agent",
+            );
             return;
         }
         let agent_id = task.agent_id.clone();
@@ -1411,7 +1441,11 @@ impl Master {
 
     pub(super) fn shutdown(&mut self, fid: &str, shutdown: call::Shutdown) {
         if !self.agents.contains_key(&shutdown.agent_id.value) {
-            warn!(framework_id = fid, agent_id = %shutdown.agent_id.value, "dropping SHUTDOWN for an unknown agent");
+            warn!(
+                framework_id = fid,
+                agent_id = %shutdown.agent_id.value,
+                "dropping SHUTDOWN for an unknown agent",
+            );
             return;
         }
         let framework_id = self.frameworks[fid].id.clone();
@@ -1426,7 +1460,11 @@ impl Master {
 
     pub(super) fn message(&mut self, fid: &str, message: call::Message) {
         if !self.agents.contains_key(&message.agent_id.value) {
-            warn!(framework_id = fid, agent_id = %message.agent_id.value, "dropping MESSAGE for an unknown agent");
+            warn!(
+                framework_id = fid,
+                agent_id = %message.agent_id.value,
+                "dropping MESSAGE for an unknown agent",
+            );
             self.counters.invalid_framework_to_executor_messages += 1;
             return;
         }
@@ -1487,7 +1525,12 @@ impl Master {
         if command_executor || !known || !self.agents.contains_key(&agent_id.value) {
             return;
         }
-        info!(framework_id = %framework_id.value, executor_id = %executor_id.value, status, "executor exited");
+        info!(
+            framework_id = %framework_id.value,
+            executor_id = %executor_id.value,
+            status,
+            "executor exited",
+        );
         self.remove_executor(&framework_id.value, &key);
         let failure = scheduler::Event {
             failure: Some(event::Failure {

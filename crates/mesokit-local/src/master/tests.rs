@@ -66,6 +66,16 @@ fn subscribe_call(info: v1::FrameworkInfo) -> scheduler::Call {
     }
 }
 
+/// The message of the ERROR event `o` sends on `stream`, if it is one.
+fn error_on(o: &Output, stream: StreamId) -> Option<&str> {
+    match o {
+        Output::Event { stream: s, event } if *s == stream => {
+            event.error.as_ref().map(|e| e.message.as_str())
+        }
+        _ => None,
+    }
+}
+
 fn event_type(e: &scheduler::Event) -> event::Type {
     event::Type::try_from(e.r#type.unwrap()).unwrap()
 }
@@ -336,9 +346,7 @@ fn resubscribe_fails_over_the_old_stream() {
 
     let out = w.drain();
     // The old stream gets ERROR and is closed; the offer is discarded without RESCIND.
-    assert!(
-        matches!(&out[0], Output::Event { stream: 1, event } if event.error.as_ref().unwrap().message == "Framework failed over")
-    );
+    assert_eq!(error_on(&out[0], 1), Some("Framework failed over"));
     assert_eq!(out[1], Output::CloseStream { stream: 1 });
     let new_events: Vec<_> = out
         .iter()
@@ -425,9 +433,7 @@ fn disconnect_with_zero_failover_timeout_removes_the_framework() {
     let again = w.m.subscribe(w.now, 2, subscribe_call(info)).unwrap();
     assert_eq!(again.framework_id, sub.id);
     let out = w.drain();
-    assert!(
-        matches!(&out[0], Output::Event { stream: 2, event } if event.error.as_ref().unwrap().message == "Framework has been removed")
-    );
+    assert_eq!(error_on(&out[0], 2), Some("Framework has been removed"));
     assert_eq!(out[1], Output::CloseStream { stream: 2 });
 
     // All resources are back.
@@ -536,8 +542,9 @@ fn invalid_subscriptions() {
     info.roles = vec!["dev".into()];
     w.m.subscribe(w.now, 2, subscribe_call(info)).unwrap();
     let out = w.drain();
-    assert!(
-        matches!(&out[0], Output::Event { stream: 2, event } if event.error.as_ref().unwrap().message == "'FrameworkInfo.roles' must not be set when the framework is not MULTI_ROLE capable")
+    assert_eq!(
+        error_on(&out[0], 2),
+        Some("'FrameworkInfo.roles' must not be set when the framework is not MULTI_ROLE capable")
     );
     assert_eq!(out[1], Output::CloseStream { stream: 2 });
 
@@ -548,8 +555,9 @@ fn invalid_subscriptions() {
     call.subscribe.as_mut().unwrap().suppressed_roles = vec!["ops".into()];
     w.m.subscribe(w.now, 3, call).unwrap();
     let out = w.drain();
-    assert!(
-        matches!(&out[0], Output::Event { event, .. } if event.error.as_ref().unwrap().message == "Suppressed roles { ops } are not contained in the set of roles")
+    assert_eq!(
+        error_on(&out[0], 3),
+        Some("Suppressed roles { ops } are not contained in the set of roles")
     );
 }
 
@@ -1853,8 +1861,11 @@ fn offer_constraints_select_agents() {
     };
     subscribe_with(&mut w, 3, constraint(rack, regex));
     let out = w.drain();
-    assert!(matches!(&out[0], Output::Event { stream: 3, event }
-        if event.error.as_ref().unwrap().message.starts_with("Offer constraints are not valid")));
+    let error = error_on(&out[0], 3).unwrap();
+    assert!(
+        error.starts_with("Offer constraints are not valid"),
+        "{error}"
+    );
 }
 
 #[test]
