@@ -11,12 +11,12 @@
 //! * `state_json`: the v0 JSON of `/master/state`, `/master/frameworks`, `/master/tasks` and
 //!   the `master/*` metrics.
 
-pub(crate) mod actor;
 mod accept;
+pub(crate) mod actor;
 mod allocator;
 mod core;
-mod operator;
 pub mod http;
+mod operator;
 mod state_json;
 mod validation;
 
