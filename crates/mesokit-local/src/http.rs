@@ -103,9 +103,14 @@ pub fn stream(content_type: Media, rx: mpsc::Receiver<Bytes>) -> Response {
 }
 
 /// Like [`stream`], fed by an unbounded channel (for senders that must never wait, such as
-/// the master's single actor writing to many subscribers).
-pub fn stream_unbounded(content_type: Media, rx: mpsc::UnboundedReceiver<Bytes>) -> Response {
-    let mut r = http::Response::new(BoxBody::new(UnboundedChannelBody(rx)));
+/// the master's single actor writing to many subscribers). `guard` is dropped when the body is,
+/// that is when the response ended or the client went away: its `Drop` can tell the sender.
+pub fn stream_unbounded(
+    content_type: Media,
+    rx: mpsc::UnboundedReceiver<Bytes>,
+    guard: Box<dyn Send + Sync>,
+) -> Response {
+    let mut r = http::Response::new(BoxBody::new(UnboundedChannelBody(rx, guard)));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(content_type.as_str()),
@@ -128,8 +133,11 @@ impl hyper::body::Body for ChannelBody {
     }
 }
 
-/// A body fed by an unbounded channel.
-struct UnboundedChannelBody(mpsc::UnboundedReceiver<Bytes>);
+/// A body fed by an unbounded channel, with a guard dropped along with it.
+struct UnboundedChannelBody(
+    mpsc::UnboundedReceiver<Bytes>,
+    #[allow(dead_code)] Box<dyn Send + Sync>,
+);
 
 impl hyper::body::Body for UnboundedChannelBody {
     type Data = Bytes;

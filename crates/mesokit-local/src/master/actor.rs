@@ -41,8 +41,24 @@ pub(crate) enum ReadResult {
     MasterInfo(Box<v1::MasterInfo>),
 }
 
-/// A SUBSCRIBE accepted by the master: the stream's id and its event records.
-pub(crate) type Subscription = (Subscribed, mpsc::UnboundedReceiver<Bytes>);
+/// A SUBSCRIBE accepted by the master: the stream's id, its event records, and a guard to keep
+/// with the response body (dropping it tells the master the stream is gone).
+pub(crate) type Subscription = (Subscribed, mpsc::UnboundedReceiver<Bytes>, StreamGuard);
+
+/// Reports a subscription stream as closed when dropped (the response body ended or the
+/// client disconnected). The master's own copy of the sender is the only one, so closing the
+/// stream from the master's side (`CloseStream`) really ends the response.
+#[derive(Debug)]
+pub(crate) struct StreamGuard {
+    id: StreamId,
+    tx: mpsc::UnboundedSender<Command>,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Command::StreamClosed(self.id));
+    }
+}
 
 #[derive(Debug)]
 pub(crate) enum Command {
@@ -152,12 +168,9 @@ pub(crate) fn spawn(
                             streams.insert(id, Stream { tx: stx.clone(), media });
                             match master.subscribe(now, id, *call) {
                                 Ok(sub) => {
-                                    let closed = tx.clone();
-                                    tokio::spawn(async move {
-                                        stx.closed().await;
-                                        let _ = closed.send(Command::StreamClosed(id));
-                                    });
-                                    let _ = reply.send(Ok((sub, srx)));
+                                    drop(stx);
+                                    let guard = StreamGuard { id, tx: tx.clone() };
+                                    let _ = reply.send(Ok((sub, srx, guard)));
                                 }
                                 Err(e) => {
                                     streams.remove(&id);

@@ -174,8 +174,8 @@ async fn scheduler_api(m: MasterHandle, req: Request) -> Response {
             );
         }
         return match m.subscribe(call, accept).await {
-            Ok((sub, rx)) => {
-                let mut r = h::stream_unbounded(accept, rx);
+            Ok((sub, rx, guard)) => {
+                let mut r = h::stream_unbounded(accept, rx, Box::new(guard));
                 if let Ok(v) = HeaderValue::from_str(&sub.stream_id) {
                     r.headers_mut().insert("Mesos-Stream-Id", v);
                 }
