@@ -384,6 +384,109 @@ async fn a_failing_task_of_a_group_kills_the_others() {
     assert!(sandbox.path.join("tasks/g-failer/stdout").exists());
 }
 
+#[tokio::test]
+async fn with_checkpointing_a_reconnect_resends_what_was_not_acknowledged() {
+    let sandbox = Sandbox::new("reconnect");
+    let mut agent = FakeAgent::start(fake_agent::subscribed(FRAMEWORK, "t-cp", &[])).await;
+    agent.queue(fake_agent::launch(task("t-cp", "exec sleep 30").build()));
+    agent.set_auto_ack(false);
+    let mut child = start_executor(
+        &agent,
+        "t-cp",
+        &sandbox,
+        &[
+            ("MESOS_CHECKPOINT", "1"),
+            ("MESOS_RECOVERY_TIMEOUT", "15mins"),
+            ("MESOS_SUBSCRIPTION_BACKOFF_MAX", "50ms"),
+        ],
+    );
+    assert_eq!(state(&agent.next_update().await), "TASK_STARTING");
+    assert_eq!(state(&agent.next_update().await), "TASK_RUNNING");
+
+    // The agent restarts: the executor re-subscribes with both updates and the task, and
+    // the task keeps running.
+    agent.close_stream();
+    let resubscribe = loop {
+        let call = agent.next_call().await;
+        if call.subscribe.is_some() {
+            break call.subscribe.unwrap();
+        }
+    };
+    let resent: Vec<&str> = resubscribe
+        .unacknowledged_updates
+        .iter()
+        .map(|u| state(&u.status))
+        .collect();
+    assert_eq!(resent, ["TASK_STARTING", "TASK_RUNNING"]);
+    assert_eq!(resubscribe.unacknowledged_tasks.len(), 1);
+    assert_eq!(resubscribe.unacknowledged_tasks[0].task_id.value, "t-cp");
+
+    agent.set_auto_ack(true);
+    agent.send(fake_agent::kill("t-cp", None));
+    let updates = agent.updates_until_terminal().await;
+    assert_eq!(states(&updates), ["TASK_KILLED"]);
+    assert!(exits(&mut child).await.success());
+}
+
+#[tokio::test]
+async fn with_checkpointing_the_recovery_timeout_kills_the_task() {
+    let sandbox = Sandbox::new("recovery");
+    let mut agent = FakeAgent::start(fake_agent::subscribed(FRAMEWORK, "t-rt", &[])).await;
+    agent.queue(fake_agent::launch(
+        task("t-rt", "echo $$ > pid; exec sleep 30").build(),
+    ));
+    let mut child = start_executor(
+        &agent,
+        "t-rt",
+        &sandbox,
+        &[
+            ("MESOS_CHECKPOINT", "1"),
+            ("MESOS_RECOVERY_TIMEOUT", "300ms"),
+            ("MESOS_SUBSCRIPTION_BACKOFF_MAX", "50ms"),
+        ],
+    );
+    assert_eq!(state(&agent.next_update().await), "TASK_STARTING");
+    assert_eq!(state(&agent.next_update().await), "TASK_RUNNING");
+    wait_for_pid(&sandbox.path.join("pid")).await;
+    // The agent goes away for good.
+    drop(agent);
+    let status = exits(&mut child).await;
+    assert_eq!(status.code(), Some(1));
+    assert_gone(&sandbox.path.join("pid"));
+    assert!(
+        sandbox.read("stderr").contains("recovery"),
+        "the log says why"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_to_the_executor_kills_the_task_first() {
+    let sandbox = Sandbox::new("sigterm");
+    let (mut agent, mut child) = launched(
+        "t-term",
+        task("t-term", "echo $$ > pid; exec sleep 30"),
+        &[],
+        &sandbox,
+    )
+    .await;
+    assert_eq!(state(&agent.next_update().await), "TASK_STARTING");
+    assert_eq!(state(&agent.next_update().await), "TASK_RUNNING");
+    wait_for_pid(&sandbox.path.join("pid")).await;
+    send_sigterm(child.id().unwrap());
+    let updates = agent.updates_until_terminal().await;
+    assert_eq!(states(&updates), ["TASK_KILLED"]);
+    assert!(exits(&mut child).await.success());
+    assert_gone(&sandbox.path.join("pid"));
+}
+
+fn send_sigterm(pid: u32) {
+    let status = std::process::Command::new("/bin/sh")
+        .args(["-c", &format!("kill -TERM {pid}")])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
 /// Waits until the task has written its pid to `file` (so it is past its setup, e.g. its
 /// `trap`).
 async fn wait_for_pid(file: &Path) {
