@@ -372,7 +372,9 @@ impl Driver {
                 }
                 Action::Launch(l) => self.launch(*l),
                 Action::Kill { pgid } => launcher::kill_tree(pgid),
-                Action::KillGroup { pgid } => launcher::kill_group(pgid, launcher::SIGKILL),
+                Action::KillGroup { pgid } => {
+                    launcher::kill_group(pgid, launcher::SIGKILL);
+                }
                 Action::OpenStream {
                     framework_id,
                     executor_id,
