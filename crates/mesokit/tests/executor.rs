@@ -408,8 +408,8 @@ async fn with_checkpointing_a_reconnect_resends_what_was_not_acknowledged() {
     agent.close_stream();
     let resubscribe = loop {
         let call = agent.next_call().await;
-        if call.subscribe.is_some() {
-            break call.subscribe.unwrap();
+        if let Some(subscribe) = call.subscribe {
+            break subscribe;
         }
     };
     let resent: Vec<&str> = resubscribe
