@@ -326,104 +326,208 @@ fn stdio(output: &Output) -> io::Result<Stdio> {
     }
 }
 
-/// Sends `signal` to the process tree of a task started by [`spawn`]: its process group and,
-/// on Linux, every process still in its session or group (a child that moved to a group of
-/// its own with `setpgid` stays in the session). Returns how many targets were signalled;
-/// `ESRCH` if none was left.
-///
-/// `leader` must be the pid of a process started by [`spawn`] that has not been reaped yet, or
-/// whose group may still hold processes: while any process uses the number as its group or
-/// session id, the kernel does not hand it out again, so the signal cannot hit a stranger.
+/// Sends `signal` to the process tree of a task started by [`spawn`]; see [`Tree::signal`].
+/// A [`Tree`] kept across calls also reaches processes that lost their link to the task.
 pub fn signal_tree(leader: u32, signal: Signal) -> io::Result<usize> {
-    let pgid = match libc::pid_t::try_from(leader) {
-        // 0 and 1 would mean "my own group" and "every process": never.
-        Ok(p) if p > 1 => p,
-        _ => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("refusing to signal process group {leader}"),
-            ));
-        }
-    };
-    let mut hit = 0;
-    // SAFETY: kill(2) takes two integers and touches no memory; -pgid addresses the group.
-    let r = unsafe { libc::kill(-pgid, signal.raw()) };
-    let group_err = if r == 0 {
-        hit += 1;
-        None
-    } else {
-        Some(io::Error::last_os_error())
-    };
-    #[cfg(target_os = "linux")]
-    {
-        hit += sweep(pgid, signal);
-    }
-    match group_err {
-        Some(e) if hit == 0 => Err(e),
-        _ => Ok(hit),
-    }
+    Tree::new(leader).signal(signal)
 }
 
-/// Signals the processes of session `id` that left group `id` (which `kill(-id)` already
-/// reached), found in `/proc`.
-#[cfg(target_os = "linux")]
-fn sweep(id: libc::pid_t, signal: Signal) -> usize {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return 0;
-    };
-    let me = std::process::id() as libc::pid_t;
-    let mut hit = 0;
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<libc::pid_t>().ok())
-        else {
-            continue;
-        };
-        if pid == me {
-            continue;
+/// The process tree of a task started by [`spawn`], for signalling. It remembers the
+/// processes it found outside the task's group, so that a later signal (the SIGKILL after the
+/// grace period, the clean-up once the task's process is gone) still reaches them after their
+/// parent has exited and they have been re-parented away from the task.
+#[derive(Debug, Clone)]
+pub struct Tree {
+    leader: libc::pid_t,
+    /// Found outside the group: pid and start time (to tell a reused pid apart).
+    seen: Vec<(libc::pid_t, u64)>,
+}
+
+impl Tree {
+    /// The tree of the process `leader` (its pid, which is also its group and session id).
+    pub fn new(leader: u32) -> Tree {
+        Tree {
+            leader: libc::pid_t::try_from(leader).unwrap_or(0),
+            seen: Vec::new(),
         }
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
+    }
+
+    /// Sends `signal` to the tree as Mesos's `os::killtree(pid, signal, groups=true,
+    /// sessions=true)` does: the task's process group, and on Linux also, from `/proc`, every
+    /// process of its session, every descendant of any of those, every group or session such a
+    /// process leads, and whatever this `Tree` saw before and still exists. So a child that
+    /// moved to a group of its own, or that started a session of its own with `setsid`, is
+    /// reached. The group is stopped (SIGSTOP) while the tree is listed, so that nothing forks
+    /// or exits meanwhile, and continued (SIGCONT) after a SIGTERM so it can be handled.
+    ///
+    /// Returns how many processes or groups were signalled; `ESRCH` if none was left.
+    ///
+    /// The leader must not have been reaped, or its group may still hold processes: while any
+    /// process uses the number as its group or session id, the kernel does not hand it out
+    /// again, so the signal cannot hit a stranger.
+    pub fn signal(&mut self, signal: Signal) -> io::Result<usize> {
+        let pgid = self.leader;
+        // 0 and 1 would mean "my own group" and "every process": never.
+        if pgid <= 1 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("refusing to signal process group {pgid}"),
+            ));
+        }
+        #[cfg(target_os = "linux")]
+        let others = {
+            let _ = kill(-pgid, libc::SIGSTOP);
+            let found = linux::tree(pgid, &self.seen);
+            for &(pid, _) in &found {
+                let _ = kill(pid, libc::SIGSTOP);
+            }
+            for entry in &found {
+                if !self.seen.contains(entry) {
+                    self.seen.push(*entry);
+                }
+            }
+            found
         };
-        // "pid (comm) state ppid pgrp session ...": comm may hold spaces and parentheses.
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let mut fields = rest.split_whitespace().skip(2);
-        let pgrp = fields.next().and_then(|f| f.parse::<libc::pid_t>().ok());
-        let session = fields.next().and_then(|f| f.parse::<libc::pid_t>().ok());
-        if session == Some(id) && pgrp != Some(id) {
-            // SAFETY: as in signal_tree; a positive pid addresses one process.
-            if unsafe { libc::kill(pid, signal.raw()) } == 0 {
+        #[cfg(not(target_os = "linux"))]
+        let others: Vec<(libc::pid_t, u64)> = Vec::new();
+
+        let mut hit = 0;
+        let group = kill(-pgid, signal.raw());
+        if group.is_ok() {
+            hit += 1;
+        }
+        for &(pid, _) in &others {
+            if kill(pid, signal.raw()).is_ok() {
                 hit += 1;
             }
         }
+        if signal != Signal::Kill {
+            let _ = kill(-pgid, libc::SIGCONT);
+            for &(pid, _) in &others {
+                let _ = kill(pid, libc::SIGCONT);
+            }
+        }
+        match group {
+            Err(e) if hit == 0 => Err(e),
+            _ => Ok(hit),
+        }
     }
-    hit
+}
+
+fn kill(pid: libc::pid_t, signal: libc::c_int) -> io::Result<()> {
+    // SAFETY: kill(2) takes two integers and touches no memory. Callers never pass 0, -1 or
+    // 1 (checked in Tree::signal; /proc listings leave out pid 1 and this process).
+    if unsafe { libc::kill(pid, signal) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(target_os = "linux")]
+mod linux {
+    use std::collections::BTreeSet;
+
+    #[derive(Debug, Clone, Copy)]
+    struct Proc {
+        pid: libc::pid_t,
+        ppid: libc::pid_t,
+        pgrp: libc::pid_t,
+        sid: libc::pid_t,
+        start: u64,
+    }
+
+    /// The processes tied to group `id` (or to a process in `seen` that still exists) that
+    /// are not in the group, with their start times: see `Tree::signal`.
+    pub(super) fn tree(id: libc::pid_t, seen: &[(libc::pid_t, u64)]) -> Vec<(libc::pid_t, u64)> {
+        let me = std::process::id() as libc::pid_t;
+        let procs: Vec<Proc> = processes()
+            .into_iter()
+            .filter(|p| p.pid != me && p.pid > 1)
+            .collect();
+        // Leaders whose groups and sessions belong to the tree, and the members found.
+        let mut leaders: BTreeSet<libc::pid_t> = BTreeSet::from([id]);
+        let mut members: BTreeSet<libc::pid_t> = procs
+            .iter()
+            .filter(|p| seen.contains(&(p.pid, p.start)))
+            .map(|p| p.pid)
+            .collect();
+        loop {
+            let before = (leaders.len(), members.len());
+            for p in &procs {
+                let tied = p.pgrp == id
+                    || members.contains(&p.pid)
+                    || leaders.contains(&p.sid)
+                    || leaders.contains(&p.pgrp)
+                    || members.contains(&p.ppid);
+                if tied {
+                    members.insert(p.pid);
+                    if p.pid == p.pgrp || p.pid == p.sid {
+                        leaders.insert(p.pid);
+                    }
+                }
+            }
+            if (leaders.len(), members.len()) == before {
+                break;
+            }
+        }
+        // The group itself is signalled as a whole.
+        procs
+            .iter()
+            .filter(|p| members.contains(&p.pid) && p.pgrp != id)
+            .map(|p| (p.pid, p.start))
+            .collect()
+    }
+
+    fn processes() -> Vec<Proc> {
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        dir.flatten()
+            .filter_map(|entry| {
+                let pid = entry.file_name().to_str()?.parse::<libc::pid_t>().ok()?;
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+                // "pid (comm) state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt
+                // cmajflt utime stime cutime cstime priority nice num_threads itrealvalue
+                // starttime ...": comm may hold spaces and ')'.
+                let (_, rest) = stat.rsplit_once(')')?;
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                Some(Proc {
+                    pid,
+                    ppid: f.get(1)?.parse().ok()?,
+                    pgrp: f.get(2)?.parse().ok()?,
+                    sid: f.get(3)?.parse().ok()?,
+                    start: f.get(19)?.parse().ok()?,
+                })
+            })
+            .collect()
+    }
 }
 
 /// Kills a process started by [`spawn`] gracefully: SIGTERM to its tree, and SIGKILL to the
-/// tree if it is still there after `grace`. Returns as soon as the process is reaped.
+/// tree if the process is still there after `grace`. Returns as soon as the process is reaped,
+/// after a SIGKILL to whatever is left of its tree (as the destruction of a container would).
 pub async fn kill_gracefully(child: &mut Child, grace: Duration) -> io::Result<ExitStatus> {
     // No id: already reaped, and its number may belong to someone else by now.
     let Some(pid) = child.id() else {
         return child.wait().await;
     };
-    if let Err(e) = signal_tree(pid, Signal::Term) {
+    let mut tree = Tree::new(pid);
+    if let Err(e) = tree.signal(Signal::Term) {
         tracing::debug!(pid, error = %e, "SIGTERM not delivered");
     }
-    match tokio::time::timeout(grace, child.wait()).await {
+    let status = match tokio::time::timeout(grace, child.wait()).await {
         Ok(status) => status,
         Err(_) => {
             tracing::debug!(pid, ?grace, "still running after the grace period: SIGKILL");
-            if let Err(e) = signal_tree(pid, Signal::Kill) {
+            if let Err(e) = tree.signal(Signal::Kill) {
                 tracing::debug!(pid, error = %e, "SIGKILL not delivered");
             }
             child.wait().await
         }
-    }
+    };
+    let _ = tree.signal(Signal::Kill);
+    status
 }
 
 #[cfg(test)]

@@ -182,13 +182,14 @@ async fn watch(
     mut signals: mpsc::UnboundedReceiver<Signal>,
     exits: mpsc::UnboundedSender<(TaskId, io::Result<Termination>)>,
 ) {
+    let mut tree = process::Tree::new(pid);
     let status = loop {
         tokio::select! {
             biased;
             status = child.wait() => break status,
             signal = signals.recv() => match signal {
                 Some(signal) => {
-                    if let Err(e) = process::signal_tree(pid, signal) {
+                    if let Err(e) = tree.signal(signal) {
                         tracing::debug!(task_id = %task_id.value, error = %e, "signal not delivered");
                     }
                 }
@@ -198,7 +199,7 @@ async fn watch(
     };
     // Whatever the task left running in its session goes with it, as the agent's container
     // destroy would do.
-    if let Ok(n) = process::signal_tree(pid, Signal::Kill) {
+    if let Ok(n) = tree.signal(Signal::Kill) {
         tracing::info!(task_id = %task_id.value, processes = n, "killed what the task left behind");
     }
     let _ = exits.send((task_id, status.map(Termination::from)));

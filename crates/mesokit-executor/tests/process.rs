@@ -162,6 +162,51 @@ async fn a_child_that_left_the_group_is_still_reached_through_the_session() {
 }
 
 #[tokio::test]
+async fn a_child_in_a_session_of_its_own_is_reached_through_its_parent() {
+    if std::process::Command::new("perl")
+        .arg("-v")
+        .output()
+        .is_err()
+    {
+        eprintln!("perl not available: skipped");
+        return;
+    }
+    let dir = scratch("setsid");
+    // A child that starts its own session (as daemons do) and ignores SIGTERM; its parent,
+    // the task's shell, waits for it.
+    let mut spec = CommandSpec::shell(
+        "perl -MPOSIX -e 'POSIX::setsid(); $SIG{TERM} = \"IGNORE\"; \
+         open(F, \">daemon\"); print F \"$$\\n\"; close F; sleep 30' & wait",
+    );
+    spec.cwd = Some(dir.clone());
+    let mut child = process::spawn(&spec).unwrap();
+    let daemon = pid_in(&dir.join("daemon")).await;
+    let leader = child.id().unwrap() as i32;
+    assert_eq!(
+        session_and_group(daemon),
+        (daemon, daemon),
+        "left the task's session"
+    );
+
+    let status = process::kill_gracefully(&mut child, Duration::from_millis(200))
+        .await
+        .unwrap();
+    // The shell went on SIGTERM; the daemon, ignoring it, got the SIGKILL: it was found
+    // through its parent while the group was stopped, and is gone with it.
+    assert_eq!(
+        Termination::from(status),
+        Termination::Signaled(libc::SIGTERM)
+    );
+    let _ = leader;
+    let start = Instant::now();
+    while exists(daemon) {
+        assert!(start.elapsed() < PATIENCE, "daemon {daemon} survived");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
 async fn killing_a_reaped_process_only_waits() {
     let mut child = process::spawn(&CommandSpec::shell("exit 4")).unwrap();
     let status = child.wait().await.unwrap();
