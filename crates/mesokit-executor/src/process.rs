@@ -191,6 +191,64 @@ impl CommandSpec {
     }
 }
 
+/// Linux: makes this process the "child subreaper" of everything it starts
+/// (`PR_SET_CHILD_SUBREAPER`): a task's process whose parent exits is re-parented to the
+/// executor instead of init, so it stays findable. A daemon that double-forks out of its
+/// task's session would otherwise escape every kill; [`kill_orphans`] ends such processes.
+/// Elsewhere a no-op.
+pub fn become_subreaper() -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } == -1 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// SIGKILLs the processes that were re-parented to this process (see [`become_subreaper`]),
+/// with their trees, except the children in `keep` (the pids of processes it started and
+/// still waits for), and reaps them (waiting at most 200 ms: SIGKILL is quick, but not
+/// instant). Returns how many were signalled. Linux only; elsewhere 0.
+///
+/// Blocks the calling thread while reaping: meant for the executor's way out.
+pub fn kill_orphans(keep: &[u32]) -> usize {
+    #[cfg(target_os = "linux")]
+    {
+        let me = std::process::id() as libc::pid_t;
+        let keep: Vec<libc::pid_t> = keep.iter().filter_map(|p| (*p).try_into().ok()).collect();
+        let victims = linux::orphans(me, &keep);
+        for &(pid, _) in &victims {
+            let _ = kill(pid, libc::SIGSTOP);
+        }
+        let killed = victims
+            .iter()
+            .filter(|(pid, _)| kill(*pid, libc::SIGKILL).is_ok())
+            .count();
+        // Reap them, or they stay zombies of whatever init inherits them. A killed process's
+        // own children become ours only once it is gone, hence the retries.
+        let mut left: Vec<libc::pid_t> = victims.iter().map(|(pid, _)| *pid).collect();
+        let deadline = std::time::Instant::now() + Duration::from_millis(200);
+        while !left.is_empty() && std::time::Instant::now() < deadline {
+            left.retain(|&pid| {
+                // SAFETY: waitpid on one pid, WNOHANG, status not wanted (null).
+                let r = unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+                r == 0 || (r == -1 && std::path::Path::new(&format!("/proc/{pid}")).exists())
+            });
+            if !left.is_empty() {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        killed
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = keep;
+        0
+    }
+}
+
 /// Set when [`disable_huge_pages`] changed this process's setting, so that [`spawn`] gives
 /// tasks the setting the executor itself was started with.
 static THP_DISABLED_HERE: AtomicBool = AtomicBool::new(false);
@@ -440,23 +498,50 @@ mod linux {
     /// The processes tied to group `id` (or to a process in `seen` that still exists) that
     /// are not in the group, with their start times: see `Tree::signal`.
     pub(super) fn tree(id: libc::pid_t, seen: &[(libc::pid_t, u64)]) -> Vec<(libc::pid_t, u64)> {
-        let me = std::process::id() as libc::pid_t;
-        let procs: Vec<Proc> = processes()
-            .into_iter()
-            .filter(|p| p.pid != me && p.pid > 1)
-            .collect();
-        // Leaders whose groups and sessions belong to the tree, and the members found.
-        let mut leaders: BTreeSet<libc::pid_t> = BTreeSet::from([id]);
-        let mut members: BTreeSet<libc::pid_t> = procs
+        let procs = others();
+        let members = procs
             .iter()
             .filter(|p| seen.contains(&(p.pid, p.start)))
             .map(|p| p.pid)
             .collect();
+        closure(&procs, BTreeSet::from([id]), members)
+            .into_iter()
+            .filter(|(pid, _)| procs.iter().any(|p| p.pid == *pid && p.pgrp != id))
+            .collect()
+    }
+
+    /// The children of `me` other than `keep`, with their trees.
+    pub(super) fn orphans(me: libc::pid_t, keep: &[libc::pid_t]) -> Vec<(libc::pid_t, u64)> {
+        let procs = others();
+        let members = procs
+            .iter()
+            .filter(|p| p.ppid == me && !keep.contains(&p.pid))
+            .map(|p| p.pid)
+            .collect();
+        closure(&procs, BTreeSet::new(), members)
+    }
+
+    /// Every process but this one and init.
+    fn others() -> Vec<Proc> {
+        let me = std::process::id() as libc::pid_t;
+        processes()
+            .into_iter()
+            .filter(|p| p.pid != me && p.pid > 1)
+            .collect()
+    }
+
+    /// Grows `members` with the processes in the groups and sessions of `leaders` and the
+    /// descendants of members, until nothing changes; a member that leads a group or session
+    /// makes it a leader.
+    fn closure(
+        procs: &[Proc],
+        mut leaders: BTreeSet<libc::pid_t>,
+        mut members: BTreeSet<libc::pid_t>,
+    ) -> Vec<(libc::pid_t, u64)> {
         loop {
             let before = (leaders.len(), members.len());
-            for p in &procs {
-                let tied = p.pgrp == id
-                    || members.contains(&p.pid)
+            for p in procs {
+                let tied = members.contains(&p.pid)
                     || leaders.contains(&p.sid)
                     || leaders.contains(&p.pgrp)
                     || members.contains(&p.ppid);
@@ -471,10 +556,9 @@ mod linux {
                 break;
             }
         }
-        // The group itself is signalled as a whole.
         procs
             .iter()
-            .filter(|p| members.contains(&p.pid) && p.pgrp != id)
+            .filter(|p| members.contains(&p.pid))
             .map(|p| (p.pid, p.start))
             .collect()
     }

@@ -53,10 +53,15 @@ impl Settings {
 /// terminal update is acknowledged (or `settings.ack_timeout` passed).
 ///
 /// Must run within a Tokio runtime with IO and time enabled; a current-thread runtime is
-/// enough. A SIGTERM or SIGINT to the executor kills the tasks as a SHUTDOWN does.
+/// enough. It takes over the process as an executor does: a SIGTERM or SIGINT kills the tasks
+/// as a SHUTDOWN does, and the process becomes the subreaper of the tasks' processes
+/// ([`process::become_subreaper`]), whose leftovers are killed before returning.
 pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error> {
     let mut sigterm = signal(SignalKind::terminate()).map_err(Error::Signals)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(Error::Signals)?;
+    if let Err(e) = process::become_subreaper() {
+        tracing::warn!(error = %e, "cannot become a subreaper: daemons of tasks may escape kills");
+    }
     let (client, mut events) = ExecutorClient::start(config).map_err(Error::Client)?;
     let mut sup = Supervisor::new(settings);
 
@@ -144,6 +149,14 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
         }
     }
 
+    // Daemons that double-forked out of their task were re-parented to us: they go too.
+    let orphans = process::kill_orphans(&[]);
+    if orphans > 0 {
+        tracing::info!(
+            processes = orphans,
+            "killed processes the tasks left behind"
+        );
+    }
     tracing::info!("all tasks done; exiting");
     // Let the last updates out: they are acknowledged already, unless the agent is gone or
     // not answering, and then there is no point in waiting long.

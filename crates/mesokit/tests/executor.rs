@@ -178,7 +178,7 @@ async fn kill_sends_killing_then_killed_and_the_executor_exits() {
         Some("Command terminated with signal Terminated")
     );
     assert!(exits(&mut child).await.success());
-    assert_gone(&sandbox.path.join("pid"));
+    assert_gone(&sandbox.path.join("pid")).await;
 }
 
 #[tokio::test]
@@ -209,7 +209,7 @@ async fn kill_without_the_capability_sends_no_killing_and_escalates() {
         Some("Command terminated with signal Killed")
     );
     assert!(exits(&mut child).await.success());
-    assert_gone(&sandbox.path.join("pid"));
+    assert_gone(&sandbox.path.join("pid")).await;
 }
 
 #[tokio::test]
@@ -273,7 +273,7 @@ async fn losing_the_agent_kills_the_task_and_exits() {
     agent.close_stream();
     let status = exits(&mut child).await;
     assert_eq!(status.code(), Some(1), "lost agent is an error exit");
-    assert_gone(&sandbox.path.join("pid"));
+    assert_gone(&sandbox.path.join("pid")).await;
 }
 
 #[tokio::test]
@@ -380,7 +380,7 @@ async fn a_failing_task_of_a_group_kills_the_others() {
     );
     assert!(exits(&mut child).await.success());
     // Each task of a group has its own directory, output and MESOS_SANDBOX.
-    assert_gone(&sandbox.path.join("tasks/g-sleeper/pid"));
+    assert_gone(&sandbox.path.join("tasks/g-sleeper/pid")).await;
     assert!(sandbox.path.join("tasks/g-failer/stdout").exists());
 }
 
@@ -452,7 +452,7 @@ async fn with_checkpointing_the_recovery_timeout_kills_the_task() {
     drop(agent);
     let status = exits(&mut child).await;
     assert_eq!(status.code(), Some(1));
-    assert_gone(&sandbox.path.join("pid"));
+    assert_gone(&sandbox.path.join("pid")).await;
     assert!(
         sandbox.read("stderr").contains("recovery"),
         "the log says why"
@@ -476,7 +476,31 @@ async fn sigterm_to_the_executor_kills_the_task_first() {
     let updates = agent.updates_until_terminal().await;
     assert_eq!(states(&updates), ["TASK_KILLED"]);
     assert!(exits(&mut child).await.success());
-    assert_gone(&sandbox.path.join("pid"));
+    assert_gone(&sandbox.path.join("pid")).await;
+}
+
+#[tokio::test]
+async fn a_daemon_that_double_forked_out_of_its_task_is_killed_at_the_end() {
+    if std::process::Command::new("perl")
+        .arg("-v")
+        .output()
+        .is_err()
+    {
+        eprintln!("perl not available: skipped");
+        return;
+    }
+    let sandbox = Sandbox::new("daemon");
+    // fork, the parent exits at once, the child starts its own session: the classic daemon,
+    // out of the task's group, session and process tree before anyone looks.
+    let script = "perl -MPOSIX -e 'exit if fork; POSIX::setsid(); \
+                  open(F, \">pid\"); print F \"$$\\n\"; close F; sleep 30'; \
+                  while [ ! -s pid ]; do sleep 0.01; done";
+    let (mut agent, mut child) =
+        launched("t-daemon", task("t-daemon", script), &[], &sandbox).await;
+    let updates = agent.updates_until_terminal().await;
+    assert_eq!(state(updates.last().unwrap()), "TASK_FINISHED");
+    assert!(exits(&mut child).await.success());
+    assert_gone(&sandbox.path.join("pid")).await;
 }
 
 fn send_sigterm(pid: u32) {
@@ -498,15 +522,29 @@ async fn wait_for_pid(file: &Path) {
     .await;
 }
 
-/// The process whose pid is in `file` no longer exists.
-fn assert_gone(file: &Path) {
+/// The process whose pid is in `file` is dead (gone, or a zombie waiting for init), or dies
+/// within [`PATIENCE`].
+async fn assert_gone(file: &Path) {
     let pid = std::fs::read_to_string(file).expect("the task wrote its pid");
-    let pid = pid.trim();
+    let pid = pid.trim().to_owned();
     assert!(!pid.is_empty());
-    assert!(
-        !Path::new(&format!("/proc/{pid}")).exists(),
-        "task process {pid} still exists"
-    );
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .map(|(_, r)| !r.trim_start().starts_with('Z'))
+            })
+            .unwrap_or(false)
+    };
+    let start = std::time::Instant::now();
+    while alive() {
+        assert!(
+            start.elapsed() < fake_agent::PATIENCE,
+            "task process {pid} still exists"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// Not a test: prints the executor's memory while it supervises a task. Measure a release
