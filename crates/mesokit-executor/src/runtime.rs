@@ -130,10 +130,9 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
                 procs.remove(&task_id.value);
                 match result {
                     Ok(how) => sup.handle_exit(&task_id, how, Instant::now()),
-                    // wait() failing leaves nothing to wait for; report it as Mesos does.
                     Err(e) => {
                         tracing::error!(task_id = %task_id.value, error = %e, "cannot wait for the task");
-                        sup.handle_exit(&task_id, Termination::Exited(-1), Instant::now());
+                        sup.handle_wait_error(&task_id, &e.to_string(), Instant::now());
                     }
                 }
             }

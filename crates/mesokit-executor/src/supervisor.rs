@@ -345,6 +345,22 @@ impl Supervisor {
         self.escalate(now);
     }
 
+    /// The task's process could not be waited for (`wait` failed), so its end is unknown:
+    /// TASK_FAILED, as Mesos reports it.
+    pub fn handle_wait_error(&mut self, task_id: &TaskId, error: &str, now: Instant) {
+        let Some(i) = self.find(task_id, Phase::Running) else {
+            return;
+        };
+        self.terminal(
+            i,
+            TaskState::TaskFailed,
+            None,
+            format!("Failed to get exit status for Command: {error}"),
+            now,
+        );
+        self.escalate(now);
+    }
+
     /// Time passed: escalates kills to SIGKILL, enforces `max_completion_time`, stops waiting
     /// for acknowledgements.
     pub fn handle_timeout(&mut self, now: Instant) {

@@ -557,3 +557,22 @@ fn a_task_that_finishes_does_not_take_its_group_down() {
     );
     assert_eq!(h.sup.active_tasks(), 1);
 }
+
+#[test]
+fn an_exit_that_cannot_be_known_is_failed() {
+    let mut h = Harness::new();
+    h.running(0, task("t"));
+    h.sup.handle_wait_error(&id("t"), "ECHILD", h.at(1));
+    assert_eq!(
+        h.drain(),
+        [update(
+            "t",
+            TaskState::TaskFailed,
+            "Failed to get exit status for Command: ECHILD"
+        )]
+    );
+    assert!(
+        h.exited(2, "t", Termination::Exited(0)).is_empty(),
+        "one terminal update only"
+    );
+}
