@@ -576,3 +576,61 @@ fn an_exit_that_cannot_be_known_is_failed() {
         "one terminal update only"
     );
 }
+
+#[test]
+fn killing_one_task_of_a_group_kills_the_group() {
+    let mut h = Harness::new();
+    let group = Event {
+        r#type: Some(event::Type::LaunchGroup as i32),
+        launch_group: Some(event::LaunchGroup {
+            task_group: TaskGroupInfo {
+                tasks: vec![task("a"), task("b")],
+            },
+        }),
+        ..Default::default()
+    };
+    h.event(0, group);
+    h.spawned(0, "a");
+    h.spawned(0, "b");
+    assert_eq!(h.event(1, kill("a", Some(100))), [Out::Term("a".into())]);
+    assert_eq!(
+        h.exited(2, "a", Termination::Signaled(SIGTERM)),
+        [
+            update(
+                "a",
+                TaskState::TaskKilled,
+                "Command terminated with signal Terminated"
+            ),
+            Out::Term("b".into()),
+        ]
+    );
+    assert_eq!(
+        h.next_timeout_ms(),
+        Some(2 + 3000),
+        "b: its own (default) grace"
+    );
+}
+
+#[test]
+fn messages_errors_and_heartbeats_change_nothing() {
+    let mut h = Harness::new();
+    h.running(0, task("t"));
+    for ty in [
+        event::Type::Message,
+        event::Type::Error,
+        event::Type::Heartbeat,
+    ] {
+        let ev = Event {
+            r#type: Some(ty as i32),
+            message: Some(event::Message {
+                data: bytes::Bytes::from_static(b"hello"),
+            }),
+            error: Some(event::Error {
+                message: "oops".into(),
+            }),
+            ..Default::default()
+        };
+        assert!(h.event(1, ev).is_empty());
+    }
+    assert_eq!(h.sup.active_tasks(), 1);
+}
