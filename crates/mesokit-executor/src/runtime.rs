@@ -34,8 +34,8 @@ pub enum Error {
 }
 
 impl Settings {
-    /// Settings for an executor started by an agent: the process environment
-    /// ([`crate::launch::process_env`]), the sandbox
+    /// Settings for an executor started by an agent, owning its process: the process
+    /// environment ([`crate::launch::process_env`]), the sandbox
     /// and shutdown grace period of `config`, Mesos's default kill grace and a 5 s wait for
     /// acknowledgements.
     pub fn from_config(config: &ExecutorConfig) -> Self {
@@ -43,6 +43,7 @@ impl Settings {
             executor_env: crate::launch::process_env(),
             sandbox: config.sandbox.clone().or_else(|| config.directory.clone()),
             shutdown_grace: config.shutdown_grace_period,
+            own_process: true,
             ..Settings::default()
         }
     }
@@ -53,13 +54,14 @@ impl Settings {
 /// terminal update is acknowledged (or `settings.ack_timeout` passed).
 ///
 /// Must run within a Tokio runtime with IO and time enabled; a current-thread runtime is
-/// enough. It takes over the process as an executor does: a SIGTERM or SIGINT kills the tasks
-/// as a SHUTDOWN does, and the process becomes the subreaper of the tasks' processes
+/// enough. A SIGTERM or SIGINT to the process kills the tasks as a SHUTDOWN does. With
+/// [`Settings::own_process`], the process also becomes the subreaper of the tasks' processes
 /// ([`process::become_subreaper`]), whose leftovers are killed before returning.
 pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error> {
     let mut sigterm = signal(SignalKind::terminate()).map_err(Error::Signals)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(Error::Signals)?;
-    if let Err(e) = process::become_subreaper() {
+    let own_process = settings.own_process;
+    if own_process && let Err(e) = process::become_subreaper() {
         tracing::warn!(error = %e, "cannot become a subreaper: daemons of tasks may escape kills");
     }
     let (client, mut events) = ExecutorClient::start(config).map_err(Error::Client)?;
@@ -149,7 +151,11 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
     }
 
     // Daemons that double-forked out of their task were re-parented to us: they go too.
-    let orphans = process::kill_orphans(&[]);
+    let orphans = if own_process {
+        process::kill_orphans(&[])
+    } else {
+        0
+    };
     if orphans > 0 {
         tracing::info!(
             processes = orphans,

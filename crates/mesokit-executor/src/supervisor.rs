@@ -51,6 +51,12 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// How long to wait for the acknowledgements of terminal updates ([`DEFAULT_ACK_TIMEOUT`]).
     pub ack_timeout: Duration,
+    /// Whether [`crate::run`] owns the whole process, as an executor started by an agent
+    /// does: it then becomes the child subreaper of its tasks and, before returning, kills
+    /// every child process it did not start itself (daemons re-parented to it). Off by
+    /// default; on in [`Settings::from_config`]. Leave it off when the process has other
+    /// children (tests running executors side by side, say).
+    pub own_process: bool,
 }
 
 impl fmt::Debug for Settings {
@@ -64,12 +70,13 @@ impl fmt::Debug for Settings {
             .field("default_grace", &self.default_grace)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("ack_timeout", &self.ack_timeout)
+            .field("own_process", &self.own_process)
             .finish()
     }
 }
 
 impl Default for Settings {
-    /// No environment, no sandbox, Mesos's timings.
+    /// No environment, no sandbox, Mesos's timings, not owning the process.
     fn default() -> Self {
         Settings {
             executor_env: Vec::new(),
@@ -77,6 +84,7 @@ impl Default for Settings {
             default_grace: DEFAULT_GRACE,
             shutdown_grace: Duration::from_secs(5),
             ack_timeout: DEFAULT_ACK_TIMEOUT,
+            own_process: false,
         }
     }
 }
