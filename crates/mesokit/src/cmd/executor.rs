@@ -25,10 +25,9 @@ fn duration(s: &str) -> Result<Duration, String> {
 }
 
 pub(crate) fn run(args: Args) -> Result<ExitCode, String> {
-    // mimalloc asks for transparent huge pages for its arenas: each 2 MiB region touched would
-    // count in full against the task's memory, for a heap of a few hundred KiB. The two
-    // regions touched before `main` stay huge (4 MiB); MIMALLOC_ARENA_EAGER_COMMIT=0 in the
-    // executor's environment avoids them too (docs/benchmarks.md).
+    // Every 2 MiB huge page touched would count in full against the task's memory, for a heap
+    // of a few hundred KiB. mimalloc is built without its MADV_HUGEPAGE (`no_thp`); this keeps
+    // anything else from bringing them back (docs/benchmarks.md, executor footprint).
     let thp = mesokit_executor::process::disable_huge_pages();
     init_logging();
     if let Err(e) = thp {
