@@ -559,8 +559,10 @@ async fn assert_gone(file: &Path) {
 #[ignore = "measurement, not a test"]
 async fn footprint() {
     let sandbox = Sandbox::new("footprint");
-    let (mut agent, mut child) =
-        launched("t-rss", task("t-rss", "exec sleep 30"), &[], &sandbox).await;
+    // As an agent starts it: no RUST_LOG (empty counts as unset).
+    let mut agent = FakeAgent::start(fake_agent::subscribed(FRAMEWORK, "t-rss", &[])).await;
+    agent.queue(fake_agent::launch(task("t-rss", "exec sleep 30").build()));
+    let mut child = start_executor(&agent, "t-rss", &sandbox, &[("RUST_LOG", "")]);
     assert_eq!(state(&agent.next_update().await), "TASK_STARTING");
     assert_eq!(state(&agent.next_update().await), "TASK_RUNNING");
     let pid = child.id().unwrap();

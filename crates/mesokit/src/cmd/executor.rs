@@ -58,13 +58,16 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Logs to stderr (the sandbox's `stderr` file), plain text, level from `RUST_LOG` (info).
+/// Logs to stderr (the sandbox's `stderr` file), plain text: INFO and up, or what `RUST_LOG`
+/// says when it is set and not empty.
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::filter::LevelFilter;
+    let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .try_init();
+        .with_ansi(false);
+    let _ = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.trim().is_empty() => builder.with_env_filter(EnvFilter::new(v)).try_init(),
+        _ => builder.with_max_level(LevelFilter::INFO).try_init(),
+    };
 }
