@@ -74,6 +74,19 @@ pub fn command_spec(
     placement: Placement<'_>,
 ) -> Result<CommandSpec, InvalidTask> {
     let command = task.command.as_ref().ok_or(InvalidTask::NoCommand)?;
+    if let Some(user) = &command.user {
+        tracing::warn!(
+            task_id = %task.task_id.value,
+            %user,
+            "CommandInfo.user is not supported: the task runs as the executor's user"
+        );
+    }
+    if task.container.is_some() {
+        tracing::warn!(
+            task_id = %task.task_id.value,
+            "TaskInfo.container is not supported: the task runs on the host, in the sandbox"
+        );
+    }
     let value = command
         .value
         .as_deref()
