@@ -284,8 +284,12 @@ impl Supervisor {
                 self.shutdown(now);
             }
             Some(event::Type::Message) => {
-                let len = event.message.as_ref().map_or(0, |m| m.data.len());
-                tracing::info!(bytes = len, "MESSAGE from the framework");
+                let data = event.message.as_ref().map_or(&[][..], |m| &m.data[..]);
+                // The start of it, if it is text: enough to recognise it in the log.
+                let text: String = std::str::from_utf8(data)
+                    .map(|t| t.chars().take(200).collect())
+                    .unwrap_or_default();
+                tracing::info!(bytes = data.len(), %text, "MESSAGE from the framework");
             }
             Some(event::Type::Error) => {
                 let text = event.error.as_ref().map_or("", |e| e.message.as_str());
