@@ -2,7 +2,8 @@
 //! kill reaches everything it started; a graceful kill is SIGTERM to the whole tree, SIGKILL
 //! after a grace period, and is over as soon as the process is reaped.
 //!
-//! The only `unsafe` of the crate lives here: the `pre_exec` hook and the `kill(2)` calls.
+//! The only `unsafe` of the crate lives here: the `pre_exec` hook (`setsid`, signal reset,
+//! `prctl`) and the `kill(2)`, `waitpid(2)` and `prctl(2)` calls, each a plain syscall.
 
 #![allow(unsafe_code)]
 
