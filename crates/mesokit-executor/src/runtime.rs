@@ -217,7 +217,9 @@ async fn watch(
     };
     // Whatever the task left running in its session goes with it, as the agent's container
     // destroy would do.
-    if let Ok(n) = tree.signal(Signal::Kill) {
+    if process::maybe_leftovers(pid)
+        && let Ok(n) = tree.signal(Signal::Kill)
+    {
         tracing::info!(task_id = %task_id.value, processes = n, "killed what the task left behind");
     }
     let _ = exits.send((task_id, status.map(Termination::from)));
