@@ -13,7 +13,7 @@ target="${CARGO_TARGET_DIR:-$repo/target}"
 
 cargo build --release -q -p mesokit --bin mesokit --example launch_many
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-work="$(mktemp -d)"
+work="$(mktemp -d "${BENCH_WORK_PARENT:-${TMPDIR:-/tmp}}/mesokit-bench.XXXXXX")"
 "$target/release/mesokit" local --port "$port" --agent-port 0 --agents "$agents" \
     --resources 'cpus:8;mem:16384;disk:20000;ports:[31000-32000]' \
     --allocation-interval-ms 100 --work-dir "$work" >"$work/local.log" 2>&1 &
