@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use mesokit_client::ContentType;
 use mesokit_client::scheduler::{SchedulerClient, SchedulerConfig, SchedulerEvent};
 use mesokit_local::cluster::{ClusterConfig, LocalCluster};
 use mesokit_proto::helpers::{TaskBuilder, is_terminal_value};
