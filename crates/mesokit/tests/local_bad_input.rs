@@ -132,20 +132,21 @@ async fn garbage_everywhere_then_a_normal_framework_runs() {
     }
     let _ = raw(a, b"\xde\xad\xbe\xef").await;
 
-    // --- and now a normal framework: three command tasks, all finish.
+    // --- and now a normal framework, speaking protobuf: three command tasks, all finish.
     let info = FrameworkInfo {
         user: "root".into(),
         name: "after-garbage".into(),
         ..Default::default()
     };
-    let (client, mut events) =
-        SchedulerClient::start(SchedulerConfig::new([cluster.master_url()], info)).expect("client");
+    let mut config = SchedulerConfig::new([cluster.master_url()], info);
+    config.content_type = ContentType::Protobuf;
+    let (client, mut events) = SchedulerClient::start(config).expect("client");
     let mut launched = false;
     let mut finished = 0;
     let outcome = tokio::time::timeout(Duration::from_secs(60), async {
         while finished < 3 {
-            match events.next_event().await.expect("session") {
-                SchedulerEvent::Event(ev) => {
+            if let SchedulerEvent::Event(ev) = events.next_event().await.expect("session") {
+                {
                     if let (Some(offers), false) = (&ev.offers, launched) {
                         let o = &offers.offers[0];
                         let tasks = (0..3)
@@ -177,7 +178,6 @@ async fn garbage_everywhere_then_a_normal_framework_runs() {
                         }
                     }
                 }
-                _ => {}
             }
         }
     })
