@@ -7,6 +7,8 @@
 //!   sandbox), as the Mesos command executor builds it.
 //! * [`supervisor`]: the executor's rules as a state machine with no IO (events, exits and
 //!   time in; processes, signals and status updates out).
+//! * [`health`]: health checks and general checks: when to probe and what a result means
+//!   (no IO), the HTTP, TCP and COMMAND probes, and the status updates they give.
 //! * [`run`]: the async driver that connects them to the agent through
 //!   [`mesokit_client::executor`].
 //!
@@ -21,6 +23,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod health;
 pub mod launch;
 pub mod process;
 mod runtime;
