@@ -1,0 +1,386 @@
+//! The external-command runner against real shell scripts, written to a fresh directory
+//! per test. Every test also checks that the runner's temp directory is empty afterwards.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use mesokit_hooks::{ExitKind, Invocation, RunError, Runner};
+
+/// A scratch directory with a `tmp/` for the runner and room for scripts; removed on drop.
+struct Scratch {
+    root: PathBuf,
+    runner: Runner,
+}
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "hooks-runner-{name}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("tmp")).unwrap();
+        let runner = Runner::new(root.join("tmp")).debug(true);
+        Self { root, runner }
+    }
+
+    /// Writes an executable `/bin/sh` script and returns its path.
+    fn script(&self, name: &str, body: &str) -> String {
+        let path = self.root.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path.to_str().unwrap().to_owned()
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    fn assert_no_temp_files(&self) {
+        let left: Vec<_> = std::fs::read_dir(self.runner.dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "temp files left behind: {left:?}");
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+fn inv(command: &str, input: &str) -> Invocation {
+    Invocation::new("isolator prepare", command, input).with_timeout(Duration::from_secs(10))
+}
+
+/// True when `pid` no longer runs (gone, or a zombie waiting for init to reap it).
+fn is_dead(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
+    }
+}
+
+/// Waits a little for `pid` to die: a SIGKILLed process may take a moment to go.
+async fn assert_dies(pid: u32) {
+    for _ in 0..100 {
+        if is_dead(pid) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("process {pid} still alive");
+}
+
+fn read_pid(path: &Path) -> u32 {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn success_returns_the_output_file_untrimmed() {
+    let s = Scratch::new("ok");
+    let cmd = s.script(
+        "ok.sh",
+        r#"printf '%s > output\n' "$(cat "$1")" > "$2"; echo "not the output""#,
+    );
+    let outcome = s.runner.run(&inv(&cmd, "HELLO")).await.unwrap();
+    assert_eq!(outcome.output, b"HELLO > output\n");
+    s.assert_no_temp_files();
+}
+
+#[tokio::test]
+async fn empty_output_is_an_empty_result() {
+    let s = Scratch::new("empty");
+    let cmd = s.script("empty.sh", "exit 0");
+    let outcome = s.runner.run(&inv(&cmd, "{}")).await.unwrap();
+    assert!(outcome.output.is_empty());
+    s.assert_no_temp_files();
+}
+
+#[tokio::test]
+async fn stdin_is_the_input_file() {
+    let s = Scratch::new("stdin");
+    let cmd = s.script("stdin.sh", r#"{ cat; echo "|"; cat "$1"; } > "$2""#);
+    let input = r#"{"container_id":{"value":"abc"}}"#;
+    let outcome = s.runner.run(&inv(&cmd, input)).await.unwrap();
+    assert_eq!(
+        String::from_utf8(outcome.output).unwrap(),
+        format!("{input}|\n{input}")
+    );
+    s.assert_no_temp_files();
+}
+
+#[tokio::test]
+async fn temp_files_are_private() {
+    let s = Scratch::new("mode");
+    let cmd = s.script(
+        "mode.sh",
+        r#"stat -c %a "$1" "$2" "$3" | tr '\n' ' ' > "$2""#,
+    );
+    let outcome = s.runner.run(&inv(&cmd, "x")).await.unwrap();
+    assert_eq!(outcome.output, b"600 600 600 ");
+    s.assert_no_temp_files();
+}
+
+#[tokio::test]
+async fn exit_code_with_error_file_names_command_code_and_cause() {
+    let s = Scratch::new("exit3");
+    let cmd = s.script(
+        "fail.sh",
+        r#"printf '  This is the cause.\n\n' > "$3"; exit 3"#,
+    );
+    let err = s.runner.run(&inv(&cmd, "{}")).await.unwrap_err();
+    match &err {
+        RunError::Exit { status, cause, .. } => {
+            assert_eq!(*status, ExitKind::Code(3));
+            assert_eq!(cause, "This is the cause.");
+        }
+        other => panic!("unexpected error {other:?}"),
+    }
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "isolator prepare: command \"{cmd}\" exited with return code 3. Cause: This is the cause."
+        )
+    );
+    s.assert_no_temp_files();
+}
+
+#[tokio::test]
+async fn exit_code_without_error_file_says_so() {
+    let s = Scratch::new("exit3-bare");
+    let cmd = s.script("fail.sh", "exit 3");
+    let err = s.runner.run(&inv(&cmd, "{}")).await.unwrap_err();
+    assert!(
+        matches!(&err, RunError::Exit { status: ExitKind::Code(3), cause, .. } if cause.is_empty())
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "isolator prepare: command \"{cmd}\" exited with return code 3. The error file is empty."
+        )
+    );
+    s.assert_no_temp_files();
+}
+
+#[tokio::test]
+async fn long_error_file_is_bounded() {
+    let s = Scratch::new("long-cause");
+    let cmd = s.script(
+        "fail.sh",
+        r#"head -c 100000 /dev/zero | tr '\0' 'e' > "$3"; exit 1"#,
+    );
+    let err = s.runner.run(&inv(&cmd, "{}")).await.unwrap_err();
+    let RunError::Exit { cause, .. } = &err else {
+        panic!("unexpected error {err:?}");
+    };
+    assert!(cause.starts_with("eeee"));
+    assert!(cause.ends_with(" [truncated]"));
+    assert!(cause.len() <= mesokit_hooks::runner::ERROR_FILE_LIMIT + 20);
+    s.assert_no_temp_files();
+}
+
+#[tokio::test]
+async fn killed_by_signal() {
+    let s = Scratch::new("signal");
+    let cmd = s.script("autokill.sh", "echo dying > \"$3\"; kill -TERM $$; sleep 5");
+    let err = s.runner.run(&inv(&cmd, "{}")).await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            RunError::Exit {
+                status: ExitKind::Signal(15),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!("isolator prepare: command \"{cmd}\" exited via signal 15. Cause: dying")
+    );
+    s.assert_no_temp_files();
+}
+
+#[tokio::test]
+async fn missing_command_is_a_spawn_error() {
+    let s = Scratch::new("missing");
+    let cmd = s.path("blablabla").to_str().unwrap().to_owned();
+    let err = s.runner.run(&inv(&cmd, "{}")).await.unwrap_err();
+    assert!(matches!(&err, RunError::Spawn { .. }), "{err:?}");
+    assert!(err.to_string().contains(&cmd), "{err}");
+    s.assert_no_temp_files();
+}
+
+#[tokio::test]
+async fn unexecutable_file_is_a_spawn_error() {
+    let s = Scratch::new("unexecutable");
+    let cmd = s.script("unexecutable.sh", "exit 0");
+    std::fs::set_permissions(&cmd, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = s.runner.run(&inv(&cmd, "{}")).await.unwrap_err();
+    assert!(matches!(&err, RunError::Spawn { .. }), "{err:?}");
+    s.assert_no_temp_files();
+}
+
+#[tokio::test]
+async fn timeout_kills_the_whole_group() {
+    let s = Scratch::new("hang");
+    let pids = s.path("pids");
+    let cmd = s.script(
+        "hang.sh",
+        &format!(
+            "sleep 60 & echo $! > {p}.child; echo $$ > {p}.tmp; mv {p}.tmp {p}; while :; do sleep 0.05; done",
+            p = pids.display()
+        ),
+    );
+    let timeout = Duration::from_millis(300);
+    let start = Instant::now();
+    let err = s
+        .runner
+        .run(&inv(&cmd, "{}").with_timeout(timeout))
+        .await
+        .unwrap_err();
+    let took = start.elapsed();
+    assert!(
+        matches!(&err, RunError::Timeout { after, .. } if *after == timeout),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("took too long"), "{err}");
+    // Generous bound: it must not wait for `sleep 60`.
+    assert!(took < timeout + Duration::from_secs(5), "took {took:?}");
+    assert_dies(read_pid(&pids)).await;
+    assert_dies(read_pid(&s.path("pids.child"))).await;
+    s.assert_no_temp_files();
+}
+
+#[tokio::test]
+async fn timeout_sigkills_a_group_that_ignores_sigterm() {
+    let s = Scratch::new("stubborn");
+    let pids = s.path("pids");
+    let cmd = s.script(
+        "stubborn.sh",
+        &format!(
+            "trap '' TERM; sleep 60 & echo $! > {p}.child; echo $$ > {p}.tmp; mv {p}.tmp {p}; while :; do sleep 0.05; done",
+            p = pids.display()
+        ),
+    );
+    let timeout = Duration::from_millis(200);
+    let err = s
+        .runner
+        .run(&inv(&cmd, "{}").with_timeout(timeout))
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, RunError::Timeout { .. }), "{err:?}");
+    assert_dies(read_pid(&pids)).await;
+    assert_dies(read_pid(&s.path("pids.child"))).await;
+    s.assert_no_temp_files();
+}
+
+#[tokio::test]
+async fn children_left_behind_are_killed_on_exit() {
+    let s = Scratch::new("straggler");
+    let child = s.path("child");
+    let cmd = s.script(
+        "straggler.sh",
+        &format!(
+            "sleep 60 & echo $! > {}; echo done > \"$2\"",
+            child.display()
+        ),
+    );
+    let outcome = s.runner.run(&inv(&cmd, "{}")).await.unwrap();
+    assert_eq!(outcome.output, b"done\n");
+    assert_dies(read_pid(&child)).await;
+    s.assert_no_temp_files();
+}
+
+#[tokio::test]
+async fn script_deleting_its_own_files_still_works() {
+    let s = Scratch::new("self-delete");
+    let cmd = s.script("rm.sh", r#"rm -f "$1" "$2" "$3""#);
+    let outcome = s.runner.run(&inv(&cmd, "{}")).await.unwrap();
+    assert!(outcome.output.is_empty());
+    s.assert_no_temp_files();
+
+    let cmd = s.script("rm-fail.sh", r#"rm -f "$1" "$2" "$3"; exit 4"#);
+    let err = s.runner.run(&inv(&cmd, "{}")).await.unwrap_err();
+    assert!(
+        matches!(&err, RunError::Exit { status: ExitKind::Code(4), cause, .. } if cause.is_empty())
+    );
+    s.assert_no_temp_files();
+}
+
+#[tokio::test]
+async fn missing_temp_dir_is_a_temp_file_error() {
+    let s = Scratch::new("no-dir");
+    let runner = Runner::new(s.path("does-not-exist"));
+    let cmd = s.script("ok.sh", "exit 0");
+    let err = runner.run(&inv(&cmd, "{}")).await.unwrap_err();
+    assert!(matches!(&err, RunError::TempFile { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .starts_with("isolator prepare: cannot create the temporary file"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn cancelled_run_kills_the_group_and_removes_the_files() {
+    let s = Scratch::new("cancel");
+    let pids = s.path("pids");
+    let cmd = s.script(
+        "hang.sh",
+        &format!(
+            "echo $$ > {p}.tmp; mv {p}.tmp {p}; while :; do sleep 0.05; done",
+            p = pids.display()
+        ),
+    );
+    let invocation = inv(&cmd, "{}");
+    let mut run = Box::pin(s.runner.run(&invocation));
+    // Drive the run until the script has started, then drop it.
+    while !pids.exists() {
+        tokio::select! {
+            r = &mut run => panic!("finished early: {r:?}"),
+            () = tokio::time::sleep(Duration::from_millis(10)) => {}
+        }
+    }
+    drop(run); // the future itself, not a pinned reference to it
+    assert_dies(read_pid(&pids)).await;
+    s.assert_no_temp_files();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_runs_in_parallel() {
+    let s = Scratch::new("parallel");
+    let cmd = s.script("echo.sh", r#"sleep 0.1; cat > "$2""#);
+    let runner = Arc::new(s.runner.clone());
+    let mut runs = tokio::task::JoinSet::new();
+    for i in 0..10 {
+        let runner = Arc::clone(&runner);
+        let inv = inv(&cmd, &format!("{{\"run\":{i}}}"));
+        runs.spawn(async move { (i, runner.run(&inv).await) });
+    }
+    let mut seen = 0;
+    while let Some(joined) = runs.join_next().await {
+        let (i, result) = joined.unwrap();
+        assert_eq!(
+            result.unwrap().output,
+            format!("{{\"run\":{i}}}").into_bytes()
+        );
+        seen += 1;
+    }
+    assert_eq!(seen, 10);
+    s.assert_no_temp_files();
+}
