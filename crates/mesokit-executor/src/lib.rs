@@ -30,4 +30,4 @@ mod runtime;
 pub mod supervisor;
 
 pub use runtime::{Error, run};
-pub use supervisor::{Action, Settings, Supervisor};
+pub use supervisor::{Action, ProbeKind, ProbeResult, Settings, Supervisor};

@@ -12,7 +12,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
 use crate::process::{self, Signal, Termination};
-use crate::supervisor::{Action, Settings, Supervisor};
+use crate::supervisor::{Action, ProbeKind, ProbeResult, Settings, Supervisor};
 
 /// How long the last updates may take to leave once the executor is done.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
@@ -69,6 +69,7 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
 
     let (exit_tx, mut exit_rx) = mpsc::unbounded_channel::<(TaskId, io::Result<Termination>)>();
     let (update_tx, update_rx) = mpsc::unbounded_channel::<TaskStatus>();
+    let (probe_tx, mut probe_rx) = mpsc::unbounded_channel::<(TaskId, ProbeResult)>();
     let sender = tokio::spawn(send_updates(client.clone(), update_rx));
     let mut procs: HashMap<String, mpsc::UnboundedSender<Signal>> = HashMap::new();
     let mut stream_open = true;
@@ -96,6 +97,22 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
                         Ok(())
                     });
                     sup.handle_spawned(&task_id, result.map_err(|e| e.to_string()), Instant::now());
+                }
+                Action::Probe {
+                    task_id,
+                    kind,
+                    probe,
+                    timeout,
+                } => {
+                    // Off the loop: a probe may take its whole timeout.
+                    let tx = probe_tx.clone();
+                    tokio::spawn(async move {
+                        let result = match kind {
+                            ProbeKind::Health => ProbeResult::Health(probe.health(timeout).await),
+                            ProbeKind::Check => ProbeResult::Check(probe.check(timeout).await),
+                        };
+                        let _ = tx.send((task_id, result));
+                    });
                 }
                 Action::Signal { task_id, signal } => {
                     if let Some(tx) = procs.get(&task_id.value) {
@@ -137,6 +154,9 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
                         sup.handle_wait_error(&task_id, &e.to_string(), Instant::now());
                     }
                 }
+            }
+            Some((task_id, result)) = probe_rx.recv() => {
+                sup.handle_probe_result(&task_id, result, Instant::now());
             }
             () = sleep_until(timeout), if timeout.is_some() => sup.handle_timeout(Instant::now()),
             _ = sigterm.recv() => {

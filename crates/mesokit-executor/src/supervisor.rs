@@ -7,6 +7,11 @@
 //! task groups those of the default executor: TASK_STARTING, TASK_RUNNING once the process
 //! exists, one terminal update; a kill is SIGTERM, then SIGKILL after a grace period that a
 //! repeated kill may shorten but never extend.
+//!
+//! Health checks and general checks ([`crate::health`]) start with TASK_RUNNING: the
+//! supervisor says when to probe ([`Action::Probe`]), the driver runs the probe and hands the
+//! result back ([`Supervisor::handle_probe_result`]); changes go out as TASK_RUNNING updates,
+//! and too many failed health checks kill the task (TASK_KILLED with `healthy: false`).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -18,8 +23,11 @@ use mesokit_proto::helpers::new_uuid;
 use mesokit_proto::v1::executor::{Event, event};
 use mesokit_proto::v1::framework_info::capability::Type as Capability;
 use mesokit_proto::v1::task_status::{Reason, Source};
-use mesokit_proto::v1::{DurationInfo, KillPolicy, TaskId, TaskInfo, TaskState, TaskStatus};
+use mesokit_proto::v1::{
+    CheckStatusInfo, DurationInfo, KillPolicy, TaskId, TaskInfo, TaskState, TaskStatus,
+};
 
+use crate::health::{self, CheckRunner, HealthChecker, HealthVerdict, Probe, ProbeError};
 use crate::launch::{self, Placement};
 use crate::process::{CommandSpec, Signal, Termination};
 
@@ -110,6 +118,37 @@ pub enum Action {
     /// Send this status update to the agent. `uuid` and `source` are set; the executor id and
     /// timestamp are left to the client.
     Update(Box<TaskStatus>),
+    /// Run this probe of the task (at most `timeout`, `None`: unbounded), then report with
+    /// [`Supervisor::handle_probe_result`]: [`Probe::health`] for
+    /// [`ProbeKind::Health`], [`Probe::check`] for [`ProbeKind::Check`].
+    Probe {
+        /// The task.
+        task_id: TaskId,
+        /// Health check or general check.
+        kind: ProbeKind,
+        /// What to probe.
+        probe: Box<Probe>,
+        /// The bound of the probe.
+        timeout: Option<Duration>,
+    },
+}
+
+/// Which of a task's checks a probe belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeKind {
+    /// `TaskInfo.health_check`.
+    Health,
+    /// `TaskInfo.check`.
+    Check,
+}
+
+/// The result of an [`Action::Probe`].
+#[derive(Debug)]
+pub enum ProbeResult {
+    /// Of [`Probe::health`].
+    Health(Result<(), String>),
+    /// Of [`Probe::check`].
+    Check(Result<CheckStatusInfo, ProbeError>),
 }
 
 /// The state of the executor's tasks. See the [module documentation](self).
@@ -144,6 +183,12 @@ struct Task {
     kill: Option<Kill>,
     /// When `max_completion_time` runs out.
     deadline: Option<Instant>,
+    /// The health check, started with TASK_RUNNING.
+    health: Option<(HealthChecker, Probe)>,
+    /// The general check, started with TASK_RUNNING.
+    check: Option<(CheckRunner, Probe)>,
+    /// The latest health reported, copied into the task's later updates as Mesos does.
+    healthy: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,6 +220,8 @@ enum KillCause {
     Shutdown,
     /// `max_completion_time` ran out.
     MaxCompletion,
+    /// Too many consecutive health-check failures.
+    Unhealthy,
 }
 
 impl Supervisor {
@@ -206,7 +253,7 @@ impl Supervisor {
     }
 
     /// When [`Supervisor::handle_timeout`] must be called next: a SIGKILL escalation, a
-    /// `max_completion_time`, or the end of the wait for acknowledgements.
+    /// `max_completion_time`, a probe, or the end of the wait for acknowledgements.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let tasks = self.tasks.iter().filter_map(|t| match (t.phase, t.kill) {
             (Phase::Done, _) => None,
@@ -214,8 +261,14 @@ impl Supervisor {
             (_, Some(_)) => None,
             (_, None) => t.deadline,
         });
+        // Checkers are stopped on kills and ends, so they say `None` then.
+        let probes = self.tasks.iter().flat_map(|t| {
+            let health = t.health.as_ref().and_then(|(c, _)| c.next_probe_at());
+            let check = t.check.as_ref().and_then(|(c, _)| c.next_probe_at());
+            health.into_iter().chain(check)
+        });
         let acks = self.ack_deadline.filter(|_| !self.unacked.is_empty());
-        tasks.chain(acks).min()
+        tasks.chain(probes).chain(acks).min()
     }
 
     /// Whether the executor is done: every task has ended, and its terminal update has been
@@ -312,8 +365,23 @@ impl Supervisor {
         match result {
             Ok(()) => {
                 self.tasks[i].phase = Phase::Running;
-                self.update(task_id, TaskState::TaskRunning, None, None);
-                if self.tasks[i].kill.is_some() {
+                let task = &mut self.tasks[i];
+                let killed = task.kill.is_some();
+                let mut running = status(task_id, TaskState::TaskRunning, None, None);
+                if let Some((checker, _)) = &mut task.health
+                    && !killed
+                {
+                    checker.start(now);
+                }
+                if let Some((runner, _)) = &mut task.check {
+                    // Mesos puts the empty status in the first TASK_RUNNING.
+                    running.check_status = Some(runner.initial_status());
+                    if !killed {
+                        runner.start(now);
+                    }
+                }
+                self.send(running);
+                if killed {
                     // Killed while starting: the SIGTERM could not be sent until now.
                     self.signal(task_id, Signal::Term);
                 }
@@ -383,6 +451,28 @@ impl Supervisor {
                 self.kill_task(i, Duration::ZERO, KillCause::MaxCompletion, now);
             }
         }
+        for t in &mut self.tasks {
+            if let Some((checker, probe)) = &mut t.health
+                && checker.poll_probe(now)
+            {
+                self.actions.push_back(Action::Probe {
+                    task_id: t.id.clone(),
+                    kind: ProbeKind::Health,
+                    probe: Box::new(probe.clone()),
+                    timeout: checker.timing().timeout,
+                });
+            }
+            if let Some((runner, probe)) = &mut t.check
+                && runner.poll_probe(now)
+            {
+                self.actions.push_back(Action::Probe {
+                    task_id: t.id.clone(),
+                    kind: ProbeKind::Check,
+                    probe: Box::new(probe.clone()),
+                    timeout: runner.timing().timeout,
+                });
+            }
+        }
         if self.ack_deadline.is_some_and(|d| d <= now) && !self.unacked.is_empty() {
             tracing::warn!(
                 unacknowledged = self.unacked.len(),
@@ -392,6 +482,57 @@ impl Supervisor {
             self.unacked.clear();
         }
         self.escalate(now);
+    }
+
+    /// The result of an [`Action::Probe`] that ended at `now`: a change of health or of the
+    /// check's status becomes a TASK_RUNNING update; too many consecutive health-check
+    /// failures report `healthy: false` and kill the task (its grace, as for a KILL).
+    pub fn handle_probe_result(&mut self, task_id: &TaskId, result: ProbeResult, now: Instant) {
+        let Some(i) = self.find(task_id, Phase::Running) else {
+            // The task ended while the probe ran.
+            return;
+        };
+        match result {
+            ProbeResult::Health(result) => {
+                let Some((checker, _)) = &mut self.tasks[i].health else {
+                    return;
+                };
+                match checker.probe_result(now, result) {
+                    HealthVerdict::Nothing => {}
+                    HealthVerdict::Report { healthy, message } => {
+                        tracing::info!(task_id = %task_id.value, healthy, "health changed");
+                        self.report_health(i, healthy, message);
+                    }
+                    HealthVerdict::Kill { message } => {
+                        tracing::warn!(task_id = %task_id.value, %message, "unhealthy: killing");
+                        self.report_health(i, false, Some(message));
+                        let grace = self.grace(i, None);
+                        self.kill_task(i, grace, KillCause::Unhealthy, now);
+                    }
+                }
+            }
+            ProbeResult::Check(result) => {
+                let task = &mut self.tasks[i];
+                let Some((runner, _)) = &mut task.check else {
+                    return;
+                };
+                if let Some(check) = runner.probe_result(now, result) {
+                    tracing::info!(task_id = %task_id.value, ?check, "check status changed");
+                    let mut update = health::check_status(task_id, check);
+                    update.healthy = task.healthy;
+                    self.send(update);
+                }
+            }
+        }
+        self.escalate(now);
+    }
+
+    fn report_health(&mut self, i: usize, healthy: bool, message: Option<String>) {
+        let task = &mut self.tasks[i];
+        task.healthy = Some(healthy);
+        let mut update = health::health_status(&task.id, healthy, message);
+        update.check_status = task.check.as_ref().map(|(r, _)| *r.last_status());
+        self.send(update);
     }
 
     /// Kills every task (grace: the task's, at most the shutdown grace period less
@@ -439,6 +580,9 @@ impl Supervisor {
             phase: Phase::Starting,
             kill: None,
             deadline: task.max_completion_time.as_ref().map(|d| now + duration(d)),
+            health: None,
+            check: None,
+            healthy: None,
         });
         let i = self.tasks.len() - 1;
 
@@ -469,10 +613,13 @@ impl Supervisor {
             Some(_) => Placement::OwnDir(sandbox),
         };
         match launch::command_spec(task, &self.settings.executor_env, placement) {
-            Ok(spec) => self.actions.push_back(Action::Launch {
-                task_id: id.clone(),
-                command: Box::new(spec),
-            }),
+            Ok(spec) => {
+                self.prepare_checks(i, task, spec.cwd.as_deref());
+                self.actions.push_back(Action::Launch {
+                    task_id: id.clone(),
+                    command: Box::new(spec),
+                });
+            }
             Err(e) => {
                 tracing::warn!(task_id = %id.value, error = %e, "invalid task");
                 self.terminal(
@@ -483,6 +630,37 @@ impl Supervisor {
                     now,
                 );
             }
+        }
+    }
+
+    /// Builds the task's health check and check (started with TASK_RUNNING). One that cannot
+    /// run is left out, as Mesos's validation would have refused it.
+    fn prepare_checks(&mut self, i: usize, task: &TaskInfo, cwd: Option<&std::path::Path>) {
+        let env = &self.settings.executor_env;
+        let id = &task.task_id.value;
+        if let Some(hc) = &task.health_check {
+            match Probe::from_health_check(hc, env, cwd) {
+                Ok(probe) => self.tasks[i].health = Some((HealthChecker::new(hc), probe)),
+                Err(error) => {
+                    tracing::warn!(task_id = %id, %error, "invalid health check: not run");
+                }
+            }
+        }
+        if let Some(check) = &task.check {
+            match Probe::from_check_info(check, env, cwd) {
+                Ok(probe) => self.tasks[i].check = Some((CheckRunner::new(check), probe)),
+                Err(error) => tracing::warn!(task_id = %id, %error, "invalid check: not run"),
+            }
+        }
+    }
+
+    fn stop_checks(&mut self, i: usize) {
+        let task = &mut self.tasks[i];
+        if let Some((checker, _)) = &mut task.health {
+            checker.stop();
+        }
+        if let Some((runner, _)) = &mut task.check {
+            runner.stop();
         }
     }
 
@@ -530,6 +708,8 @@ impl Supervisor {
         });
         let id = task.id.clone();
         let running = task.phase == Phase::Running;
+        // As Mesos does: no more health or check updates once the kill began.
+        self.stop_checks(i);
         if self.killing_state && cause != KillCause::MaxCompletion {
             self.update(&id, TaskState::TaskKilling, None, None);
         }
@@ -566,8 +746,17 @@ impl Supervisor {
         now: Instant,
     ) {
         self.tasks[i].phase = Phase::Done;
+        self.stop_checks(i);
         let id = self.tasks[i].id.clone();
-        let uuid = self.update(&id, state, reason, Some(message));
+        let mut last = status(&id, state, reason, Some(message));
+        // Mesos marks the end of a task its health checker killed as unhealthy.
+        if self.tasks[i]
+            .kill
+            .is_some_and(|k| k.cause == KillCause::Unhealthy)
+        {
+            last.healthy = Some(false);
+        }
+        let uuid = self.send(last);
         self.unacked.push(uuid);
 
         // Default-executor group policy: one task failing or killed takes the others down.
@@ -603,17 +792,31 @@ impl Supervisor {
         reason: Option<Reason>,
         message: Option<String>,
     ) -> Bytes {
+        self.send(status(task_id, state, reason, message))
+    }
+
+    /// Queues `status` with a fresh uuid, which it returns.
+    fn send(&mut self, mut status: TaskStatus) -> Bytes {
         let uuid = new_uuid();
-        self.actions.push_back(Action::Update(Box::new(TaskStatus {
-            task_id: task_id.clone(),
-            state: state as i32,
-            message,
-            reason: reason.map(|r| r as i32),
-            source: Some(Source::Executor as i32),
-            uuid: Some(uuid.clone()),
-            ..Default::default()
-        })));
+        status.uuid = Some(uuid.clone());
+        self.actions.push_back(Action::Update(Box::new(status)));
         uuid
+    }
+}
+
+fn status(
+    task_id: &TaskId,
+    state: TaskState,
+    reason: Option<Reason>,
+    message: Option<String>,
+) -> TaskStatus {
+    TaskStatus {
+        task_id: task_id.clone(),
+        state: state as i32,
+        message,
+        reason: reason.map(|r| r as i32),
+        source: Some(Source::Executor as i32),
+        ..Default::default()
     }
 }
 

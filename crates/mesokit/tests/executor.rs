@@ -605,3 +605,127 @@ async fn footprint() {
     agent.updates_until_terminal().await;
     assert!(exits(&mut child).await.success());
 }
+
+/// A health check for `port` on 127.0.0.1: HTTP GET `/health`, probing at once and every
+/// 100 ms, no grace period.
+fn http_health_check(port: u16, consecutive_failures: u32) -> mesokit_proto::v1::HealthCheck {
+    use mesokit_proto::v1::{HealthCheck, health_check};
+    HealthCheck {
+        r#type: Some(health_check::Type::Http as i32),
+        http: Some(health_check::HttpCheckInfo {
+            port: u32::from(port),
+            path: Some("/health".into()),
+            ..Default::default()
+        }),
+        delay_seconds: Some(0.0),
+        interval_seconds: Some(0.1),
+        timeout_seconds: Some(2.0),
+        consecutive_failures: Some(consecutive_failures),
+        grace_period_seconds: Some(0.0),
+        ..Default::default()
+    }
+}
+
+/// A tiny HTTP server on 127.0.0.1 answering every request with 200; it lives as long as the
+/// test's runtime.
+async fn healthy_server() -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = sock
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn a_passing_health_check_reports_healthy() {
+    let sandbox = Sandbox::new("healthy");
+    let port = healthy_server().await;
+    let mut info = task("t-healthy", "exec sleep 30").build();
+    info.health_check = Some(Box::new(http_health_check(port, 3)));
+    let mut agent = FakeAgent::start(fake_agent::subscribed(FRAMEWORK, "t-healthy", &[])).await;
+    agent.queue(fake_agent::launch(info));
+    let mut child = start_executor(&agent, "t-healthy", &sandbox, &[]);
+
+    assert_eq!(state(&agent.next_update().await), "TASK_STARTING");
+    let running = agent.next_update().await;
+    assert_eq!(state(&running), "TASK_RUNNING");
+    assert_eq!(running.healthy, None);
+    let healthy = agent.next_update().await;
+    assert_eq!(state(&healthy), "TASK_RUNNING");
+    assert_eq!(healthy.healthy, Some(true));
+    assert_eq!(
+        healthy.reason,
+        Some(Reason::TaskHealthCheckStatusUpdated as i32)
+    );
+
+    agent.send(fake_agent::kill("t-healthy", None));
+    let updates = agent.updates_until_terminal().await;
+    assert_eq!(
+        states(&updates),
+        ["TASK_KILLED"],
+        "later successes stay quiet"
+    );
+    assert_eq!(
+        updates[0].healthy, None,
+        "a KILL is not a health-check kill"
+    );
+    assert!(exits(&mut child).await.success());
+}
+
+#[tokio::test]
+async fn a_failing_health_check_kills_the_task_as_unhealthy() {
+    let sandbox = Sandbox::new("unhealthy");
+    // A port nobody listens on: bound, then released.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let mut info = task("t-unhealthy", "exec sleep 30").build();
+    info.health_check = Some(Box::new(http_health_check(port, 1)));
+    let mut agent = FakeAgent::start(fake_agent::subscribed(FRAMEWORK, "t-unhealthy", &[])).await;
+    agent.queue(fake_agent::launch(info));
+    let mut child = start_executor(&agent, "t-unhealthy", &sandbox, &[]);
+
+    let updates = agent.updates_until_terminal().await;
+    assert_eq!(
+        states(&updates),
+        [
+            "TASK_STARTING",
+            "TASK_RUNNING",
+            "TASK_RUNNING",
+            "TASK_KILLED"
+        ]
+    );
+    let unhealthy = &updates[2];
+    assert_eq!(unhealthy.healthy, Some(false));
+    assert_eq!(
+        unhealthy.reason,
+        Some(Reason::TaskHealthCheckStatusUpdated as i32)
+    );
+    assert!(
+        unhealthy
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("consecutive health check failures")),
+        "{unhealthy:?}"
+    );
+    // As the Mesos command executor ends a task its health checker killed.
+    assert_eq!(updates[3].healthy, Some(false));
+    assert!(exits(&mut child).await.success());
+}
