@@ -7,7 +7,23 @@
 //! repeated module names and timeouts that are not plain integers (`"10s"`, which `stoul`
 //! reads as 10) are errors. Accepted beyond Criteo master: the legacy keys of v0.0.1
 //! (`slave_run_task_label_decorator`, …) and v0.2.0 (`hook_slave_…`, `isolator_prepare`, …),
-//! mapped to the same methods with the default timeout.
+//! mapped to the same methods with the default timeout. Two isolators with the same
+//! `module_name` are refused too: Criteo would have them share one state directory.
+//!
+//! ```
+//! use mesokit_hooks::modules::{self, Method};
+//!
+//! let cfg = modules::parse(r#"{"libraries": [{"file": "/usr/lib/libmesos_command_modules.so",
+//!     "modules": [{"name": "com_criteo_mesos_CommandIsolator2", "parameters": [
+//!         {"key": "isolator_prepare_command", "value": "/opt/prepare.sh"},
+//!         {"key": "isolator_prepare_timeout", "value": "10"},
+//!         {"key": "module_name", "value": "consul"}]}]}]}"#)?;
+//! let cfg = modules::select(&cfg, &[], &["filesystem/linux", "com_criteo_mesos_CommandIsolator2"])?;
+//! let prepare = &cfg.isolators[0].commands[&Method::Prepare];
+//! assert_eq!(prepare.command, "/opt/prepare.sh");
+//! assert_eq!(prepare.timeout.as_secs(), 10);
+//! # Ok::<(), modules::ConfigError>(())
+//! ```
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,7 +31,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// Timeout of a command with no `<prefix>_timeout` key: Criteo's `DEFAULT_COMMAND_TIMEOUT`.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+pub use crate::runner::DEFAULT_TIMEOUT;
 
 /// Pause between watch runs with no `isolator_watch_frequence` key: Criteo's
 /// `DEFAULT_COMMAND_FREQUENCE`.
@@ -165,7 +181,8 @@ impl fmt::Display for ModuleKind {
 pub struct MethodConfig {
     /// Executable path, run verbatim (no shell, no argument splitting).
     pub command: String,
-    /// `<prefix>_timeout` in whole seconds, default [`DEFAULT_TIMEOUT`].
+    /// `<prefix>_timeout` in whole seconds, default [`DEFAULT_TIMEOUT`]. (A timeout whose
+    /// command is absent or empty is checked, then has no effect, as in Criteo.)
     pub timeout: Duration,
 }
 
@@ -203,6 +220,16 @@ pub enum ConfigError {
         "{origin}: module \"{name}\" is defined twice; use a numbered variant ({name}2 … {name}{MAX_INSTANCE}) for a second instance"
     )]
     DuplicateModule { origin: String, name: String },
+    /// Two isolators with the same `module_name` (their state directory).
+    #[error(
+        "{origin}: isolators \"{first}\" and \"{second}\" both have module_name \"{module_name}\"; give each isolator its own module_name (it names its state directory)"
+    )]
+    SharedModuleName {
+        origin: String,
+        first: String,
+        second: String,
+        module_name: String,
+    },
     /// `module_name` missing or empty.
     #[error(
         "{origin}: module \"{module}\" has no module_name parameter; add {{\"key\": \"module_name\", \"value\": \"<unique name>\"}} (it is mandatory for all defined modules)"
@@ -352,7 +379,21 @@ pub fn parse_json(text: &str, origin: &str) -> Result<ModulesConfig, ConfigError
             let m = module_from_params(origin, name, kind, library.clone(), &params)?;
             match kind {
                 ModuleKind::Hook => cfg.hooks.push(m),
-                ModuleKind::Isolator => cfg.isolators.push(m),
+                ModuleKind::Isolator => {
+                    if let Some(first) = cfg
+                        .isolators
+                        .iter()
+                        .find(|i| i.module_name == m.module_name)
+                    {
+                        return Err(ConfigError::SharedModuleName {
+                            origin: origin.to_owned(),
+                            first: first.mesos_name.clone(),
+                            second: m.mesos_name,
+                            module_name: m.module_name,
+                        });
+                    }
+                    cfg.isolators.push(m)
+                }
             }
         }
     }

@@ -340,6 +340,32 @@ fn duplicate_module_names() {
 }
 
 #[test]
+fn isolators_need_distinct_module_names() {
+    let module = |name: &str, module_name: &str| {
+        format!(
+            r#"{{"name":"{name}","parameters":[{{"key":"module_name","value":"{module_name}"}}]}}"#
+        )
+    };
+    let text = format!(
+        r#"{{"libraries":[{{"file":"/lib.so","modules":[{},{},{},{}]}}]}}"#,
+        module("com_criteo_mesos_CommandHook", "same"),
+        module("com_criteo_mesos_CommandHook2", "same"),
+        module("com_criteo_mesos_CommandIsolator", "same"),
+        module("com_criteo_mesos_CommandIsolator4", "same"),
+    );
+    let e = err(&text);
+    assert!(matches!(e, ConfigError::SharedModuleName { .. }), "{e:?}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains(
+            "\"com_criteo_mesos_CommandIsolator\" and \"com_criteo_mesos_CommandIsolator4\""
+        ),
+        "{msg}"
+    );
+    assert!(msg.contains("module_name \"same\""), "{msg}");
+}
+
+#[test]
 fn duplicate_and_conflicting_keys() {
     let e = err(&one(
         "com_criteo_mesos_CommandHook",
