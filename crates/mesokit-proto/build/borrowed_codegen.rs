@@ -166,6 +166,14 @@ fn gen_protobuf(
         out,
         "    #[allow(unused_variables, unused_mut, clippy::all)]"
     );
+    // Small messages (ids, scalars, ranges) are decoded by the thousand inside bigger ones:
+    // inline them into their parent's loop; let the compiler judge the rest.
+    let inline = if m.field.len() <= 3 {
+        "#[inline(always)]"
+    } else {
+        "#[inline]"
+    };
+    let _ = writeln!(out, "    {inline}");
     let _ = writeln!(
         out,
         "    fn merge_pb(&mut self, r: &mut PbReader<'a>) -> Result<(), PbError> {{"
