@@ -110,8 +110,14 @@ impl<'a> PbReader<'a> {
     /// The next field's number and wire type, or `None` at the end of the message.
     #[inline(always)]
     pub fn key(&mut self) -> R<Option<(u32, u8)>> {
-        if self.pos >= self.buf.len() {
-            return Ok(None);
+        match self.buf.get(self.pos) {
+            None => return Ok(None),
+            // Fields 1..=15: the key is one byte.
+            Some(&b) if (8..0x80).contains(&b) => {
+                self.pos += 1;
+                return Ok(Some((u32::from(b >> 3), b & 7)));
+            }
+            Some(_) => {}
         }
         let k = self.varint()?;
         let num = (k >> 3) as u32;
