@@ -9,7 +9,8 @@ fuzz_target!(|data: &[u8]| {
     let view = borrowed::decode_json::<borrowed::v1::scheduler::Call<'_>>(data);
     assert_eq!(owned.is_ok(), view.is_ok());
     if let (Ok(o), Ok(v)) = (owned, view) {
-        assert_eq!(v.to_owned_message(), o);
+        // Through encodings: NaN != NaN would fail a field-wise comparison.
+        assert_eq!(json::encode(&v.to_owned_message()), json::encode(&o));
         let again: scheduler::Call = json::decode(&json::encode(&o)).expect("own output decodes");
         assert_eq!(json::encode(&again), json::encode(&o));
     }
