@@ -20,7 +20,7 @@ use mesokit_proto::v1::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::launch::{DEFAULT_PATH, EXECUTOR_ONLY_PREFIX, EXECUTOR_ONLY_VARS};
+use crate::launch;
 use crate::process::{self, CommandSpec, Output, Signal, Termination};
 
 /// Mesos defaults for unset `HealthCheck` / `CheckInfo` fields.
@@ -692,38 +692,16 @@ fn command_spec(
         .as_deref()
         .filter(|v| !v.is_empty())
         .ok_or(InvalidCheck::NoCommandValue)?;
-    let mut env: Vec<(String, String)> = executor_env
-        .iter()
-        .filter(|(k, _)| {
-            !EXECUTOR_ONLY_VARS.contains(&k.as_str()) && !k.starts_with(EXECUTOR_ONLY_PREFIX)
-        })
-        .cloned()
-        .collect();
-    if !env.iter().any(|(k, _)| k == "PATH") {
-        env.push(("PATH".into(), DEFAULT_PATH.into()));
-    }
+    let mut env = launch::base_env(executor_env);
     for var in command.environment.iter().flat_map(|e| &e.variables) {
         if matches!(
             var.r#type.map(VarType::try_from),
             None | Some(Ok(VarType::Value))
         ) {
-            let value = var.value.clone().unwrap_or_default();
-            match env.iter_mut().find(|(k, _)| *k == var.name) {
-                Some(slot) => slot.1 = value,
-                None => env.push((var.name.clone(), value)),
-            }
+            launch::set(&mut env, &var.name, var.value.as_deref().unwrap_or(""));
         }
     }
-    let (program, argv0, args) = if command.shell.unwrap_or(true) {
-        (
-            "/bin/sh".to_owned(),
-            Some("sh".to_owned()),
-            vec!["-c".to_owned(), value.to_owned()],
-        )
-    } else {
-        let mut arguments = command.arguments.iter().cloned();
-        (value.to_owned(), arguments.next(), arguments.collect())
-    };
+    let (program, argv0, args) = launch::program_and_args(command, value);
     Ok(CommandSpec {
         program,
         argv0,

@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use mesokit_proto::v1::TaskInfo;
 use mesokit_proto::v1::environment::variable::Type as VarType;
+use mesokit_proto::v1::{CommandInfo, TaskInfo};
 
 use crate::process::{CommandSpec, Output};
 
@@ -93,16 +93,7 @@ pub fn command_spec(
         .filter(|v| !v.is_empty())
         .ok_or(InvalidTask::NoValue)?;
 
-    let mut env: Vec<(String, String)> = executor_env
-        .iter()
-        .filter(|(k, _)| {
-            !EXECUTOR_ONLY_VARS.contains(&k.as_str()) && !k.starts_with(EXECUTOR_ONLY_PREFIX)
-        })
-        .cloned()
-        .collect();
-    if !env.iter().any(|(k, _)| k == "PATH") {
-        env.push(("PATH".into(), DEFAULT_PATH.into()));
-    }
+    let mut env = base_env(executor_env);
 
     let (cwd, create_cwd, stdout, stderr) = match placement {
         Placement::Shared(sandbox) => (
@@ -145,17 +136,7 @@ pub fn command_spec(
         }
     }
 
-    let (program, argv0, args) = if command.shell.unwrap_or(true) {
-        (
-            "/bin/sh".to_owned(),
-            Some("sh".to_owned()),
-            vec!["-c".to_owned(), value.to_owned()],
-        )
-    } else {
-        // execvp(value, arguments): arguments[0] is argv[0].
-        let mut arguments = command.arguments.iter().cloned();
-        (value.to_owned(), arguments.next(), arguments.collect())
-    };
+    let (program, argv0, args) = program_and_args(command, value);
 
     Ok(CommandSpec {
         program,
@@ -171,6 +152,41 @@ pub fn command_spec(
 }
 
 /// `<sandbox>/tasks/<task id>`, with a task id that cannot climb out of the sandbox.
+/// The executor's environment as every process it starts gets it: without
+/// [`EXECUTOR_ONLY_VARS`] and `MESOKIT_EXECUTOR_*`, with `PATH` ([`DEFAULT_PATH`]) if unset.
+pub(crate) fn base_env(executor_env: &[(String, String)]) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = executor_env
+        .iter()
+        .filter(|(k, _)| {
+            !EXECUTOR_ONLY_VARS.contains(&k.as_str()) && !k.starts_with(EXECUTOR_ONLY_PREFIX)
+        })
+        .cloned()
+        .collect();
+    if !env.iter().any(|(k, _)| k == "PATH") {
+        env.push(("PATH".into(), DEFAULT_PATH.into()));
+    }
+    env
+}
+
+/// Program, `argv[0]` and arguments of a `CommandInfo` whose value is `value`: `/bin/sh -c
+/// value` for a shell command, else `execvp(value, arguments)` with `arguments[0]` as
+/// `argv[0]`.
+pub(crate) fn program_and_args(
+    command: &CommandInfo,
+    value: &str,
+) -> (String, Option<String>, Vec<String>) {
+    if command.shell.unwrap_or(true) {
+        (
+            "/bin/sh".to_owned(),
+            Some("sh".to_owned()),
+            vec!["-c".to_owned(), value.to_owned()],
+        )
+    } else {
+        let mut arguments = command.arguments.iter().cloned();
+        (value.to_owned(), arguments.next(), arguments.collect())
+    }
+}
+
 pub fn task_dir(sandbox: &Path, task_id: &str) -> PathBuf {
     let name = match task_id.replace('/', "_") {
         n if n.is_empty() || n == "." || n == ".." => format!("_{n}"),
@@ -179,7 +195,7 @@ pub fn task_dir(sandbox: &Path, task_id: &str) -> PathBuf {
     sandbox.join("tasks").join(name)
 }
 
-fn set(env: &mut Vec<(String, String)>, key: &str, value: &str) {
+pub(crate) fn set(env: &mut Vec<(String, String)>, key: &str, value: &str) {
     match env.iter_mut().find(|(k, _)| k == key) {
         Some(slot) => value.clone_into(&mut slot.1),
         None => env.push((key.to_owned(), value.to_owned())),
