@@ -436,10 +436,7 @@ impl AgentCore {
                 executor_id,
                 container_id,
             } => {
-                let Some(e) = self
-                    .frameworks
-                    .get_mut(&framework_id)
-                    .and_then(|f| f.executors.get_mut(&executor_id))
+                let Some(e) = executor_mut(&mut self.frameworks, &framework_id, &executor_id)
                     .filter(|e| e.container_id == container_id)
                 else {
                     return;
@@ -463,10 +460,7 @@ impl AgentCore {
                 executor_id,
                 container_id,
             } => {
-                let Some(e) = self
-                    .frameworks
-                    .get_mut(&framework_id)
-                    .and_then(|f| f.executors.get_mut(&executor_id))
+                let Some(e) = executor_mut(&mut self.frameworks, &framework_id, &executor_id)
                     .filter(|e| e.container_id == container_id)
                 else {
                     return;
@@ -533,12 +527,12 @@ impl AgentCore {
                 executor_id,
                 data,
             } => {
-                let Some(e) = self
-                    .frameworks
-                    .get_mut(&framework_id.value)
-                    .and_then(|f| f.executors.get_mut(&executor_id.value))
-                    .filter(|e| e.state == ExecState::Running)
-                else {
+                let Some(e) = executor_mut(
+                    &mut self.frameworks,
+                    &framework_id.value,
+                    &executor_id.value,
+                )
+                .filter(|e| e.state == ExecState::Running) else {
                     tracing::debug!(framework_id = %framework_id.value, executor_id = %executor_id.value, "framework message for an executor not subscribed; dropped");
                     return;
                 };
@@ -698,11 +692,8 @@ impl AgentCore {
     ) {
         self.now = now;
         let timeout = self.config.executor_registration_timeout;
-        let Some(e) = self
-            .frameworks
-            .get_mut(fid)
-            .and_then(|f| f.executors.get_mut(eid))
-            .filter(|e| e.container_id == cid)
+        let Some(e) =
+            executor_mut(&mut self.frameworks, fid, eid).filter(|e| e.container_id == cid)
         else {
             if let Ok(Some(pgid)) = result {
                 self.actions.push_back(Action::Kill { pgid });
@@ -842,10 +833,7 @@ impl AgentCore {
                     "Killed before delivery to the executor",
                 );
             }
-            if let Some(e) = self
-                .frameworks
-                .get_mut(&fid.value)
-                .and_then(|f| f.executors.get_mut(&eid.value))
+            if let Some(e) = executor_mut(&mut self.frameworks, &fid.value, &eid.value)
                 && !e.ever_launched
                 && e.queued.is_empty()
                 && e.state == ExecState::Registering
@@ -869,11 +857,7 @@ impl AgentCore {
 
     fn shutdown_executor(&mut self, fid: &str, eid: &str) {
         let default_grace = self.config.executor_shutdown_grace;
-        let Some(e) = self
-            .frameworks
-            .get_mut(fid)
-            .and_then(|f| f.executors.get_mut(eid))
-        else {
+        let Some(e) = executor_mut(&mut self.frameworks, fid, eid) else {
             return;
         };
         if e.state == ExecState::Terminated {
@@ -1215,11 +1199,7 @@ impl AgentCore {
     /// An UPDATE from an executor: fill in the ids, record, acknowledge to the executor.
     fn executor_update(&mut self, fid: &FrameworkId, eid: &str, mut status: TaskStatus) {
         let wall = self.wall();
-        let Some(e) = self
-            .frameworks
-            .get_mut(&fid.value)
-            .and_then(|f| f.executors.get_mut(eid))
-        else {
+        let Some(e) = executor_mut(&mut self.frameworks, &fid.value, eid) else {
             return;
         };
         status.agent_id = Some(self.config.id.clone());
@@ -1261,11 +1241,7 @@ impl AgentCore {
         if recorded == Recorded::AfterTerminal {
             tracing::debug!(framework_id = %fid.value, task_id = %task_id.value, "update after a terminal one dropped");
         }
-        if let Some(e) = self
-            .frameworks
-            .get_mut(&fid.value)
-            .and_then(|f| f.executors.get_mut(eid))
-        {
+        if let Some(e) = executor_mut(&mut self.frameworks, &fid.value, eid) {
             let mut ev = event_of(event::Type::Acknowledged);
             ev.acknowledged = Some(event::Acknowledged { task_id, uuid });
             e.send(&mut self.actions, ev);
@@ -1309,6 +1285,16 @@ fn launch_on(out: &mut VecDeque<Action>, e: &mut Executor, work: Pending) {
     }
     e.ever_launched = true;
     e.send(out, ev);
+}
+
+/// The executor `eid` of framework `fid`. Takes the map rather than `&mut self`, so callers
+/// can still push actions while they hold the executor.
+fn executor_mut<'a>(
+    frameworks: &'a mut BTreeMap<String, Framework>,
+    fid: &str,
+    eid: &str,
+) -> Option<&'a mut Executor> {
+    frameworks.get_mut(fid)?.executors.get_mut(eid)
 }
 
 #[cfg(test)]
