@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use mesokit_proto::v1::{self, scheduler};
+use mesokit_proto::v1::scheduler;
 use mesokit_proto::{Message, json, recordio};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -15,31 +15,8 @@ use crate::agent::AgentHandle;
 use crate::http::Media;
 use crate::messages::ToMaster;
 
-/// A read of the master's state for the HTTP front.
-#[derive(Debug)]
-pub(crate) enum Read {
-    State,
-    Frameworks {
-        framework_id: Option<String>,
-    },
-    Tasks {
-        limit: usize,
-        offset: usize,
-        descending: bool,
-        framework_id: Option<String>,
-        task_id: Option<String>,
-    },
-    Metrics,
-    MasterInfo,
-}
-
-/// What a read returns.
-#[derive(Debug)]
-pub(crate) enum ReadResult {
-    Json(String),
-    Metrics(Vec<(String, f64)>),
-    MasterInfo(Box<v1::MasterInfo>),
-}
+/// Work the HTTP front runs on the master in its task (reads of its state, operator calls).
+type Job = Box<dyn FnOnce(&mut Master, std::time::Instant) + Send>;
 
 /// A SUBSCRIBE accepted by the master: the stream's id, its event records, and a guard to keep
 /// with the response body (dropping it tells the master the stream is gone).
@@ -60,7 +37,6 @@ impl Drop for StreamGuard {
     }
 }
 
-#[derive(Debug)]
 pub(crate) enum Command {
     Subscribe {
         call: Box<scheduler::Call>,
@@ -73,10 +49,7 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<CallOk, CallError>>,
     },
     StreamClosed(StreamId),
-    Read {
-        what: Read,
-        reply: oneshot::Sender<ReadResult>,
-    },
+    With(Job),
 }
 
 /// The handle the HTTP front uses to talk to the master task.
@@ -120,8 +93,18 @@ impl MasterHandle {
         .unwrap_or_else(|| Err(gone()))
     }
 
-    pub(crate) async fn read(&self, what: Read) -> Option<ReadResult> {
-        self.ask(|reply| Command::Read { what, reply }).await
+    /// Runs `f` on the master in its task and returns what it returns (`None` if the master
+    /// is gone). Outputs `f` causes (a TEARDOWN's events, say) are carried out as usual.
+    pub(crate) async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Master, std::time::Instant) -> T + Send + 'static,
+    ) -> Option<T> {
+        self.ask(|reply| {
+            Command::With(Box::new(move |m, now| {
+                let _ = reply.send(f(m, now));
+            }))
+        })
+        .await
     }
 }
 
@@ -186,9 +169,7 @@ pub(crate) fn spawn(
                                 master.stream_closed(now, id);
                             }
                         }
-                        Command::Read { what, reply } => {
-                            let _ = reply.send(read(&master, now, what));
-                        }
+                        Command::With(job) => job(&mut master, now),
                     }
                 }
                 msg = from_agents.recv() => {
@@ -234,29 +215,5 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
-    }
-}
-
-fn read(master: &Master, now: std::time::Instant, what: Read) -> ReadResult {
-    match what {
-        Read::State => ReadResult::Json(master.state_json(now)),
-        Read::Frameworks { framework_id } => {
-            ReadResult::Json(master.frameworks_json(framework_id.as_deref()))
-        }
-        Read::Tasks {
-            limit,
-            offset,
-            descending,
-            framework_id,
-            task_id,
-        } => ReadResult::Json(master.tasks_json(
-            limit,
-            offset,
-            descending,
-            framework_id.as_deref(),
-            task_id.as_deref(),
-        )),
-        Read::Metrics => ReadResult::Metrics(master.metrics()),
-        Read::MasterInfo => ReadResult::MasterInfo(Box::new(master.master_info())),
     }
 }

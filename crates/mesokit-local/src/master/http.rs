@@ -10,8 +10,8 @@ use http::{HeaderValue, StatusCode, header};
 use mesokit_proto::v1::{master, scheduler};
 use mesokit_proto::{Message, json};
 
-use super::actor::{MasterHandle, Read, ReadResult};
-use super::{CallOk, MESOS_VERSION};
+use super::actor::MasterHandle;
+use super::{CallOk, MESOS_VERSION, Master};
 use crate::http::{self as h, Media, Request, Response};
 
 /// Routes one request.
@@ -21,44 +21,45 @@ pub(crate) async fn handle(m: MasterHandle, req: Request) -> Response {
         .strip_prefix("/master")
         .filter(|p| p.starts_with('/'))
         .unwrap_or(&path);
+    let path = path.strip_suffix(".json").unwrap_or(path);
+    let q = |name: &str| param(&req, name);
     match path {
         "/api/v1/scheduler" => scheduler_api(m, req).await,
         "/api/v1" => operator_api(m, req).await,
-        "/state" | "/state.json" => read_json(&m, Read::State).await,
-        "/frameworks" | "/frameworks.json" => {
-            let framework_id = param(&req, "framework_id");
-            read_json(&m, Read::Frameworks { framework_id }).await
+        "/state" => read_json(&m, |m, now| m.state_json(now)).await,
+        "/state-summary" => read_json(&m, |m, _| m.state_summary_json()).await,
+        "/slaves" => read_json(&m, |m, _| m.slaves_json()).await,
+        "/roles" => read_json(&m, |m, _| m.roles_json()).await,
+        "/flags" => read_json(&m, |m, _| m.flags_json()).await,
+        "/frameworks" => {
+            let framework_id = q("framework_id");
+            read_json(&m, move |m, _| m.frameworks_json(framework_id.as_deref())).await
         }
-        "/tasks" | "/tasks.json" => {
-            let limit = param(&req, "limit")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(100);
-            let offset = param(&req, "offset")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            let descending = param(&req, "order").as_deref() != Some("asc");
-            let framework_id = param(&req, "framework_id");
-            let task_id = param(&req, "task_id");
-            read_json(
-                &m,
-                Read::Tasks {
+        "/tasks" => {
+            let limit = q("limit").and_then(|v| v.parse().ok()).unwrap_or(100);
+            let offset = q("offset").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let descending = q("order").as_deref() != Some("asc");
+            let (framework_id, task_id) = (q("framework_id"), q("task_id"));
+            read_json(&m, move |m, _| {
+                m.tasks_json(
                     limit,
                     offset,
                     descending,
-                    framework_id,
-                    task_id,
-                },
-            )
+                    framework_id.as_deref(),
+                    task_id.as_deref(),
+                )
+            })
             .await
         }
-        "/metrics/snapshot" => match m.read(Read::Metrics).await {
-            Some(ReadResult::Metrics(list)) => h::json(metrics_json(&list)),
-            _ => unavailable(),
+        "/metrics/snapshot" => match m.with(|m, _| m.metrics()).await {
+            Some(list) => h::json(metrics_json(&list)),
+            None => unavailable(),
         },
         "/health" => h::empty(StatusCode::OK),
         "/version" => h::json(version_json()),
-        "/redirect" => match m.read(Read::MasterInfo).await {
-            Some(ReadResult::MasterInfo(mi)) => {
+        "/teardown" => teardown_form(m, req).await,
+        "/redirect" => match m.with(|m, _| m.master_info()).await {
+            Some(mi) => {
                 let host = mi
                     .address
                     .as_ref()
@@ -72,7 +73,7 @@ pub(crate) async fn handle(m: MasterHandle, req: Request) -> Response {
                 );
                 r
             }
-            _ => unavailable(),
+            None => unavailable(),
         },
         _ => h::text(StatusCode::NOT_FOUND, ""),
     }
@@ -89,10 +90,44 @@ fn unavailable() -> Response {
     h::text(StatusCode::SERVICE_UNAVAILABLE, "Master is shutting down")
 }
 
-async fn read_json(m: &MasterHandle, what: Read) -> Response {
-    match m.read(what).await {
-        Some(ReadResult::Json(s)) => h::json(s),
-        _ => unavailable(),
+async fn read_json(
+    m: &MasterHandle,
+    f: impl FnOnce(&mut Master, std::time::Instant) -> String + Send + 'static,
+) -> Response {
+    match m.with(f).await {
+        Some(s) => h::json(s),
+        None => unavailable(),
+    }
+}
+
+/// `POST /master/teardown` with the form body `frameworkId=<id>`.
+async fn teardown_form(m: MasterHandle, req: Request) -> Response {
+    if let Err(r) = h::require_post(&req) {
+        return r;
+    }
+    let body = match h::read_body(req, h::MAX_BODY).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let form = h::parse_form(&String::from_utf8_lossy(&body));
+    let Some(id) = form
+        .into_iter()
+        .find(|(k, _)| k == "frameworkId")
+        .map(|(_, v)| v)
+    else {
+        return h::text(
+            StatusCode::BAD_REQUEST,
+            "Missing 'frameworkId' query parameter",
+        );
+    };
+    teardown(&m, id).await
+}
+
+async fn teardown(m: &MasterHandle, framework_id: String) -> Response {
+    match m.with(move |m, now| m.teardown(now, &framework_id)).await {
+        Some(Ok(())) => h::empty(StatusCode::OK),
+        Some(Err(e)) => h::text(status(e.status), e.message),
+        None => unavailable(),
     }
 }
 
@@ -195,8 +230,8 @@ async fn scheduler_api(m: MasterHandle, req: Request) -> Response {
     }
 }
 
-/// The operator API: the calls a tool needs to find its way (`GET_HEALTH`, `GET_VERSION`,
-/// `GET_MASTER`, `GET_METRICS`); the others are answered 501 until they are implemented.
+/// The operator API (`POST /api/v1`): the read calls a tool needs and TEARDOWN, answered from
+/// the master's bookkeeping; other calls get 501.
 async fn operator_api(m: MasterHandle, req: Request) -> Response {
     use master::{call::Type as C, response as r, response::Type as R};
     if let Err(resp) = h::require_post(&req) {
@@ -218,14 +253,14 @@ async fn operator_api(m: MasterHandle, req: Request) -> Response {
         Ok(c) => c,
         Err(resp) => return resp,
     };
+    let ty = C::try_from(call.r#type.unwrap_or(0)).unwrap_or(C::Unknown);
     let mut out = master::Response::default();
-    match C::try_from(call.r#type.unwrap_or(0)).unwrap_or(C::Unknown) {
+    let filled = match ty {
         C::GetHealth => {
-            out.r#type = Some(R::GetHealth as i32);
             out.get_health = Some(r::GetHealth { healthy: true });
+            Some(R::GetHealth)
         }
         C::GetVersion => {
-            out.r#type = Some(R::GetVersion as i32);
             out.get_version = Some(r::GetVersion {
                 version_info: mesokit_proto::v1::VersionInfo {
                     version: MESOS_VERSION.into(),
@@ -234,33 +269,77 @@ async fn operator_api(m: MasterHandle, req: Request) -> Response {
                     ..Default::default()
                 },
             });
+            Some(R::GetVersion)
         }
-        C::GetMaster => match m.read(Read::MasterInfo).await {
-            Some(ReadResult::MasterInfo(mi)) => {
-                out.r#type = Some(R::GetMaster as i32);
-                out.get_master = Some(r::GetMaster {
-                    master_info: Some(mi),
-                    ..Default::default()
-                });
-            }
-            _ => return unavailable(),
-        },
-        C::GetMetrics => match m.read(Read::Metrics).await {
-            Some(ReadResult::Metrics(list)) => {
-                out.r#type = Some(R::GetMetrics as i32);
-                out.get_metrics = Some(r::GetMetrics {
-                    metrics: list
-                        .into_iter()
-                        .map(|(name, value)| mesokit_proto::v1::Metric {
-                            name,
-                            value: Some(value),
-                        })
-                        .collect(),
-                });
-            }
-            _ => return unavailable(),
-        },
+        C::Teardown => {
+            return match call.teardown {
+                Some(t) => teardown(&m, t.framework_id.value).await,
+                None => h::text(
+                    StatusCode::BAD_REQUEST,
+                    "Expecting 'teardown' to be present",
+                ),
+            };
+        }
         C::Unknown => return h::text(StatusCode::NOT_IMPLEMENTED, "Unknown call type"),
+        C::GetMaster
+        | C::GetMetrics
+        | C::GetState
+        | C::GetAgents
+        | C::GetFrameworks
+        | C::GetExecutors
+        | C::GetTasks => {
+            let Some(o) = m
+                .with(move |m, _| {
+                    let mut o = master::Response::default();
+                    let t = match ty {
+                        C::GetMaster => {
+                            o.get_master = Some(m.get_master());
+                            R::GetMaster
+                        }
+                        C::GetMetrics => {
+                            o.get_metrics = Some(r::GetMetrics {
+                                metrics: m
+                                    .metrics()
+                                    .into_iter()
+                                    .map(|(name, value)| mesokit_proto::v1::Metric {
+                                        name,
+                                        value: Some(value),
+                                    })
+                                    .collect(),
+                            });
+                            R::GetMetrics
+                        }
+                        C::GetState => {
+                            o.get_state = Some(Box::new(m.get_state()));
+                            R::GetState
+                        }
+                        C::GetAgents => {
+                            o.get_agents = Some(m.get_agents());
+                            R::GetAgents
+                        }
+                        C::GetFrameworks => {
+                            o.get_frameworks = Some(m.get_frameworks());
+                            R::GetFrameworks
+                        }
+                        C::GetExecutors => {
+                            o.get_executors = Some(m.get_executors());
+                            R::GetExecutors
+                        }
+                        _ => {
+                            o.get_tasks = Some(m.get_tasks());
+                            R::GetTasks
+                        }
+                    };
+                    o.r#type = Some(t as i32);
+                    o
+                })
+                .await
+            else {
+                return unavailable();
+            };
+            out = o;
+            None
+        }
         other => {
             return h::text(
                 StatusCode::NOT_IMPLEMENTED,
@@ -270,6 +349,9 @@ async fn operator_api(m: MasterHandle, req: Request) -> Response {
                 ),
             );
         }
+    };
+    if let Some(t) = filled {
+        out.r#type = Some(t as i32);
     }
     let bytes = match accept {
         Media::Json => json::encode(&out),
