@@ -19,3 +19,4 @@ pub mod cluster;
 pub mod http;
 pub mod master;
 pub mod messages;
+pub mod version;

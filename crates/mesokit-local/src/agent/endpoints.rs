@@ -88,8 +88,7 @@ impl J {
     }
 }
 
-/// The Mesos version we speak.
-pub(crate) const VERSION: &str = "1.12.0";
+pub(crate) use crate::version::MESOS_VERSION as VERSION;
 
 pub(crate) async fn route(ctx: Arc<Ctx>, req: Request) -> Response {
     let path = req.uri().path().to_owned();
@@ -99,7 +98,7 @@ pub(crate) async fn route(ctx: Arc<Ctx>, req: Request) -> Response {
         "/api/v1/executor" => super::executor_api::handle(&ctx, req).await,
         "/api/v1" => super::operator::handle(&ctx, req).await,
         "/health" => empty(StatusCode::OK),
-        "/version" => jsonp(&req, version_json()),
+        "/version" => jsonp(&req, crate::version::version_json()),
         "/state" => match ask(&ctx, state_json).await {
             Some(b) => jsonp(&req, b),
             None => gone(),
@@ -151,14 +150,6 @@ fn jsonp(req: &Request, body: Vec<u8>) -> Response {
         }
         None => json(body),
     }
-}
-
-fn version_json() -> Vec<u8> {
-    let mut w = J::default();
-    w.begin_object();
-    build_fields(&mut w);
-    w.end_object();
-    w.out
 }
 
 fn build_fields(w: &mut J) {

@@ -12,7 +12,6 @@ use ::http::StatusCode;
 use mesokit_proto::v1::agent::{Call, Response, call, response};
 use mesokit_proto::v1::{
     self, ContainerId, ContainerStatus, ExecutorId, FileInfo, Flag, Metric, TaskState, TimeInfo,
-    VersionInfo,
 };
 use tokio::sync::oneshot;
 
@@ -105,11 +104,7 @@ pub(crate) async fn handle(ctx: &Ctx, req: Request) -> http::Response {
         Ok(call::Type::GetVersion) => {
             let mut r = reply(response::Type::GetVersion);
             r.get_version = Some(response::GetVersion {
-                version_info: VersionInfo {
-                    version: endpoints::VERSION.to_owned(),
-                    build_user: Some("mesokit".into()),
-                    ..Default::default()
-                },
+                version_info: crate::version::version_info(),
             });
             Ok(r)
         }

@@ -25,8 +25,7 @@ use crate::messages::{ToAgent, ToMaster};
 /// Identifies one SUBSCRIBE connection; chosen by the IO layer.
 pub type StreamId = u64;
 
-/// The Mesos version this master reports.
-pub const MESOS_VERSION: &str = "1.12.0";
+pub use crate::version::MESOS_VERSION;
 
 /// How many completed frameworks and tasks per framework the master remembers (Mesos's
 /// `--max_completed_frameworks` / `--max_completed_tasks_per_framework`).

@@ -11,7 +11,7 @@ use mesokit_proto::v1::{master, scheduler};
 use mesokit_proto::{Message, json};
 
 use super::actor::MasterHandle;
-use super::{CallOk, MESOS_VERSION, Master};
+use super::{CallOk, Master};
 use crate::http::{self as h, Media, Request, Response};
 
 /// Routes one request.
@@ -56,7 +56,7 @@ pub(crate) async fn handle(m: MasterHandle, req: Request) -> Response {
             None => unavailable(),
         },
         "/health" => h::empty(StatusCode::OK),
-        "/version" => h::json(version_json()),
+        "/version" => h::json(crate::version::version_json()),
         "/teardown" => teardown_form(m, req).await,
         "/redirect" => match m.with(|m, _| m.master_info()).await {
             Some(mi) => {
@@ -129,13 +129,6 @@ async fn teardown(m: &MasterHandle, framework_id: String) -> Response {
         Some(Err(e)) => h::text(status(e.status), e.message),
         None => unavailable(),
     }
-}
-
-fn version_json() -> String {
-    format!(
-        r#"{{"version":"{MESOS_VERSION}","build_date":"mesokit","build_time":0.0,"build_user":"mesokit","git_tag":"mesokit-{}"}}"#,
-        env!("CARGO_PKG_VERSION")
-    )
 }
 
 fn metrics_json(list: &[(String, f64)]) -> Vec<u8> {
@@ -262,12 +255,7 @@ async fn operator_api(m: MasterHandle, req: Request) -> Response {
         }
         C::GetVersion => {
             out.get_version = Some(r::GetVersion {
-                version_info: mesokit_proto::v1::VersionInfo {
-                    version: MESOS_VERSION.into(),
-                    build_user: Some("mesokit".into()),
-                    git_tag: Some(format!("mesokit-{}", env!("CARGO_PKG_VERSION"))),
-                    ..Default::default()
-                },
+                version_info: crate::version::version_info(),
             });
             Some(R::GetVersion)
         }
