@@ -5,7 +5,11 @@
 //! input also on stdin, a timeout that kills the whole process group). The executor
 //! and the local agent's command modules share it. [`modules`] reads Criteo's
 //! `modules.json` (the agent's `--modules` value) into typed hook and isolator modules.
+//! [`mesos`] is the JSON exchanged with the scripts, and [`agent`] runs the hooks and
+//! isolators at an agent's hook and isolator points.
 
+pub mod agent;
+pub mod mesos;
 pub mod modules;
 pub mod runner;
 

@@ -4,6 +4,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use mesokit_hooks::agent::CommandModules;
+use mesokit_hooks::modules::ModulesConfig;
+use mesokit_hooks::runner::Runner;
 use mesokit_proto::resources::{Resources, parse_attributes};
 use mesokit_proto::v1;
 use tokio::net::TcpListener;
@@ -41,6 +44,11 @@ pub struct ClusterConfig {
     pub status_retry_initial: Duration,
     /// Executor registration timeout (Mesos: 1 min).
     pub executor_registration_timeout: Duration,
+    /// Criteo command modules, already selected by `--hooks` / `--isolation`
+    /// ([`mesokit_hooks::modules::select`]); empty by default. Their commands' temp files go
+    /// to `<work_dir>/tmp`, each agent's isolator state to
+    /// `<work_dir>/runtime/agent-<n>/isolators/command/<module_name>/<container id>`.
+    pub modules: ModulesConfig,
 }
 
 impl Default for ClusterConfig {
@@ -58,6 +66,7 @@ impl Default for ClusterConfig {
             allocation_interval: Duration::from_secs(1),
             status_retry_initial: Duration::from_secs(10),
             executor_registration_timeout: Duration::from_secs(60),
+            modules: ModulesConfig::default(),
         }
     }
 }
@@ -125,6 +134,14 @@ impl LocalCluster {
         };
         std::fs::create_dir_all(&work_dir)
             .map_err(io(format!("cannot create work dir {}", work_dir.display())))?;
+        let has_modules = !config.modules.hooks.is_empty() || !config.modules.isolators.is_empty();
+        let modules_tmp = work_dir.join("tmp");
+        if has_modules {
+            std::fs::create_dir_all(&modules_tmp).map_err(io(format!(
+                "cannot create the command modules' temp dir {}",
+                modules_tmp.display()
+            )))?;
+        }
 
         let master_listener = TcpListener::bind((config.ip, config.port))
             .await
@@ -184,6 +201,17 @@ impl LocalCluster {
             ac.attributes = attributes.clone();
             ac.status_retry_initial = config.status_retry_initial;
             ac.executor_registration_timeout = config.executor_registration_timeout;
+            if has_modules {
+                let state_root = work_dir
+                    .join("runtime")
+                    .join(format!("agent-{i}"))
+                    .join("isolators/command");
+                ac.modules = Some(std::sync::Arc::new(CommandModules::new(
+                    &config.modules,
+                    Runner::new(&modules_tmp),
+                    &state_root,
+                )));
+            }
             agents.push(agent::start(ac, listener, to_master.clone()));
         }
         drop(to_master);

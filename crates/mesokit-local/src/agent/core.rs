@@ -86,6 +86,14 @@ pub(crate) struct Launch {
     pub(crate) command: Option<CommandInfo>,
     pub(crate) env: Vec<(String, String)>,
     pub(crate) directory: PathBuf,
+    /// The executor (for command modules: hooks and the isolators' ContainerConfig).
+    pub(crate) executor: ExecutorInfo,
+    /// The task of a command executor (ContainerConfig.task_info).
+    pub(crate) task: Option<TaskInfo>,
+    /// Executor and task resources.
+    pub(crate) resources: Vec<v1::Resource>,
+    /// The framework's user.
+    pub(crate) user: String,
 }
 
 /// Timers of the core.
@@ -166,6 +174,8 @@ pub(super) struct Executor {
     /// A task was ever handed to the executor.
     pub(super) ever_launched: bool,
     pub(super) registration_timed_out: bool,
+    /// An isolator's watch reported a limitation: the reason and message of the failure.
+    pub(super) limitation: Option<(task_status::Reason, String)>,
 }
 
 impl Executor {
@@ -651,6 +661,14 @@ impl AgentCore {
         )
         .join(&container_id);
         let env = executor_environment(&self.config, &fw_info, &info, &dir);
+        let mut resources = info.resources.clone();
+        for t in work.tasks() {
+            resources.extend(t.resources.iter().cloned());
+        }
+        let task = match &work {
+            Pending::Task(t) if command => Some(t.clone()),
+            _ => None,
+        };
 
         self.actions.push_back(Action::Launch(Box::new(Launch {
             framework_id: fid.value.clone(),
@@ -659,6 +677,10 @@ impl AgentCore {
             command: info.command.clone(),
             env,
             directory: dir.clone(),
+            executor: info.clone(),
+            task,
+            resources,
+            user: fw_info.user.clone(),
         })));
 
         let fw = self.frameworks.get_mut(&fid.value).expect("framework");
@@ -677,6 +699,7 @@ impl AgentCore {
                 completed: Vec::new(),
                 ever_launched: false,
                 registration_timed_out: false,
+                limitation: None,
             },
         );
     }
@@ -915,6 +938,46 @@ impl AgentCore {
         }
     }
 
+    /// An isolator's watch reported a limitation for the container: its executor's tree is
+    /// killed, and its open tasks fail with `reason` and `message` when it has exited (as
+    /// Mesos destroys a limited container).
+    pub(crate) fn limited(
+        &mut self,
+        now: Instant,
+        fid: &str,
+        eid: &str,
+        cid: &str,
+        reason: task_status::Reason,
+        message: String,
+    ) {
+        self.now = now;
+        let Some(e) =
+            executor_mut(&mut self.frameworks, fid, eid).filter(|e| e.container_id == cid)
+        else {
+            return;
+        };
+        if e.state == ExecState::Terminated || e.limitation.is_some() {
+            return;
+        }
+        tracing::warn!(framework_id = fid, executor_id = eid, %message, "container limitation; destroying the container");
+        e.limitation = Some((reason, message));
+        e.state = ExecState::Terminating;
+        if let Some(pgid) = e.pid {
+            self.actions.push_back(Action::Kill { pgid });
+        }
+    }
+
+    /// The framework and executor infos of a live executor (for the remove-executor hook).
+    pub(crate) fn executor_infos(
+        &self,
+        fid: &str,
+        eid: &str,
+    ) -> Option<(FrameworkInfo, ExecutorInfo)> {
+        let f = self.frameworks.get(fid)?;
+        let e = f.executors.get(eid)?;
+        Some((f.info.clone(), e.info.clone()))
+    }
+
     /// The executor's process ended with the raw wait `status`.
     pub(crate) fn exited(&mut self, now: Instant, fid: &str, eid: &str, cid: &str, status: i32) {
         self.now = now;
@@ -954,7 +1017,9 @@ impl AgentCore {
         );
         let executor_id = e.info.executor_id.clone();
         let command = e.command;
-        let (reason, message) = if e.registration_timed_out {
+        let (reason, message) = if let Some((reason, message)) = e.limitation.clone() {
+            (reason, message)
+        } else if e.registration_timed_out {
             (
                 task_status::Reason::ExecutorRegistrationTimeout,
                 format!(

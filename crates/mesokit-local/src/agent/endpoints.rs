@@ -103,10 +103,21 @@ pub(crate) async fn route(ctx: Arc<Ctx>, req: Request) -> Response {
             Some(b) => jsonp(&req, b),
             None => gone(),
         },
-        "/monitor/statistics" => match ask(&ctx, statistics_json).await {
-            Some(b) => jsonp(&req, b),
-            None => gone(),
-        },
+        "/monitor/statistics" => {
+            let usage = ctx
+                .config
+                .modules
+                .clone()
+                .filter(|m| m.has(mesokit_hooks::modules::Method::Usage));
+            let body = match usage {
+                Some(m) => statistics_with_usage(&ctx, m).await,
+                None => ask(&ctx, statistics_json).await,
+            };
+            match body {
+                Some(b) => jsonp(&req, b),
+                None => gone(),
+            }
+        }
         "/containers" => match ask(&ctx, containers_json).await {
             Some(b) => jsonp(&req, b),
             None => gone(),
@@ -583,6 +594,85 @@ pub(super) fn statistics(e: &Executor) -> ResourceStatistics {
         cpus_system_time_secs: system,
         ..Default::default()
     }
+}
+
+/// One `/monitor/statistics` entry before the isolators' usage is merged in.
+struct Entry {
+    executor_id: String,
+    executor_name: String,
+    framework_id: String,
+    source: String,
+    container_id: String,
+    statistics: ResourceStatistics,
+}
+
+/// `/monitor/statistics` with the command isolators' `usage` merged into each container's
+/// statistics (protobuf merge, as Mesos does; the limits stay the agent's). The usage
+/// commands of all containers run at once; the agent's actor is not held meanwhile.
+async fn statistics_with_usage(
+    ctx: &Ctx,
+    m: Arc<mesokit_hooks::agent::CommandModules>,
+) -> Option<Vec<u8>> {
+    use mesokit_proto::Message as _;
+    let (tx, rx) = oneshot::channel();
+    let q: super::Query = Box::new(move |a: &AgentCore| {
+        let entries: Vec<Entry> = a
+            .frameworks
+            .values()
+            .flat_map(|f| f.executors.values())
+            .filter(|e| e.state != ExecState::Terminated)
+            .map(|e| Entry {
+                executor_id: e.info.executor_id.value.clone(),
+                executor_name: e.info.name.clone().unwrap_or_default(),
+                framework_id: e.info.framework_id.clone().unwrap_or_default().value,
+                #[allow(deprecated)]
+                source: e.info.source.clone().unwrap_or_default(),
+                container_id: e.container_id.clone(),
+                statistics: statistics(e),
+            })
+            .collect();
+        let _ = tx.send(entries);
+    });
+    ctx.tx.send(Input::Query(q)).ok()?;
+    let mut entries = rx.await.ok()?;
+    // Dropping the set (a client that goes away) cancels the runs: the runner kills their
+    // commands and removes their files.
+    let mut runs = tokio::task::JoinSet::new();
+    for (i, e) in entries.iter().enumerate() {
+        let m = m.clone();
+        let id = mesokit_proto::v1::ContainerId {
+            value: e.container_id.clone(),
+            parent: None,
+        };
+        runs.spawn(async move { (i, m.usage(&id).await) });
+    }
+    while let Some(done) = runs.join_next().await {
+        let Ok((i, Some(usage))) = done else { continue };
+        let base = &mut entries[i].statistics;
+        let (cpus_limit, mem_limit) = (base.cpus_limit, base.mem_limit_bytes);
+        // Merging a message that was just encoded cannot fail.
+        let _ = base.merge(usage.encode_to_vec().as_slice());
+        base.cpus_limit = cpus_limit;
+        base.mem_limit_bytes = mem_limit;
+    }
+    let mut w = J::default();
+    w.begin_array();
+    for e in &entries {
+        w.begin_object();
+        w.key("executor_id");
+        w.string(&e.executor_id);
+        w.key("executor_name");
+        w.string(&e.executor_name);
+        w.key("framework_id");
+        w.string(&e.framework_id);
+        w.key("source");
+        w.string(&e.source);
+        w.key("statistics");
+        w.message(&e.statistics);
+        w.end_object();
+    }
+    w.end_array();
+    Some(w.out)
 }
 
 fn executors_json(a: &AgentCore, containers: bool) -> Vec<u8> {

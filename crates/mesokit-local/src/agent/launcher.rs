@@ -40,11 +40,13 @@ pub(crate) fn set(env: &mut Vec<(String, String)>, name: &str, value: String) {
 }
 
 /// Starts `command` (shell: `/bin/sh -c value`; else `value` with `arguments` as the whole
-/// argv) in `sandbox` with exactly `env`, output to `sandbox/stdout` and `sandbox/stderr`.
+/// argv) in `cwd` (the sandbox unless an isolator said otherwise) with exactly `env`, output
+/// to `sandbox/stdout` and `sandbox/stderr`.
 pub(crate) fn spawn(
     command: &CommandInfo,
     env: &[(String, String)],
     sandbox: &Path,
+    cwd: &Path,
 ) -> io::Result<tokio::process::Child> {
     let value = command.value.clone().unwrap_or_default();
     let mut cmd = if command.shell.unwrap_or(true) {
@@ -75,7 +77,7 @@ pub(crate) fn spawn(
         .open(sandbox.join("stderr"))?;
     cmd.env_clear()
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .current_dir(sandbox)
+        .current_dir(cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::from(stdout))
         .stderr(Stdio::from(stderr))

@@ -29,19 +29,21 @@ mod core;
 mod endpoints;
 mod executor_api;
 mod launcher;
+mod modules;
 mod operator;
 pub mod sandbox;
 pub mod updates;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use mesokit_hooks::agent::CommandModules;
 use mesokit_proto::v1::executor::{Event, event};
-use mesokit_proto::v1::{self, AgentId, AgentInfo, CommandInfo};
+use mesokit_proto::v1::{self, AgentId, AgentInfo, CommandInfo, task_status};
 use tokio::sync::{mpsc, oneshot};
 
 use self::core::{Action, AgentCore, CallReply, Launch, Timer};
@@ -83,6 +85,9 @@ pub struct AgentConfig {
     pub recovery_timeout: Duration,
     /// HEARTBEAT events on executor streams (30 min).
     pub executor_heartbeat_interval: Duration,
+    /// Criteo command modules (`--modules`, `--hooks`, `--isolation`); `None`: no hooks, no
+    /// isolators beyond the built-in behaviour.
+    pub modules: Option<Arc<CommandModules>>,
 }
 
 impl AgentConfig {
@@ -111,6 +116,7 @@ impl AgentConfig {
             executor_reregistration_timeout: Duration::from_secs(2),
             recovery_timeout: Duration::from_secs(15 * 60),
             executor_heartbeat_interval: Duration::from_secs(30 * 60),
+            modules: None,
         }
     }
 
@@ -213,6 +219,9 @@ pub fn start(
     let id = config.id.clone();
     let config = Arc::new(config);
     let groups = ProcessGroups::default();
+    if let Some(m) = config.modules.clone() {
+        modules::recover(m);
+    }
     let driver = Driver {
         core: AgentCore::new(config.clone(), Instant::now(), now_secs()),
         to_master,
@@ -220,6 +229,8 @@ pub fn start(
         groups: groups.clone(),
         streams: HashMap::new(),
         opened: None,
+        decorating: false,
+        backlog: VecDeque::new(),
     };
     tokio::spawn(driver.run(rx));
     let ctx = Arc::new(endpoints::Ctx {
@@ -267,6 +278,16 @@ enum Input {
     Timer(Timer),
     Query(Query),
     Shutdown(oneshot::Sender<()>),
+    /// A master message after the label decorator hooks ran on its tasks.
+    Decorated(ToAgent),
+    /// An isolator's watch reported a limitation.
+    Limited {
+        framework_id: String,
+        executor_id: String,
+        container_id: String,
+        reason: task_status::Reason,
+        message: String,
+    },
 }
 
 #[derive(Debug)]
@@ -285,6 +306,10 @@ struct Driver {
     streams: HashMap<(String, String), EventStream>,
     /// The body of the SUBSCRIBE being answered.
     opened: Option<mpsc::Receiver<Bytes>>,
+    /// A master message is with the label decorator hooks; later ones wait in `backlog`
+    /// so that the core sees them in order (Mesos runs the hooks synchronously).
+    decorating: bool,
+    backlog: VecDeque<ToAgent>,
 }
 
 impl Driver {
@@ -319,7 +344,37 @@ impl Driver {
     fn handle(&mut self, input: Input) {
         let now = Instant::now();
         match input {
-            Input::Master(msg) => self.core.handle_master(now, msg),
+            Input::Master(msg) => {
+                if self.decorating {
+                    self.backlog.push_back(msg);
+                } else {
+                    self.master(now, msg);
+                }
+            }
+            Input::Decorated(msg) => {
+                self.decorating = false;
+                self.core.handle_master(now, msg);
+                while !self.decorating {
+                    let Some(msg) = self.backlog.pop_front() else {
+                        break;
+                    };
+                    self.master(now, msg);
+                }
+            }
+            Input::Limited {
+                framework_id,
+                executor_id,
+                container_id,
+                reason,
+                message,
+            } => self.core.limited(
+                now,
+                &framework_id,
+                &executor_id,
+                &container_id,
+                reason,
+                message,
+            ),
             Input::Call(call, reply) => {
                 let r = self.core.executor_call(now, call);
                 self.perform();
@@ -345,6 +400,8 @@ impl Driver {
             } => {
                 if let Ok(Some(pid)) = result {
                     self.groups.lock().expect("poisoned").insert(pid);
+                } else if result.is_err() {
+                    self.remove_executor_hook(&framework_id, &executor_id);
                 }
                 self.core
                     .launched(now, &framework_id, &executor_id, &container_id, result);
@@ -354,12 +411,44 @@ impl Driver {
                 executor_id,
                 container_id,
                 status,
-            } => self
-                .core
-                .exited(now, &framework_id, &executor_id, &container_id, status),
+            } => {
+                self.remove_executor_hook(&framework_id, &executor_id);
+                self.core
+                    .exited(now, &framework_id, &executor_id, &container_id, status)
+            }
             Input::Timer(t) => self.core.timer(now, t),
             Input::Query(q) => q(&self.core),
             Input::Shutdown(_) => unreachable!("handled in run"),
+        }
+    }
+
+    /// A master message: straight to the core, or first through the label decorator hooks.
+    fn master(&mut self, now: Instant, msg: ToAgent) {
+        let modules = self.core.config.modules.clone();
+        match modules {
+            Some(m) if modules::decorates(&m, &msg) => {
+                self.decorating = true;
+                let config = self.core.config.clone();
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    let msg = modules::decorate_labels(&m, &config, msg).await;
+                    let _ = tx.send(Input::Decorated(msg));
+                });
+            }
+            _ => self.core.handle_master(now, msg),
+        }
+    }
+
+    /// Runs the remove-executor hooks (in the background; errors are logged).
+    fn remove_executor_hook(&self, fid: &str, eid: &str) {
+        let Some(m) = self.core.config.modules.clone() else {
+            return;
+        };
+        if !m.has(mesokit_hooks::modules::Method::RemoveExecutorHook) {
+            return;
+        }
+        if let Some((framework, executor)) = self.core.executor_infos(fid, eid) {
+            tokio::spawn(async move { m.remove_executor(&framework, &executor).await });
         }
     }
 
@@ -414,7 +503,9 @@ impl Driver {
         }
     }
 
-    /// Sandbox, fetch (blocking, off the driver) and spawn; reports `Launched`, then `Exited`.
+    /// Sandbox, fetch (blocking, off the driver), command modules (environment decorators,
+    /// isolator prepare and pre-exec commands), spawn, isolate and watch; reports `Launched`,
+    /// then, after the isolators' cleanup, `Exited`.
     fn launch(&mut self, l: Launch) {
         let config = self.core.config.clone();
         let tx = self.tx.clone();
@@ -425,34 +516,84 @@ impl Driver {
                 executor_id: e,
                 container_id: c,
                 command,
-                env,
+                mut env,
                 directory,
+                executor,
+                task,
+                resources,
+                user,
             } = l;
+            let modules = config.modules.clone();
+            let container_id = v1::ContainerId {
+                value: c.clone(),
+                parent: None,
+            };
             let prepared = {
                 let (f, e, c, cmd) = (f.clone(), e.clone(), c.clone(), command.clone());
+                let config = config.clone();
                 tokio::task::spawn_blocking(move || prepare(&config, &f, &e, &c, cmd.as_ref()))
                     .await
                     .unwrap_or_else(|e| Err(format!("Failed to prepare the sandbox: {e}")))
             };
-            let spawned = prepared.and_then(|dir| {
+            let prepared = match (prepared, &modules) {
+                (Ok(dir), Some(m)) => {
+                    let container = modules::Container {
+                        id: &container_id,
+                        executor: &executor,
+                        task,
+                        resources,
+                        user,
+                        directory: &dir,
+                    };
+                    modules::before_spawn(m, container, &mut env)
+                        .await
+                        .map(|cwd| (dir, cwd))
+                }
+                (Ok(dir), None) => Ok((dir.clone(), dir)),
+                (Err(e), _) => Err(e),
+            };
+            let spawned = prepared.and_then(|(dir, cwd)| {
                 debug_assert_eq!(dir, directory);
                 let cmd = command.expect("checked by prepare");
-                launcher::spawn(&cmd, &env, &dir)
+                launcher::spawn(&cmd, &env, &dir, &cwd)
                     .map_err(|e| format!("Failed to launch the executor: {e}"))
             });
+            let fail = |message: String| Input::Launched {
+                framework_id: f.clone(),
+                executor_id: e.clone(),
+                container_id: c.clone(),
+                result: Err(message),
+            };
             let mut child = match spawned {
                 Ok(child) => child,
                 Err(message) => {
-                    let _ = tx.send(Input::Launched {
-                        framework_id: f,
-                        executor_id: e,
-                        container_id: c,
-                        result: Err(message),
-                    });
+                    if let Some(m) = &modules {
+                        modules::cleanup(m, &container_id).await;
+                    }
+                    let _ = tx.send(fail(message));
                     return;
                 }
             };
             let pid = child.id();
+            if let (Some(m), Some(pid)) = (&modules, pid) {
+                if let Err(message) = m.isolate(&container_id, pid).await {
+                    launcher::kill_tree(pid);
+                    let _ = child.wait().await;
+                    modules::cleanup(m, &container_id).await;
+                    let _ = tx.send(fail(message));
+                    return;
+                }
+                let (tx, f, e, c) = (tx.clone(), f.clone(), e.clone(), c.clone());
+                m.watch(&container_id, move |limited| {
+                    let _ = tx.send(Input::Limited {
+                        framework_id: f,
+                        executor_id: e,
+                        container_id: c,
+                        reason: limited.limitation.reason_or_default(),
+                        message: limited.limitation.message_or_default(),
+                    });
+                });
+            }
             let launched = Input::Launched {
                 framework_id: f.clone(),
                 executor_id: e.clone(),
@@ -472,6 +613,13 @@ impl Driver {
             };
             if let Some(pid) = pid {
                 groups.lock().expect("poisoned").remove(&pid);
+            }
+            if let Some(m) = &modules {
+                // As Mesos destroys a container: what is left of the group goes first.
+                if let Some(pid) = pid {
+                    launcher::kill_group(pid, launcher::SIGKILL);
+                }
+                modules::cleanup(m, &container_id).await;
             }
             let _ = tx.send(Input::Exited {
                 framework_id: f,

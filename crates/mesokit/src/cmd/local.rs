@@ -36,6 +36,42 @@ pub(crate) struct Args {
     /// Scheduler heartbeat interval in seconds (Mesos: 15).
     #[arg(long, default_value_t = 15)]
     heartbeat_interval_secs: u64,
+    /// Criteo command modules: a modules.json path or inline JSON, as Mesos's --modules.
+    #[arg(long)]
+    modules: Option<String>,
+    /// Hook modules to run, comma-separated, in order (e.g. com_criteo_mesos_CommandHook).
+    #[arg(long, default_value = "")]
+    hooks: String,
+    /// Isolators, comma-separated, in order; names with a '/' (Mesos built-ins such as
+    /// posix/cpu) are accepted and ignored.
+    #[arg(long, default_value = "")]
+    isolation: String,
+}
+
+/// Reads `--modules` and keeps the modules `--hooks` / `--isolation` name. Any error (a
+/// missing module_name, a bad timeout, an unknown key or module) stops start-up.
+pub(crate) fn modules_config(
+    modules: Option<&str>,
+    hooks: &str,
+    isolation: &str,
+) -> Result<mesokit_hooks::modules::ModulesConfig, String> {
+    use mesokit_hooks::modules;
+    let defined = match modules {
+        Some(m) => modules::parse(m).map_err(|e| format!("--modules: {e}"))?,
+        None => modules::ModulesConfig::default(),
+    };
+    let split = |s: &str| -> Vec<String> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let hooks = split(hooks);
+    let isolation = split(isolation);
+    let hooks: Vec<&str> = hooks.iter().map(String::as_str).collect();
+    let isolation: Vec<&str> = isolation.iter().map(String::as_str).collect();
+    modules::select(&defined, &hooks, &isolation).map_err(|e| e.to_string())
 }
 
 pub(crate) fn run(args: Args) -> Result<ExitCode, String> {
@@ -46,6 +82,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, String> {
         )
         .with_writer(std::io::stderr)
         .init();
+    let modules = modules_config(args.modules.as_deref(), &args.hooks, &args.isolation)?;
     let exe =
         std::env::current_exe().map_err(|e| format!("cannot find the mesokit binary: {e}"))?;
     let config = ClusterConfig {
@@ -59,6 +96,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, String> {
         command_executor: vec![exe.to_string_lossy().into_owned(), "executor".into()],
         allocation_interval: Duration::from_millis(args.allocation_interval_ms.max(1)),
         heartbeat_interval: Duration::from_secs(args.heartbeat_interval_secs.max(1)),
+        modules,
         ..ClusterConfig::default()
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
