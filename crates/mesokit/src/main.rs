@@ -32,6 +32,8 @@ enum Command {
     Executor(cmd::executor::Args),
     /// Run a Mesos-compatible master and agents on this machine (for development and tests).
     Local(cmd::local::Args),
+    /// Work with Criteo command modules (agent hooks and isolators run as scripts).
+    Hook(cmd::hook::Args),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
         Command::Decode(args) => cmd::decode::run(args),
         Command::Executor(args) => cmd::executor::run(args),
         Command::Local(args) => cmd::local::run(args),
+        Command::Hook(args) => cmd::hook::run(args),
     };
     match result {
         Ok(code) => code,

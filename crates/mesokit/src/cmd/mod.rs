@@ -2,4 +2,5 @@
 
 pub(crate) mod decode;
 pub(crate) mod executor;
+pub(crate) mod hook;
 pub(crate) mod local;
