@@ -2,6 +2,12 @@
 //! records. The scheduler core decides *what* to write (keys and opaque bytes); a [`Store`]
 //! only makes it durable. Implementations: [`MemoryStore`] (tests, `--store none`).
 
+mod file;
+mod zk;
+
+pub use file::FileStore;
+pub use zk::ZkStore;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,402 @@
+//! A [`Store`] in ZooKeeper: each key is a znode under a root path (`tasks/web.0` is the
+//! child `web.0` of `tasks`), each `apply` one atomic `multi` (split only when a batch is
+//! over ZooKeeper's request size), optionally fenced by a leader's candidate node.
+
+use std::collections::BTreeSet;
+
+use tokio::sync::Mutex;
+use tokio::task::JoinSet;
+
+use super::{Store, StoreError, Write};
+use crate::zk::{CreateMode, ErrorCode, Op, ZkClient, ZkError, ZkOptions, ZkUrl, election::Fence};
+
+/// Largest value one key may hold (see [`ZkStore::MAX_VALUE_BYTES`]).
+const MAX_VALUE_BYTES: usize = 1_000_000;
+
+/// Ops of one `multi` are kept under this many bytes (the same server limit, for the whole
+/// request); bigger batches are split and are then no longer atomic as a whole.
+const MAX_MULTI_BYTES: usize = 900_000;
+
+/// First byte of a node that holds a value. Nodes created only as parents of deeper keys
+/// are empty, so "key with an empty value" and "no key here" stay distinct.
+const VALUE_MARK: u8 = 1;
+
+/// A [`Store`] in ZooKeeper.
+#[derive(Debug)]
+pub struct ZkStore {
+    zk: ZkClient,
+    root: String,
+    fence: Option<String>,
+    /// Every node under the root, as far as this store knows (filled by a walk, kept up to
+    /// date by our own writes, dropped when a write shows it was wrong).
+    known: Mutex<Option<BTreeSet<String>>>,
+}
+
+impl ZkStore {
+    /// Largest value one key may hold. ZooKeeper refuses requests over `jute.maxbuffer`
+    /// (1 MiB less one byte by default), and the request also carries the path and the ACL.
+    pub const MAX_VALUE_BYTES: usize = MAX_VALUE_BYTES;
+
+    /// Opens the store for `framework_name` from a `zk://hosts[/path]` URL. The root is the
+    /// URL's path, or `/mesokit/<framework_name>` when the URL has none; it is created when
+    /// missing.
+    pub async fn open(url: &str, framework_name: &str) -> Result<Self, StoreError> {
+        let parsed = ZkUrl::parse(url).map_err(|e| StoreError::Other(e.to_string()))?;
+        let root = if parsed.path == "/" {
+            if framework_name.is_empty() || framework_name.contains('/') {
+                return Err(StoreError::Other(format!(
+                    "framework name {framework_name:?} cannot be a ZooKeeper path segment; give the path in the URL"
+                )));
+            }
+            format!("/mesokit/{framework_name}")
+        } else {
+            parsed.path.clone()
+        };
+        let hosts = ZkUrl {
+            hosts: parsed.hosts.clone(),
+            path: "/".into(),
+        };
+        let zk = ZkClient::connect_with(&hosts, ZkOptions::default())
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("{url}: {e}")))?;
+        Self::with_client(zk, &root).await
+    }
+
+    /// A store under `root` (relative to the client's chroot) on an existing session; creates
+    /// the root when missing.
+    pub async fn with_client(zk: ZkClient, root: &str) -> Result<Self, StoreError> {
+        let root = crate::zk::normalize_path(root).map_err(StoreError::Other)?;
+        zk.create_all(&root).await.map_err(|e| map_err(e, None))?;
+        Ok(Self {
+            zk,
+            root,
+            fence: None,
+            known: Mutex::new(None),
+        })
+    }
+
+    /// Makes every write conditional on the fence's node still existing: once the leader
+    /// that owns it is deposed (its session ended), writes fail with [`StoreError::Fenced`].
+    pub fn with_fence(mut self, fence: &Fence) -> Result<Self, StoreError> {
+        let chroot = self.zk.chroot();
+        let path = if chroot == "/" {
+            Some(fence.path().to_owned())
+        } else {
+            fence
+                .path()
+                .strip_prefix(chroot)
+                .filter(|r| r.starts_with('/'))
+                .map(str::to_owned)
+        };
+        self.fence = Some(path.ok_or_else(|| {
+            StoreError::Other(format!(
+                "fence {} is outside the store client's chroot {chroot}",
+                fence.path()
+            ))
+        })?);
+        Ok(self)
+    }
+
+    /// The root path of the keys.
+    pub fn root(&self) -> &str {
+        &self.root
+    }
+
+    /// The ZooKeeper session this store writes through.
+    pub fn client(&self) -> &ZkClient {
+        &self.zk
+    }
+
+    fn node(&self, key: &str) -> String {
+        crate::zk::join(&self.root, key)
+    }
+
+    /// Reads every node under the root: (node path, value if it holds one).
+    async fn walk(&self) -> Result<Vec<(String, Option<Vec<u8>>)>, ZkError> {
+        let mut out = Vec::new();
+        let mut dirs = vec![self.root.clone()];
+        while let Some(dir) = dirs.pop() {
+            let children = match self.zk.get_children(&dir).await {
+                Ok(c) => c,
+                Err(ZkError::Server {
+                    code: ErrorCode::NoNode,
+                    ..
+                }) => continue,
+                Err(e) => return Err(e),
+            };
+            // Pipelined reads: the client sends them all before the first answer comes.
+            let mut set = JoinSet::new();
+            for c in children {
+                let zk = self.zk.clone();
+                let path = crate::zk::join(&dir, &c);
+                set.spawn(async move {
+                    let r = zk.get_data(&path).await;
+                    (path, r)
+                });
+            }
+            while let Some(r) = set.join_next().await {
+                let (path, r) = r.map_err(|e| ZkError::Protocol(format!("reader task: {e}")))?;
+                match r {
+                    Ok((data, stat)) => {
+                        if stat.num_children > 0 {
+                            dirs.push(path.clone());
+                        }
+                        let value = match data.split_first() {
+                            Some((&VALUE_MARK, v)) => Some(v.to_vec()),
+                            _ => None,
+                        };
+                        out.push((path, value));
+                    }
+                    // Deleted between the listing and the read.
+                    Err(ZkError::Server {
+                        code: ErrorCode::NoNode,
+                        ..
+                    }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn key_of(&self, path: &str) -> String {
+        let prefix_len = if self.root == "/" {
+            1
+        } else {
+            self.root.len() + 1
+        };
+        path[prefix_len..].to_owned()
+    }
+
+    /// Turns a batch into ZooKeeper ops against what exists now; returns the ops and what
+    /// will exist afterwards.
+    fn plan(&self, known: &BTreeSet<String>, writes: &[Write]) -> (Vec<Op>, BTreeSet<String>) {
+        let mut exists = known.clone();
+        let mut ops = Vec::new();
+        for w in writes {
+            match w {
+                Write::Put { key, value } => {
+                    let path = self.node(key);
+                    // Parents between the root and the key.
+                    let mut cur = self.root.clone();
+                    let segs: Vec<&str> = key.split('/').collect();
+                    for seg in &segs[..segs.len() - 1] {
+                        cur = crate::zk::join(&cur, seg);
+                        if !exists.contains(&cur) {
+                            ops.push(Op::Create {
+                                path: cur.clone(),
+                                data: Vec::new(),
+                                mode: CreateMode::Persistent,
+                            });
+                            exists.insert(cur.clone());
+                        }
+                    }
+                    let mut data = Vec::with_capacity(value.len() + 1);
+                    data.push(VALUE_MARK);
+                    data.extend_from_slice(value);
+                    if exists.contains(&path) {
+                        ops.push(Op::SetData {
+                            path,
+                            data,
+                            version: -1,
+                        });
+                    } else {
+                        exists.insert(path.clone());
+                        ops.push(Op::Create {
+                            path,
+                            data,
+                            mode: CreateMode::Persistent,
+                        });
+                    }
+                }
+                Write::Delete { key } => {
+                    let path = self.node(key);
+                    if !exists.contains(&path) {
+                        continue;
+                    }
+                    let prefix = format!("{path}/");
+                    let has_children = exists
+                        .range(prefix.clone()..)
+                        .next()
+                        .is_some_and(|p| p.starts_with(&prefix));
+                    if has_children {
+                        // Deeper keys live below: keep the node, drop its value.
+                        ops.push(Op::SetData {
+                            path,
+                            data: Vec::new(),
+                            version: -1,
+                        });
+                    } else {
+                        exists.remove(&path);
+                        ops.push(Op::Delete { path, version: -1 });
+                    }
+                }
+            }
+        }
+        (ops, exists)
+    }
+}
+
+fn check_key(key: &str) -> Result<(), StoreError> {
+    let ok = !key.is_empty()
+        && key.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Other(format!(
+            "invalid store key {key:?}: use /-separated segments of [A-Za-z0-9._-]"
+        )))
+    }
+}
+
+fn map_err(e: ZkError, fence: Option<&str>) -> StoreError {
+    match e {
+        ZkError::ConnectionLoss(m) => StoreError::Unavailable(format!(
+            "ZooKeeper is unreachable ({m}); nothing is lost, retry the write"
+        )),
+        ZkError::SessionExpired => StoreError::Fenced(
+            "the ZooKeeper session expired; this scheduler must stop (another may lead now)".into(),
+        ),
+        ZkError::Closed => StoreError::Unavailable("the ZooKeeper client was closed".into()),
+        ZkError::Server { code, path } if Some(path.as_str()) == fence => StoreError::Fenced(
+            format!("leadership lost: the candidate node {path} is gone ({code})"),
+        ),
+        e => StoreError::Other(e.to_string()),
+    }
+}
+
+fn is_stale_view(e: &ZkError) -> bool {
+    matches!(
+        e,
+        ZkError::Server {
+            code: ErrorCode::NodeExists
+                | ErrorCode::NoNode
+                | ErrorCode::NotEmpty
+                | ErrorCode::BadVersion,
+            ..
+        }
+    )
+}
+
+impl Store for ZkStore {
+    async fn load(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let nodes = self.walk().await.map_err(|e| map_err(e, None))?;
+        let mut known = BTreeSet::new();
+        let mut out = Vec::new();
+        for (path, value) in nodes {
+            if let Some(v) = value {
+                out.push((self.key_of(&path), v));
+            }
+            known.insert(path);
+        }
+        *self.known.lock().await = Some(known);
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    async fn apply(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        for w in &writes {
+            match w {
+                Write::Put { key, value } => {
+                    check_key(key)?;
+                    if value.len() > MAX_VALUE_BYTES {
+                        return Err(StoreError::Other(format!(
+                            "value of key {key:?} is {} bytes; ZooKeeper holds at most {MAX_VALUE_BYTES} bytes per key",
+                            value.len()
+                        )));
+                    }
+                }
+                Write::Delete { key } => check_key(key)?,
+            }
+        }
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let mut known = self.known.lock().await;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            if known.is_none() {
+                let nodes = self.walk().await.map_err(|e| map_err(e, None))?;
+                *known = Some(nodes.into_iter().map(|(p, _)| p).collect());
+            }
+            let (ops, after) = self.plan(known.as_ref().unwrap(), &writes);
+            match self.run(ops).await {
+                Ok(()) => {
+                    *known = Some(after);
+                    return Ok(());
+                }
+                Err(e) => {
+                    // Whatever happened, our picture of the tree may be off now.
+                    *known = None;
+                    let fenced = matches!(&e, ZkError::Server { path, .. } if Some(path) == self.fence.as_ref());
+                    if !fenced && is_stale_view(&e) && attempts < 3 {
+                        tracing::debug!(error = %e, "ZooKeeper store view was stale; re-reading");
+                        continue;
+                    }
+                    return Err(map_err(e, self.fence.as_deref()));
+                }
+            }
+        }
+    }
+}
+
+impl ZkStore {
+    /// Sends the ops as few `multi`s as the request size allows, each with the fence check.
+    async fn run(&self, ops: Vec<Op>) -> Result<(), ZkError> {
+        let check = self.fence.as_ref().map(|p| Op::Check {
+            path: p.clone(),
+            version: -1,
+        });
+        let mut batch: Vec<Op> = check.iter().cloned().collect();
+        let mut size = 0;
+        let base = batch.len();
+        for op in ops {
+            let cost = op_size(&op);
+            if batch.len() > base && size + cost > MAX_MULTI_BYTES {
+                self.zk.multi(&batch).await?;
+                batch.truncate(0);
+                batch.extend(check.iter().cloned());
+                size = 0;
+            }
+            size += cost;
+            batch.push(op);
+        }
+        if batch.len() > base {
+            self.zk.multi(&batch).await?;
+        }
+        Ok(())
+    }
+}
+
+fn op_size(op: &Op) -> usize {
+    let data = match op {
+        Op::Create { data, .. } | Op::SetData { data, .. } => data.len(),
+        _ => 0,
+    };
+    // Header, path, data, ACL and version fields.
+    64 + op.path().len() + data
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_checked() {
+        for good in ["framework_id", "tasks/web.0", "a-b/c_d/E.9"] {
+            check_key(good).unwrap();
+        }
+        for bad in ["", "/a", "a/", "a//b", "a/../b", "a b", "é"] {
+            let e = check_key(bad).unwrap_err().to_string();
+            assert!(e.contains("invalid store key"), "{e}");
+        }
+    }
+}

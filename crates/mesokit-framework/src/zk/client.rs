@@ -1,0 +1,938 @@
+//! The ZooKeeper session: one background task owns the TCP connection, pipelines requests
+//! (replies come back in order), pings, reconnects to the next host within the session and
+//! re-arms watches there; [`ZkClient`] handles send commands to it.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use super::proto::{
+    ConnectRequest, ConnectResponse, CreateMode, Decoder, Encoder, MAX_FRAME, Op, OpResult,
+    RawEvent, ReplyHeader, Stat, decode_multi, op, xid,
+};
+use super::{ErrorCode, ZkError, ZkUrl, normalize_path};
+
+/// How to connect.
+#[derive(Debug, Clone)]
+pub struct ZkOptions {
+    /// Session timeout to ask for; the server clamps it to 2..20 ticks (4-40 s by default).
+    pub session_timeout: Duration,
+    /// Time allowed for one TCP connect plus handshake with one server.
+    pub connect_timeout: Duration,
+    /// Resume this session (id, password) instead of starting a new one.
+    pub session: Option<(i64, Vec<u8>)>,
+}
+
+impl Default for ZkOptions {
+    fn default() -> Self {
+        Self {
+            session_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(2),
+            session: None,
+        }
+    }
+}
+
+/// Where the session stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    /// Connected to a server; requests are answered.
+    Connected,
+    /// Lost the connection; reconnecting within the session. Requests fail with
+    /// `ConnectionLoss` meanwhile; ephemeral nodes and watches survive if we get back in time.
+    Disconnected,
+    /// The session ended: the server said so, or we were cut off longer than its timeout.
+    Expired,
+    /// Closed by this client.
+    Closed,
+}
+
+/// What a watch reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchEventKind {
+    /// The node was created.
+    NodeCreated,
+    /// The node was deleted.
+    NodeDeleted,
+    /// The node's data changed.
+    NodeDataChanged,
+    /// A child was added or removed.
+    NodeChildrenChanged,
+}
+
+/// A fired watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchEvent {
+    /// What happened.
+    pub kind: WatchEventKind,
+    /// The watched path (without the chroot).
+    pub path: String,
+}
+
+/// A one-shot watch: resolves when the node changes, or with `SessionExpired`/`Closed` when
+/// the session ends first (watches survive reconnections within the session).
+#[derive(Debug)]
+pub struct Watch {
+    rx: oneshot::Receiver<Result<WatchEvent, ZkError>>,
+}
+
+impl Future for Watch {
+    type Output = Result<WatchEvent, ZkError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(ZkError::Closed)))
+    }
+}
+
+/// A ZooKeeper session. Clones share it; it closes when the last clone is dropped or on
+/// [`ZkClient::close`].
+#[derive(Debug, Clone)]
+pub struct ZkClient {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    tx: mpsc::UnboundedSender<Cmd>,
+    state: watch::Receiver<SessionState>,
+    chroot: String,
+    session: Arc<Mutex<(i64, Vec<u8>)>>,
+    timeout: Duration,
+}
+
+type WatchTx = oneshot::Sender<Result<WatchEvent, ZkError>>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WatchKind {
+    Exists,
+    Data,
+    Child,
+}
+
+#[derive(Debug)]
+enum Cmd {
+    Request {
+        opcode: i32,
+        body: Vec<u8>,
+        watch: Option<(WatchKind, String, WatchTx)>,
+        reply: oneshot::Sender<Result<(i32, Vec<u8>), ZkError>>,
+    },
+    Close(oneshot::Sender<()>),
+}
+
+impl ZkClient {
+    /// Connects to the servers of a `zk://host:port,…/path` URL with default options; the
+    /// URL's path becomes the chroot (every path this client uses is relative to it).
+    pub async fn connect(url: &str) -> Result<Self, ZkError> {
+        Self::connect_with(&ZkUrl::parse(url)?, ZkOptions::default()).await
+    }
+
+    /// Connects with options. Tries each host in turn until one answers, for up to the
+    /// session timeout; fails with `ConnectionLoss` naming the hosts otherwise.
+    pub async fn connect_with(url: &ZkUrl, opts: ZkOptions) -> Result<Self, ZkError> {
+        let timeout_ms = i32::try_from(opts.session_timeout.as_millis()).unwrap_or(i32::MAX);
+        let (sid, passwd) = opts.session.clone().unwrap_or((0, vec![0; 16]));
+        let mut creds = Creds {
+            session_id: sid,
+            passwd,
+            last_zxid: 0,
+            timeout: opts.session_timeout,
+        };
+        let deadline = Instant::now() + opts.session_timeout;
+        let mut next_host = 0;
+        let stream = loop {
+            match connect_any(&url.hosts, &mut next_host, &opts, timeout_ms, &mut creds).await {
+                Ok(s) => break s,
+                Err(ZkError::SessionExpired) => return Err(ZkError::SessionExpired),
+                Err(e) if Instant::now() >= deadline => return Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (state_tx, state_rx) = watch::channel(SessionState::Connected);
+        let session = Arc::new(Mutex::new((creds.session_id, creds.passwd.clone())));
+        let chroot = url.path.clone();
+        let task = Task {
+            rx,
+            state: state_tx,
+            hosts: url.hosts.clone(),
+            next_host,
+            opts,
+            timeout_ms,
+            creds,
+            session: session.clone(),
+            chroot: chroot.clone(),
+            data_watches: HashMap::new(),
+            exist_watches: HashMap::new(),
+            child_watches: HashMap::new(),
+            xid: 0,
+        };
+        let timeout = task.creds.timeout;
+        tokio::spawn(task.run(stream));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                tx,
+                state: state_rx,
+                chroot,
+                session,
+                timeout,
+            }),
+        })
+    }
+
+    /// The chroot every path is relative to (`/` for none).
+    pub fn chroot(&self) -> &str {
+        &self.inner.chroot
+    }
+
+    /// The session id.
+    pub fn session_id(&self) -> i64 {
+        self.inner.session.lock().unwrap().0
+    }
+
+    /// Session id and password, to resume this session from another connection
+    /// ([`ZkOptions::session`]).
+    pub fn session_credentials(&self) -> (i64, Vec<u8>) {
+        self.inner.session.lock().unwrap().clone()
+    }
+
+    /// The timeout the server granted.
+    pub fn session_timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    /// The session's state now.
+    pub fn state(&self) -> SessionState {
+        *self.inner.state.borrow()
+    }
+
+    /// A receiver that sees every session state change.
+    pub fn state_changes(&self) -> watch::Receiver<SessionState> {
+        self.inner.state.clone()
+    }
+
+    /// Resolves when the session has ended (expired or closed).
+    pub async fn ended(&self) -> SessionState {
+        let mut rx = self.inner.state.clone();
+        let r = rx
+            .wait_for(|s| matches!(s, SessionState::Expired | SessionState::Closed))
+            .await
+            .map(|s| *s);
+        r.unwrap_or(SessionState::Closed)
+    }
+
+    /// Closes the session: its ephemeral nodes are removed at once.
+    pub async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.inner.tx.send(Cmd::Close(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    fn full(&self, path: &str) -> Result<String, ZkError> {
+        let p = normalize_path(path).map_err(ZkError::Invalid)?;
+        let root = &self.inner.chroot;
+        Ok(if root == "/" {
+            p
+        } else if p == "/" {
+            root.clone()
+        } else {
+            format!("{root}{p}")
+        })
+    }
+
+    fn strip(&self, full: &str) -> String {
+        strip_chroot(&self.inner.chroot, full)
+    }
+
+    async fn call(
+        &self,
+        opcode: i32,
+        path: &str,
+        body: Vec<u8>,
+        watch: Option<(WatchKind, String, WatchTx)>,
+    ) -> Result<Vec<u8>, ZkError> {
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .tx
+            .send(Cmd::Request {
+                opcode,
+                body,
+                watch,
+                reply,
+            })
+            .map_err(|_| ZkError::Closed)?;
+        let (err, body) = rx.await.map_err(|_| ZkError::Closed)??;
+        if err != 0 {
+            return Err(ZkError::server(err, path));
+        }
+        Ok(body)
+    }
+
+    /// Creates a node with the open ACL; returns its path (with the sequence suffix for
+    /// sequential nodes), without the chroot.
+    pub async fn create(
+        &self,
+        path: &str,
+        data: &[u8],
+        mode: CreateMode,
+    ) -> Result<String, ZkError> {
+        let full = self.full(path)?;
+        let op = Op::Create {
+            path: full.clone(),
+            data: data.to_vec(),
+            mode,
+        };
+        let mut e = Encoder::default();
+        op.encode_body(&mut e, &full);
+        let body = self.call(op::CREATE, path, e.buf, None).await?;
+        let created = Decoder::new(&body).string()?;
+        Ok(self.strip(&created))
+    }
+
+    /// Creates `path` and any missing ancestors as empty persistent nodes; an existing node
+    /// is fine.
+    pub async fn create_all(&self, path: &str) -> Result<(), ZkError> {
+        let p = normalize_path(path).map_err(ZkError::Invalid)?;
+        if p == "/" {
+            return Ok(());
+        }
+        let mut cur = String::new();
+        for seg in p[1..].split('/') {
+            cur.push('/');
+            cur.push_str(seg);
+            match self.create(&cur, &[], CreateMode::Persistent).await {
+                Ok(_) => {}
+                Err(ZkError::Server {
+                    code: ErrorCode::NodeExists,
+                    ..
+                }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes a node; `version` -1 matches any version.
+    pub async fn delete(&self, path: &str, version: i32) -> Result<(), ZkError> {
+        let full = self.full(path)?;
+        let mut e = Encoder::default();
+        e.str(&full).i32(version);
+        self.call(op::DELETE, path, e.buf, None).await.map(|_| ())
+    }
+
+    async fn exists_inner(
+        &self,
+        path: &str,
+        watch: Option<WatchTx>,
+    ) -> Result<Option<Stat>, ZkError> {
+        let full = self.full(path)?;
+        let mut e = Encoder::default();
+        e.str(&full).bool(watch.is_some());
+        let watch = watch.map(|w| (WatchKind::Exists, full, w));
+        match self.call(op::EXISTS, path, e.buf, watch).await {
+            Ok(body) => Ok(Some(Decoder::new(&body).stat()?)),
+            Err(ZkError::Server {
+                code: ErrorCode::NoNode,
+                ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The node's metadata, or `None` when it does not exist.
+    pub async fn exists(&self, path: &str) -> Result<Option<Stat>, ZkError> {
+        self.exists_inner(path, None).await
+    }
+
+    /// Like [`ZkClient::exists`], and watches the node for creation, deletion or a data change.
+    pub async fn exists_w(&self, path: &str) -> Result<(Option<Stat>, Watch), ZkError> {
+        let (tx, rx) = oneshot::channel();
+        let s = self.exists_inner(path, Some(tx)).await?;
+        Ok((s, Watch { rx }))
+    }
+
+    async fn get_data_inner(
+        &self,
+        path: &str,
+        watch: Option<WatchTx>,
+    ) -> Result<(Vec<u8>, Stat), ZkError> {
+        let full = self.full(path)?;
+        let mut e = Encoder::default();
+        e.str(&full).bool(watch.is_some());
+        let watch = watch.map(|w| (WatchKind::Data, full, w));
+        let body = self.call(op::GET_DATA, path, e.buf, watch).await?;
+        let mut d = Decoder::new(&body);
+        Ok((d.bytes()?, d.stat()?))
+    }
+
+    /// The node's data and metadata.
+    pub async fn get_data(&self, path: &str) -> Result<(Vec<u8>, Stat), ZkError> {
+        self.get_data_inner(path, None).await
+    }
+
+    /// Like [`ZkClient::get_data`], and watches the node for a data change or deletion.
+    pub async fn get_data_w(&self, path: &str) -> Result<(Vec<u8>, Stat, Watch), ZkError> {
+        let (tx, rx) = oneshot::channel();
+        let (d, s) = self.get_data_inner(path, Some(tx)).await?;
+        Ok((d, s, Watch { rx }))
+    }
+
+    /// Replaces the node's data; `version` -1 matches any version.
+    pub async fn set_data(&self, path: &str, data: &[u8], version: i32) -> Result<Stat, ZkError> {
+        let full = self.full(path)?;
+        let mut e = Encoder::default();
+        e.str(&full).bytes(data).i32(version);
+        let body = self.call(op::SET_DATA, path, e.buf, None).await?;
+        Decoder::new(&body).stat()
+    }
+
+    async fn get_children_inner(
+        &self,
+        path: &str,
+        watch: Option<WatchTx>,
+    ) -> Result<Vec<String>, ZkError> {
+        let full = self.full(path)?;
+        let mut e = Encoder::default();
+        e.str(&full).bool(watch.is_some());
+        let watch = watch.map(|w| (WatchKind::Child, full, w));
+        let body = self.call(op::GET_CHILDREN, path, e.buf, watch).await?;
+        Decoder::new(&body).strings()
+    }
+
+    /// The names of the node's children (unsorted, as the server sends them).
+    pub async fn get_children(&self, path: &str) -> Result<Vec<String>, ZkError> {
+        self.get_children_inner(path, None).await
+    }
+
+    /// Like [`ZkClient::get_children`], and watches for a child being added or removed (or
+    /// the node being deleted).
+    pub async fn get_children_w(&self, path: &str) -> Result<(Vec<String>, Watch), ZkError> {
+        let (tx, rx) = oneshot::channel();
+        let c = self.get_children_inner(path, Some(tx)).await?;
+        Ok((c, Watch { rx }))
+    }
+
+    /// Applies all operations atomically, or none. On failure the error names the code and
+    /// the path of the first operation that failed.
+    pub async fn multi(&self, ops: &[Op]) -> Result<Vec<OpResult>, ZkError> {
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut e = Encoder::default();
+        for o in ops {
+            let full = self.full(o.path())?;
+            e.i32(o.opcode()).bool(false).i32(-1);
+            o.encode_body(&mut e, &full);
+        }
+        e.i32(-1).bool(true).i32(-1);
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .tx
+            .send(Cmd::Request {
+                opcode: op::MULTI,
+                body: e.buf,
+                watch: None,
+                reply,
+            })
+            .map_err(|_| ZkError::Closed)?;
+        let (err, body) = rx.await.map_err(|_| ZkError::Closed)??;
+        // A failed multi carries per-op results; a reply with only a header (e.g. a session
+        // error) carries none.
+        if body.is_empty() {
+            let path = ops.first().map(|o| o.path()).unwrap_or("/");
+            return Err(ZkError::server(if err == 0 { -5 } else { err }, path));
+        }
+        match decode_multi(&mut Decoder::new(&body))? {
+            Ok(results) if err == 0 => Ok(results
+                .into_iter()
+                .map(|r| match r {
+                    OpResult::Create(p) => OpResult::Create(self.strip(&p)),
+                    r => r,
+                })
+                .collect()),
+            Ok(_) => Err(ZkError::server(err, ops[0].path())),
+            Err((i, code)) => Err(ZkError::server(
+                code,
+                ops.get(i).map(|o| o.path()).unwrap_or("/"),
+            )),
+        }
+    }
+}
+
+fn strip_chroot(chroot: &str, full: &str) -> String {
+    if chroot == "/" {
+        return full.to_owned();
+    }
+    match full.strip_prefix(chroot) {
+        Some("") => "/".to_owned(),
+        Some(rest) if rest.starts_with('/') => rest.to_owned(),
+        _ => full.to_owned(),
+    }
+}
+
+#[derive(Debug)]
+struct Creds {
+    session_id: i64,
+    passwd: Vec<u8>,
+    last_zxid: i64,
+    timeout: Duration,
+}
+
+/// Tries each host once, starting at `next`; returns the first connection whose handshake
+/// succeeded.
+async fn connect_any(
+    hosts: &[String],
+    next: &mut usize,
+    opts: &ZkOptions,
+    timeout_ms: i32,
+    creds: &mut Creds,
+) -> Result<TcpStream, ZkError> {
+    let mut errors = Vec::new();
+    for _ in 0..hosts.len() {
+        let host = &hosts[*next % hosts.len()];
+        *next = (*next + 1) % hosts.len();
+        match tokio::time::timeout(opts.connect_timeout, handshake(host, timeout_ms, creds)).await {
+            Ok(Ok(s)) => return Ok(s),
+            Ok(Err(ZkError::SessionExpired)) => return Err(ZkError::SessionExpired),
+            Ok(Err(e)) => errors.push(format!("{host}: {e}")),
+            Err(_) => errors.push(format!(
+                "{host}: no answer within {:?}",
+                opts.connect_timeout
+            )),
+        }
+    }
+    Err(ZkError::ConnectionLoss(format!(
+        "cannot reach any ZooKeeper server ({})",
+        errors.join("; ")
+    )))
+}
+
+async fn handshake(host: &str, timeout_ms: i32, creds: &mut Creds) -> Result<TcpStream, ZkError> {
+    let mut s = TcpStream::connect(host)
+        .await
+        .map_err(|e| ZkError::ConnectionLoss(format!("connect: {e}")))?;
+    let _ = s.set_nodelay(true);
+    let req = ConnectRequest {
+        last_zxid_seen: creds.last_zxid,
+        timeout_ms,
+        session_id: creds.session_id,
+        passwd: creds.passwd.clone(),
+    };
+    s.write_all(&req.encode())
+        .await
+        .map_err(|e| ZkError::ConnectionLoss(format!("send handshake: {e}")))?;
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len)
+        .await
+        .map_err(|e| ZkError::ConnectionLoss(format!("read handshake: {e}")))?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > 4096 {
+        return Err(ZkError::Protocol(format!("handshake reply of {len} bytes")));
+    }
+    let mut frame = vec![0; len];
+    s.read_exact(&mut frame)
+        .await
+        .map_err(|e| ZkError::ConnectionLoss(format!("read handshake: {e}")))?;
+    let resp = ConnectResponse::decode(&frame)?;
+    if resp.timeout_ms <= 0 {
+        return Err(ZkError::SessionExpired);
+    }
+    creds.session_id = resp.session_id;
+    creds.passwd = resp.passwd;
+    creds.timeout = Duration::from_millis(resp.timeout_ms as u64);
+    Ok(s)
+}
+
+struct Pending {
+    xid: i32,
+    watch: Option<(WatchKind, String, WatchTx)>,
+    reply: oneshot::Sender<Result<(i32, Vec<u8>), ZkError>>,
+}
+
+struct Task {
+    rx: mpsc::UnboundedReceiver<Cmd>,
+    state: watch::Sender<SessionState>,
+    hosts: Vec<String>,
+    next_host: usize,
+    opts: ZkOptions,
+    timeout_ms: i32,
+    creds: Creds,
+    session: Arc<Mutex<(i64, Vec<u8>)>>,
+    chroot: String,
+    data_watches: HashMap<String, Vec<WatchTx>>,
+    exist_watches: HashMap<String, Vec<WatchTx>>,
+    child_watches: HashMap<String, Vec<WatchTx>>,
+    xid: i32,
+}
+
+/// Why a connection ended.
+enum End {
+    /// Lost the connection (why, when we last heard from the server); reconnect.
+    Lost(String, Instant),
+    /// Every client handle is gone or close() was called.
+    Closed(Option<oneshot::Sender<()>>),
+}
+
+impl Task {
+    async fn run(mut self, first: TcpStream) {
+        let mut stream = first;
+        loop {
+            let end = self.serve(stream).await;
+            let last_heard;
+            match end {
+                End::Closed(ack) => {
+                    self.finish(SessionState::Closed, ZkError::Closed);
+                    if let Some(a) = ack {
+                        let _ = a.send(());
+                    }
+                    return;
+                }
+                End::Lost(why, heard) => {
+                    last_heard = heard;
+                    tracing::warn!(session_id = self.creds.session_id, reason = %why, "ZooKeeper connection lost; reconnecting");
+                    let _ = self.state.send(SessionState::Disconnected);
+                }
+            }
+            // Reconnect within the session; answer requests with ConnectionLoss meanwhile.
+            let timeout_ms = self.timeout_ms;
+            let res = loop {
+                if last_heard.elapsed() >= self.creds.timeout {
+                    break Err(ZkError::SessionExpired);
+                }
+                let r = {
+                    let attempt = connect_any(
+                        &self.hosts,
+                        &mut self.next_host,
+                        &self.opts,
+                        timeout_ms,
+                        &mut self.creds,
+                    );
+                    tokio::pin!(attempt);
+                    // Ok(connection attempt result) or Err(close requested, with its ack).
+                    let r: Result<Result<TcpStream, ZkError>, Option<oneshot::Sender<()>>> = loop {
+                        tokio::select! {
+                            r = &mut attempt => break Ok(r),
+                            cmd = self.rx.recv() => match cmd {
+                                Some(Cmd::Request { reply, .. }) => {
+                                    let _ = reply.send(Err(ZkError::ConnectionLoss(
+                                        "not connected; reconnecting within the session".into(),
+                                    )));
+                                }
+                                Some(Cmd::Close(ack)) => break Err(Some(ack)),
+                                None => break Err(None),
+                            },
+                        }
+                    };
+                    r
+                };
+                match r {
+                    Err(ack) => {
+                        self.finish(SessionState::Closed, ZkError::Closed);
+                        if let Some(a) = ack {
+                            let _ = a.send(());
+                        }
+                        return;
+                    }
+                    Ok(Ok(s)) => break Ok(s),
+                    Ok(Err(ZkError::SessionExpired)) => break Err(ZkError::SessionExpired),
+                    Ok(Err(_)) => {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            };
+            match res {
+                Ok(s) => {
+                    tracing::info!(
+                        session_id = self.creds.session_id,
+                        "ZooKeeper session resumed"
+                    );
+                    stream = s;
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        session_id = self.creds.session_id,
+                        "ZooKeeper session expired"
+                    );
+                    self.finish(SessionState::Expired, ZkError::SessionExpired);
+                    // Answer every later request with SessionExpired until the handles go.
+                    while let Some(cmd) = self.rx.recv().await {
+                        match cmd {
+                            Cmd::Request { reply, .. } => {
+                                let _ = reply.send(Err(ZkError::SessionExpired));
+                            }
+                            Cmd::Close(ack) => {
+                                let _ = ack.send(());
+                            }
+                        }
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Ends the session for good: every watch learns why.
+    fn finish(&mut self, state: SessionState, why: ZkError) {
+        for (_, ws) in self
+            .data_watches
+            .drain()
+            .chain(self.exist_watches.drain())
+            .chain(self.child_watches.drain())
+        {
+            for w in ws {
+                let _ = w.send(Err(why.clone()));
+            }
+        }
+        let _ = self.state.send(state);
+    }
+
+    fn next_xid(&mut self) -> i32 {
+        self.xid = if self.xid >= i32::MAX - 1 {
+            1
+        } else {
+            self.xid + 1
+        };
+        self.xid
+    }
+
+    async fn serve(&mut self, stream: TcpStream) -> End {
+        *self.session.lock().unwrap() = (self.creds.session_id, self.creds.passwd.clone());
+        let _ = self.state.send(SessionState::Connected);
+        let (mut rd, mut wr) = stream.into_split();
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        let mut pending: VecDeque<Pending> = VecDeque::new();
+        let read_timeout = self.creds.timeout * 2 / 3;
+        let mut ping = tokio::time::interval(self.creds.timeout / 3);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ping.tick().await;
+        let mut last_recv = Instant::now();
+
+        // Re-arm the watches this session had before the reconnection.
+        if !(self.data_watches.is_empty()
+            && self.exist_watches.is_empty()
+            && self.child_watches.is_empty())
+        {
+            let keys = |m: &HashMap<String, Vec<WatchTx>>| m.keys().cloned().collect::<Vec<_>>();
+            let mut e = Encoder::frame();
+            e.header(xid::SET_WATCHES, op::SET_WATCHES)
+                .i64(self.creds.last_zxid)
+                .strs(&keys(&self.data_watches))
+                .strs(&keys(&self.exist_watches))
+                .strs(&keys(&self.child_watches));
+            if let Err(err) = wr.write_all(&e.finish()).await {
+                return fail(&mut pending, last_recv, format!("write: {err}"));
+            }
+        }
+
+        loop {
+            tokio::select! {
+                r = rd.read_buf(&mut buf) => {
+                    match r {
+                        Ok(0) => return fail(&mut pending, last_recv, "server closed the connection".into()),
+                        Err(e) => return fail(&mut pending, last_recv, format!("read: {e}")),
+                        Ok(_) => {}
+                    }
+                    last_recv = Instant::now();
+                    while buf.len() >= 4 {
+                        let len = u32::from_be_bytes(buf[..4].try_into().unwrap()) as usize;
+                        if len > MAX_FRAME {
+                            return fail(&mut pending, last_recv, format!("frame of {len} bytes is too large"));
+                        }
+                        if buf.len() < 4 + len {
+                            break;
+                        }
+                        buf.advance(4);
+                        let frame = buf.split_to(len);
+                        if let Err(why) = self.on_frame(&frame, &mut pending) {
+                            return fail(&mut pending, last_recv, why.to_string());
+                        }
+                    }
+                }
+                cmd = self.rx.recv() => {
+                    let Some(cmd) = cmd else {
+                        self.close_session(&mut wr, &mut rd).await;
+                        return End::Closed(None);
+                    };
+                    match cmd {
+                        Cmd::Close(ack) => {
+                            // Answer what is in flight first? Close discards it: callers of
+                            // close() are done with the session.
+                            self.close_session(&mut wr, &mut rd).await;
+                            for p in pending.drain(..) {
+                                let _ = p.reply.send(Err(ZkError::Closed));
+                            }
+                            return End::Closed(Some(ack));
+                        }
+                        Cmd::Request { opcode, body, watch, reply } => {
+                            let xid = self.next_xid();
+                            let mut e = Encoder::frame();
+                            e.header(xid, opcode);
+                            e.buf.extend_from_slice(&body);
+                            let frame = e.finish();
+                            pending.push_back(Pending { xid, watch, reply });
+                            if let Err(err) = wr.write_all(&frame).await {
+                                return fail(&mut pending, last_recv, format!("write: {err}"));
+                            }
+                        }
+                    }
+                }
+                _ = ping.tick() => {
+                    if last_recv.elapsed() > read_timeout {
+                        return fail(&mut pending, last_recv, format!("no answer from the server for {:?}", last_recv.elapsed()));
+                    }
+                    let mut e = Encoder::frame();
+                    e.header(xid::PING, op::PING);
+                    if let Err(err) = wr.write_all(&e.finish()).await {
+                        return fail(&mut pending, last_recv, format!("write: {err}"));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn close_session(
+        &mut self,
+        wr: &mut tokio::net::tcp::OwnedWriteHalf,
+        rd: &mut tokio::net::tcp::OwnedReadHalf,
+    ) {
+        let xid = self.next_xid();
+        let mut e = Encoder::frame();
+        e.header(xid, op::CLOSE_SESSION);
+        if wr.write_all(&e.finish()).await.is_ok() {
+            // Wait (briefly) for the server to confirm, so ephemeral nodes are gone when
+            // close() returns; the reply or EOF both do.
+            let mut sink = [0u8; 4096];
+            let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                loop {
+                    match rd.read(&mut sink).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                }
+            })
+            .await;
+        }
+    }
+
+    fn on_frame(&mut self, frame: &[u8], pending: &mut VecDeque<Pending>) -> Result<(), ZkError> {
+        let mut d = Decoder::new(frame);
+        let h = ReplyHeader::decode(&mut d)?;
+        if h.zxid > self.creds.last_zxid {
+            self.creds.last_zxid = h.zxid;
+        }
+        match h.xid {
+            xid::PING => return Ok(()),
+            xid::SET_WATCHES => {
+                if h.err != 0 {
+                    tracing::warn!(code = %ErrorCode::from_i32(h.err), "ZooKeeper refused to re-arm watches");
+                }
+                return Ok(());
+            }
+            xid::NOTIFICATION => {
+                let ev = RawEvent::decode(&mut d)?;
+                self.dispatch(ev);
+                return Ok(());
+            }
+            _ => {}
+        }
+        let p = pending
+            .pop_front()
+            .ok_or_else(|| ZkError::Protocol(format!("reply with xid {} to no request", h.xid)))?;
+        if p.xid != h.xid {
+            let _ = p
+                .reply
+                .send(Err(ZkError::Protocol("replies out of order".into())));
+            return Err(ZkError::Protocol(format!(
+                "reply xid {} while waiting for {}",
+                h.xid, p.xid
+            )));
+        }
+        if let Some((kind, path, tx)) = p.watch {
+            let map = match (kind, h.err) {
+                (WatchKind::Exists, 0) | (WatchKind::Data, 0) => Some(&mut self.data_watches),
+                (WatchKind::Exists, e) if e == ErrorCode::NoNode.as_i32() => {
+                    Some(&mut self.exist_watches)
+                }
+                (WatchKind::Child, 0) => Some(&mut self.child_watches),
+                _ => None,
+            };
+            if let Some(m) = map {
+                m.entry(path).or_default().push(tx);
+            }
+        }
+        let _ = p
+            .reply
+            .send(Ok((h.err, frame[d_pos(frame, &d)..].to_vec())));
+        Ok(())
+    }
+
+    fn dispatch(&mut self, ev: RawEvent) {
+        let kind = match ev.typ {
+            1 => WatchEventKind::NodeCreated,
+            2 => WatchEventKind::NodeDeleted,
+            3 => WatchEventKind::NodeDataChanged,
+            4 => WatchEventKind::NodeChildrenChanged,
+            // Session-level events (type None) are reported through the state channel.
+            _ => return,
+        };
+        let mut fired = Vec::new();
+        let path = ev.path;
+        if kind != WatchEventKind::NodeChildrenChanged {
+            fired.extend(self.data_watches.remove(&path).unwrap_or_default());
+            fired.extend(self.exist_watches.remove(&path).unwrap_or_default());
+        }
+        if matches!(
+            kind,
+            WatchEventKind::NodeChildrenChanged | WatchEventKind::NodeDeleted
+        ) {
+            fired.extend(self.child_watches.remove(&path).unwrap_or_default());
+        }
+        let event = WatchEvent {
+            kind,
+            path: strip_chroot(&self.chroot, &path),
+        };
+        for tx in fired {
+            let _ = tx.send(Ok(event.clone()));
+        }
+    }
+}
+
+/// Fails everything in flight with `ConnectionLoss`.
+fn fail(pending: &mut VecDeque<Pending>, last_recv: Instant, why: String) -> End {
+    for p in pending.drain(..) {
+        let _ = p.reply.send(Err(ZkError::ConnectionLoss(format!(
+            "connection dropped before the answer ({why}); the operation may or may not have been applied"
+        ))));
+    }
+    End::Lost(why, last_recv)
+}
+
+/// Offset of the decoder in `frame` (what is left is the reply body).
+fn d_pos(frame: &[u8], d: &Decoder<'_>) -> usize {
+    frame.len() - d.remaining()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chroot_strip() {
+        assert_eq!(strip_chroot("/", "/a"), "/a");
+        assert_eq!(strip_chroot("/r", "/r"), "/");
+        assert_eq!(strip_chroot("/r", "/r/a"), "/a");
+        assert_eq!(strip_chroot("/r", "/rx"), "/rx");
+    }
+}
