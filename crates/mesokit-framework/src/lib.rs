@@ -1,8 +1,17 @@
 //! A declarative Mesos scheduler: describe task groups (instances, resources, restart policy,
 //! constraints) and let the engine keep them running.
 //!
+//! * [`spec`]: job specs in YAML/JSON or built in Rust, with errors that point at the line.
+//! * [`offers`]: exact resource maths for carving tasks out of offers.
+//! * [`constraints`]: placement constraints (UNIQUE, CLUSTER, GROUP_BY, LIKE, UNLIKE, MAX_PER).
+//! * [`core`]: the scheduler as a state machine with no IO (events and time in, calls, store
+//!   writes and task events out).
+//! * [`driver`]: runs the core against a Mesos master through `mesokit-client`.
 //! * [`store`]: where the framework id and task records survive restarts.
-//! * [`zk`]: a ZooKeeper client, leader election and Mesos master detection.
 
+pub mod constraints;
+pub mod core;
+pub mod offers;
+pub mod spec;
 pub mod store;
 pub mod zk;
