@@ -9,6 +9,8 @@
 //!   time in; processes, signals and status updates out).
 //! * [`health`]: health checks and general checks: when to probe and what a result means
 //!   (no IO), the HTTP, TCP and COMMAND probes, and the status updates they give.
+//! * [`commands`]: before and after commands around a task's own (Cook's design).
+//! * [`api`]: the task HTTP API (progress, message, environment, exit statuses).
 //! * [`run`]: the async driver that connects them to the agent through
 //!   [`mesokit_client::executor`].
 //!
@@ -23,10 +25,13 @@
 //! # Ok(()) }
 //! ```
 
+pub mod api;
+pub mod commands;
 pub mod health;
 pub mod launch;
 pub mod process;
 mod runtime;
+mod sequence;
 pub mod supervisor;
 
 pub use runtime::{Error, run};

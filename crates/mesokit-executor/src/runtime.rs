@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 
 use mesokit_client::executor::{ExecutorClient, ExecutorConfig, ExecutorEvent};
 use mesokit_proto::v1::{TaskId, TaskStatus};
-use tokio::process::Child;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
-use crate::process::{self, Signal, Termination};
+use crate::api::TaskApi;
+use crate::process::{self, Signal};
+use crate::sequence::{self, End};
 use crate::supervisor::{Action, ProbeKind, ProbeResult, Settings, Supervisor};
 
 /// How long the last updates may take to leave once the executor is done.
@@ -65,9 +66,23 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
         tracing::warn!(error = %e, "cannot become a subreaper: daemons of tasks may escape kills");
     }
     let (client, mut events) = ExecutorClient::start(config).map_err(Error::Client)?;
+    let (api, mut progress_rx) = if settings.task_api {
+        match TaskApi::start(settings.max_message_length).await {
+            Ok((api, rx)) => {
+                tracing::info!(addr = %api.addr(), "task API listening");
+                (Some(api), Some(rx))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the task API: tasks run without it");
+                (None, None)
+            }
+        }
+    } else {
+        (None, None)
+    };
     let mut sup = Supervisor::new(settings);
 
-    let (exit_tx, mut exit_rx) = mpsc::unbounded_channel::<(TaskId, io::Result<Termination>)>();
+    let (exit_tx, mut exit_rx) = mpsc::unbounded_channel::<(TaskId, End)>();
     let (update_tx, update_rx) = mpsc::unbounded_channel::<TaskStatus>();
     let (probe_tx, mut probe_rx) = mpsc::unbounded_channel::<(TaskId, ProbeResult)>();
     let sender = tokio::spawn(send_updates(client.clone(), update_rx));
@@ -87,16 +102,34 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
                     );
                     let _ = update_tx.send(*status);
                 }
-                Action::Launch { task_id, command } => {
-                    let result = process::spawn(&command).and_then(|child| {
-                        let pid = child.id().ok_or_else(|| io::Error::other("no pid"))?;
-                        tracing::info!(task_id = %task_id.value, pid, "forked command");
-                        let (tx, rx) = mpsc::unbounded_channel();
-                        procs.insert(task_id.value.clone(), tx);
-                        tokio::spawn(watch(task_id.clone(), child, pid, rx, exit_tx.clone()));
-                        Ok(())
-                    });
-                    sup.handle_spawned(&task_id, result.map_err(|e| e.to_string()), Instant::now());
+                Action::Launch {
+                    task_id,
+                    mut command,
+                    plan,
+                } => {
+                    if let Some(api) = &api {
+                        let vars = api.register(&task_id, plan.before.len(), plan.after.len());
+                        for (k, v) in vars {
+                            crate::launch::set(&mut command.env, &k, &v);
+                        }
+                    }
+                    let mut steps = sequence::steps(*command, &plan);
+                    let result = sequence::start_first(&task_id, &mut steps, api.as_ref())
+                        .map(|child| {
+                            tracing::info!(task_id = %task_id.value, pid = child.id(), "forked command");
+                            let (tx, rx) = mpsc::unbounded_channel();
+                            procs.insert(task_id.value.clone(), tx);
+                            let run = sequence::drive(
+                                task_id.clone(),
+                                steps,
+                                child,
+                                api.clone(),
+                                rx,
+                                exit_tx.clone(),
+                            );
+                            tokio::spawn(run);
+                        });
+                    sup.handle_spawned(&task_id, result, Instant::now());
                 }
                 Action::Probe {
                     task_id,
@@ -145,15 +178,22 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
                     lost = Some(e);
                 }
             },
-            Some((task_id, result)) = exit_rx.recv() => {
+            Some((task_id, end)) = exit_rx.recv() => {
                 procs.remove(&task_id.value);
-                match result {
-                    Ok(how) => sup.handle_exit(&task_id, how, Instant::now()),
-                    Err(e) => {
+                match end {
+                    End::Main(Ok(how)) => sup.handle_exit(&task_id, how, Instant::now()),
+                    End::Main(Err(e)) => {
                         tracing::error!(task_id = %task_id.value, error = %e, "cannot wait for the task");
                         sup.handle_wait_error(&task_id, &e.to_string(), Instant::now());
                     }
+                    End::Failed(message) => {
+                        sup.handle_sequence_failed(&task_id, message, Instant::now());
+                    }
                 }
+            }
+            Some(change) = recv(&mut progress_rx) => {
+                let crate::api::Progress { task_id, progress, message } = change;
+                sup.handle_progress(&task_id, progress, message, Instant::now());
             }
             Some((task_id, result)) = probe_rx.recv() => {
                 sup.handle_probe_result(&task_id, result, Instant::now());
@@ -211,38 +251,11 @@ async fn send_updates(client: ExecutorClient, mut rx: mpsc::UnboundedReceiver<Ta
     }
 }
 
-/// Owns one task process: signals its tree on request and reports its exit. Signals and
-/// reaping happen in this one place, so a signal never reaches a reaped (and maybe reused) pid.
-async fn watch(
-    task_id: TaskId,
-    mut child: Child,
-    pid: u32,
-    mut signals: mpsc::UnboundedReceiver<Signal>,
-    exits: mpsc::UnboundedSender<(TaskId, io::Result<Termination>)>,
-) {
-    let mut tree = process::Tree::new(pid);
-    let status = loop {
-        tokio::select! {
-            biased;
-            status = child.wait() => break status,
-            signal = signals.recv() => match signal {
-                Some(signal) => {
-                    if let Err(e) = tree.signal(signal) {
-                        tracing::debug!(task_id = %task_id.value, error = %e, "signal not delivered");
-                    }
-                }
-                None => break child.wait().await,
-            },
-        }
-    };
-    // Whatever the task left running in its session goes with it, as the agent's container
-    // destroy would do.
-    if process::maybe_leftovers(pid)
-        && let Ok(n) = tree.signal(Signal::Kill)
-    {
-        tracing::info!(task_id = %task_id.value, processes = n, "killed what the task left behind");
+async fn recv<T>(rx: &mut Option<mpsc::UnboundedReceiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
-    let _ = exits.send((task_id, status.map(Termination::from)));
 }
 
 fn state_name(state: i32) -> &'static str {

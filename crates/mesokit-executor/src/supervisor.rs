@@ -27,6 +27,7 @@ use mesokit_proto::v1::{
     CheckStatusInfo, DurationInfo, KillPolicy, TaskId, TaskInfo, TaskState, TaskStatus,
 };
 
+use crate::commands::{self, CommandDef, Plan};
 use crate::health::{self, CheckRunner, HealthChecker, HealthVerdict, Probe, ProbeError};
 use crate::launch::{self, Placement};
 use crate::process::{CommandSpec, Signal, Termination};
@@ -42,6 +43,9 @@ pub const SHUTDOWN_MARGIN: Duration = Duration::from_secs(1);
 
 /// How long to wait for the agent to acknowledge the terminal updates before exiting anyway.
 pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// At most one progress update (from the task API) per task in this time.
+pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What the supervisor needs to know about its surroundings.
 #[derive(Clone)]
@@ -65,6 +69,17 @@ pub struct Settings {
     /// default; on in [`Settings::from_config`]. Leave it off when the process has other
     /// children (tests running executors side by side, say).
     pub own_process: bool,
+    /// The operator's before commands, run before the task's (see [`crate::commands`]).
+    pub before_commands: Vec<CommandDef>,
+    /// The operator's after commands, run after the task's.
+    pub after_commands: Vec<CommandDef>,
+    /// Serve the task API ([`crate::api`]); on by default.
+    pub task_api: bool,
+    /// Longest message accepted through the task API, in characters
+    /// ([`crate::api::DEFAULT_MAX_MESSAGE`]).
+    pub max_message_length: usize,
+    /// At most one progress update per task in this time ([`DEFAULT_PROGRESS_INTERVAL`]).
+    pub progress_interval: Duration,
 }
 
 impl fmt::Debug for Settings {
@@ -79,6 +94,11 @@ impl fmt::Debug for Settings {
             .field("shutdown_grace", &self.shutdown_grace)
             .field("ack_timeout", &self.ack_timeout)
             .field("own_process", &self.own_process)
+            .field("before_commands", &self.before_commands)
+            .field("after_commands", &self.after_commands)
+            .field("task_api", &self.task_api)
+            .field("max_message_length", &self.max_message_length)
+            .field("progress_interval", &self.progress_interval)
             .finish()
     }
 }
@@ -93,6 +113,11 @@ impl Default for Settings {
             shutdown_grace: Duration::from_secs(5),
             ack_timeout: DEFAULT_ACK_TIMEOUT,
             own_process: false,
+            before_commands: Vec::new(),
+            after_commands: Vec::new(),
+            task_api: true,
+            max_message_length: crate::api::DEFAULT_MAX_MESSAGE,
+            progress_interval: DEFAULT_PROGRESS_INTERVAL,
         }
     }
 }
@@ -107,6 +132,9 @@ pub enum Action {
         task_id: TaskId,
         /// Its process.
         command: Box<CommandSpec>,
+        /// Its before and after commands, to run around `command` with the same
+        /// environment, directory and output.
+        plan: Box<Plan>,
     },
     /// Signal the task's process tree (see [`crate::process::signal_tree`]).
     Signal {
@@ -189,6 +217,13 @@ struct Task {
     check: Option<(CheckRunner, Probe)>,
     /// The latest health reported, copied into the task's later updates as Mesos does.
     healthy: Option<bool>,
+    /// Progress and message from the task API.
+    progress: Option<u8>,
+    progress_message: Option<String>,
+    /// When the last progress update went out.
+    progress_sent: Option<Instant>,
+    /// A change not sent yet (throttled).
+    progress_pending: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,8 +302,12 @@ impl Supervisor {
             let check = t.check.as_ref().and_then(|(c, _)| c.next_probe_at());
             health.into_iter().chain(check)
         });
+        let progress = self.tasks.iter().filter_map(|t| {
+            let due = t.progress_sent? + self.settings.progress_interval;
+            (t.progress_pending && t.phase == Phase::Running).then_some(due)
+        });
         let acks = self.ack_deadline.filter(|_| !self.unacked.is_empty());
-        tasks.chain(probes).chain(acks).min()
+        tasks.chain(probes).chain(progress).chain(acks).min()
     }
 
     /// Whether the executor is done: every task has ended, and its terminal update has been
@@ -473,6 +512,16 @@ impl Supervisor {
                 });
             }
         }
+        let interval = self.settings.progress_interval;
+        for i in 0..self.tasks.len() {
+            let t = &self.tasks[i];
+            if t.progress_pending
+                && t.phase == Phase::Running
+                && t.progress_sent.is_none_or(|at| at + interval <= now)
+            {
+                self.send_progress(i, now);
+            }
+        }
         if self.ack_deadline.is_some_and(|d| d <= now) && !self.unacked.is_empty() {
             tracing::warn!(
                 unacknowledged = self.unacked.len(),
@@ -524,6 +573,67 @@ impl Supervisor {
                 }
             }
         }
+        self.escalate(now);
+    }
+
+    /// A task reported progress or a message through the task API ([`crate::api`]): it goes
+    /// out as a TASK_RUNNING update (text in `message`, `{"progress", "message"}` in `data`)
+    /// at once if none went out in the last [`Settings::progress_interval`], else when that
+    /// is over; the last change before the task ends always goes out before its terminal update.
+    pub fn handle_progress(
+        &mut self,
+        task_id: &TaskId,
+        progress: Option<u8>,
+        message: Option<String>,
+        now: Instant,
+    ) {
+        let Some(i) = self.find(task_id, Phase::Running) else {
+            return;
+        };
+        let task = &mut self.tasks[i];
+        task.progress = progress;
+        task.progress_message = message;
+        task.progress_pending = true;
+        if task
+            .progress_sent
+            .is_none_or(|at| at + self.settings.progress_interval <= now)
+        {
+            self.send_progress(i, now);
+        }
+        self.escalate(now);
+    }
+
+    fn send_progress(&mut self, i: usize, now: Instant) {
+        let task = &mut self.tasks[i];
+        task.progress_pending = false;
+        task.progress_sent = Some(now);
+        let data = crate::api::progress_json(task.progress, task.progress_message.as_deref());
+        let mut update = status(
+            &task.id,
+            TaskState::TaskRunning,
+            None,
+            task.progress_message.clone(),
+        );
+        update.data = Some(data.into());
+        update.healthy = task.healthy;
+        self.send(update);
+    }
+
+    /// The task's commands ended without an exit status of its own command to report: a
+    /// guarded before or after command failed, a command could not start, or a kill stopped
+    /// the sequence before the task's command ran. TASK_FAILED with `message`, or TASK_KILLED
+    /// if a kill was under way.
+    pub fn handle_sequence_failed(&mut self, task_id: &TaskId, message: String, now: Instant) {
+        let Some(i) = self.find(task_id, Phase::Running) else {
+            return;
+        };
+        let state = if self.tasks[i].kill.is_some() {
+            TaskState::TaskKilled
+        } else {
+            TaskState::TaskFailed
+        };
+        tracing::info!(task_id = %task_id.value, %message, "task's commands failed");
+        self.terminal(i, state, None, message, now);
         self.escalate(now);
     }
 
@@ -583,6 +693,10 @@ impl Supervisor {
             health: None,
             check: None,
             healthy: None,
+            progress: None,
+            progress_message: None,
+            progress_sent: None,
+            progress_pending: false,
         });
         let i = self.tasks.len() - 1;
 
@@ -612,23 +726,26 @@ impl Supervisor {
             None => Placement::Shared(sandbox),
             Some(_) => Placement::OwnDir(sandbox),
         };
-        match launch::command_spec(task, &self.settings.executor_env, placement) {
-            Ok(spec) => {
+        let plan = commands::plan(
+            task,
+            &self.settings.before_commands,
+            &self.settings.after_commands,
+        );
+        let spec = launch::command_spec(task, &self.settings.executor_env, placement)
+            .map_err(|e| e.to_string())
+            .and_then(|spec| Ok((spec, plan?)));
+        match spec {
+            Ok((spec, plan)) => {
                 self.prepare_checks(i, task, spec.cwd.as_deref());
                 self.actions.push_back(Action::Launch {
                     task_id: id.clone(),
                     command: Box::new(spec),
+                    plan: Box::new(plan),
                 });
             }
             Err(e) => {
                 tracing::warn!(task_id = %id.value, error = %e, "invalid task");
-                self.terminal(
-                    i,
-                    TaskState::TaskFailed,
-                    Some(Reason::TaskInvalid),
-                    e.to_string(),
-                    now,
-                );
+                self.terminal(i, TaskState::TaskFailed, Some(Reason::TaskInvalid), e, now);
             }
         }
     }
@@ -745,6 +862,9 @@ impl Supervisor {
         message: String,
         now: Instant,
     ) {
+        if self.tasks[i].progress_pending && self.tasks[i].phase == Phase::Running {
+            self.send_progress(i, now);
+        }
         self.tasks[i].phase = Phase::Done;
         self.stop_checks(i);
         let id = self.tasks[i].id.clone();

@@ -1,0 +1,241 @@
+//! Runs one task's commands in order (before commands, the task's own, after commands; see
+//! [`crate::commands`]) and owns their processes: signals reach the running ones, exits are
+//! recorded in the task API, and the outcome goes back to the driver.
+
+use std::io;
+use std::time::Duration;
+
+use mesokit_proto::v1::TaskId;
+use tokio::process::Child;
+use tokio::sync::mpsc;
+
+use crate::api::{TaskApi, Which};
+use crate::commands::{CommandDef, Plan};
+use crate::process::{self, CommandSpec, Signal, Termination};
+
+/// How long an async command has between SIGTERM and SIGKILL once the synchronous ones are
+/// done.
+const ASYNC_GRACE: Duration = Duration::from_secs(1);
+
+/// How a task's commands ended.
+#[derive(Debug)]
+pub(crate) enum End {
+    /// The task's own command ended (or could not be waited for); the after commands ran.
+    Main(io::Result<Termination>),
+    /// The sequence stopped without a status of the task's command to report.
+    Failed(String),
+}
+
+/// One command to run.
+#[derive(Debug)]
+pub(crate) struct Step {
+    which: Which,
+    spec: CommandSpec,
+    guard: bool,
+    run_async: bool,
+    /// For messages: `before command 2 (`./lock.sh`)`.
+    name: String,
+}
+
+/// The steps of a task: `main` with the plan's commands around it, each a `/bin/sh -c` with
+/// `main`'s environment, directory and output.
+pub(crate) fn steps(main: CommandSpec, plan: &Plan) -> Vec<Step> {
+    let around = |which: Which, def: &CommandDef, kind: &str, n: usize| {
+        let mut spec = main.clone();
+        spec.program = "/bin/sh".into();
+        spec.argv0 = Some("sh".into());
+        spec.args = vec!["-c".into(), def.value.clone()];
+        Step {
+            which,
+            spec,
+            guard: def.guard,
+            run_async: def.r#async,
+            name: format!("{kind} command {} (`{}`)", n + 1, def.value),
+        }
+    };
+    let mut steps: Vec<Step> = plan
+        .before
+        .iter()
+        .enumerate()
+        .map(|(n, d)| around(Which::Before(n), d, "before", n))
+        .collect();
+    let after: Vec<Step> = plan
+        .after
+        .iter()
+        .enumerate()
+        .map(|(n, d)| around(Which::After(n), d, "after", n))
+        .collect();
+    steps.push(Step {
+        which: Which::Main,
+        spec: main,
+        guard: false,
+        run_async: false,
+        name: "the task's command".into(),
+    });
+    steps.extend(after);
+    steps
+}
+
+/// The exit status as a shell reports it: the code, or 128 + the signal.
+fn code(t: Termination) -> i32 {
+    match t {
+        Termination::Exited(c) => c,
+        Termination::Signaled(s) => 128 + s,
+    }
+}
+
+/// Starts the first step. Its error is the task's launch error.
+pub(crate) fn start_first(
+    task_id: &TaskId,
+    steps: &mut [Step],
+    api: Option<&TaskApi>,
+) -> Result<Child, String> {
+    let step = &mut steps[0];
+    if let Some(api) = api {
+        api.apply_env(task_id, &mut step.spec.env);
+    }
+    process::spawn(&step.spec).map_err(|e| {
+        if step.which == Which::Main {
+            e.to_string()
+        } else {
+            format!("{}: {e}", step.name)
+        }
+    })
+}
+
+/// Runs the steps, the first already started as `first`, until the last one ends, a guard
+/// fails or a signal stops it; sends the outcome on `ends`.
+pub(crate) async fn drive(
+    task_id: TaskId,
+    steps: Vec<Step>,
+    first: Child,
+    api: Option<TaskApi>,
+    mut signals: mpsc::UnboundedReceiver<Signal>,
+    ends: mpsc::UnboundedSender<(TaskId, End)>,
+) {
+    let mut first = Some(first);
+    let mut asyncs: Vec<(Which, Child, process::Tree)> = Vec::new();
+    let mut stopped = false;
+    let mut signals_open = true;
+    let mut main = None;
+    let mut failure = None;
+    let record = |which, c| {
+        if let Some(api) = &api {
+            api.record_exit(&task_id, which, c);
+        }
+    };
+
+    for mut step in steps {
+        if stopped {
+            break;
+        }
+        let child = match first.take() {
+            Some(child) => Ok(child),
+            None => {
+                if let Some(api) = &api {
+                    api.apply_env(&task_id, &mut step.spec.env);
+                }
+                process::spawn(&step.spec)
+            }
+        };
+        let mut child = match child {
+            Ok(child) => child,
+            Err(e) => {
+                tracing::warn!(task_id = %task_id.value, command = %step.name, error = %e, "cannot start");
+                record(step.which, None);
+                if step.which == Which::Main {
+                    failure = Some(format!("Failed to launch the task's command: {e}"));
+                    break;
+                }
+                if step.guard {
+                    failure = Some(format!(
+                        "{} could not start: {e}; later commands did not run",
+                        step.name
+                    ));
+                    break;
+                }
+                continue;
+            }
+        };
+        let Some(pid) = child.id() else {
+            // Only a reaped child has no pid, and nothing waited for this one yet.
+            failure = Some(format!("{} vanished before it could be watched", step.name));
+            break;
+        };
+        tracing::info!(task_id = %task_id.value, pid, command = %step.name, "forked");
+        let mut tree = process::Tree::new(pid);
+        if step.run_async {
+            asyncs.push((step.which, child, tree));
+            continue;
+        }
+        let status = loop {
+            tokio::select! {
+                biased;
+                status = child.wait() => break status,
+                signal = signals.recv(), if signals_open => match signal {
+                    Some(signal) => {
+                        stopped = true;
+                        if let Err(e) = tree.signal(signal) {
+                            tracing::debug!(task_id = %task_id.value, error = %e, "signal not delivered");
+                        }
+                        for (_, _, t) in &mut asyncs {
+                            let _ = t.signal(signal);
+                        }
+                    }
+                    None => signals_open = false,
+                },
+            }
+        };
+        // Whatever the command left running in its session goes with it, as the agent's
+        // container destroy would do.
+        if process::maybe_leftovers(pid)
+            && let Ok(n) = tree.signal(Signal::Kill)
+        {
+            tracing::info!(task_id = %task_id.value, processes = n, "killed what the command left behind");
+        }
+        let status = status.map(Termination::from);
+        record(step.which, status.as_ref().ok().map(|t| code(*t)));
+        if step.which == Which::Main {
+            main = Some(status);
+            continue;
+        }
+        match status {
+            Ok(t) if !t.success() && step.guard => {
+                failure = Some(format!("{} {t}; later commands did not run", step.name));
+                break;
+            }
+            Ok(t) => {
+                tracing::info!(task_id = %task_id.value, command = %step.name, "{t}");
+            }
+            Err(e) => {
+                tracing::warn!(task_id = %task_id.value, command = %step.name, error = %e, "cannot wait");
+            }
+        }
+    }
+
+    // The synchronous commands are done: the async ones go.
+    for (which, mut child, mut tree) in asyncs {
+        let status = match child.try_wait() {
+            Ok(Some(status)) => Ok(status),
+            _ => {
+                let _ = tree.signal(Signal::Term);
+                match tokio::time::timeout(ASYNC_GRACE, child.wait()).await {
+                    Ok(status) => status,
+                    Err(_) => {
+                        let _ = tree.signal(Signal::Kill);
+                        child.wait().await
+                    }
+                }
+            }
+        };
+        let _ = tree.signal(Signal::Kill);
+        record(which, status.ok().map(|s| code(s.into())));
+    }
+
+    let end = match (failure, main) {
+        (Some(message), _) => End::Failed(message),
+        (None, Some(status)) => End::Main(status),
+        (None, None) => End::Failed("killed before the task's command ran".into()),
+    };
+    let _ = ends.send((task_id, end));
+}
