@@ -7,7 +7,8 @@
 # What it installs (once; later runs reuse it):
 #   - Debian packages: python3-http-parser, python3-venv (pymesos's parser does not build on
 #     Python 3.11 from PyPI; Debian ships a working build); curl and unzip (the local agent
-#     fetches URIs and extracts archives with them)
+#     fetches URIs and extracts archives with them); zookeeper (the framework's ZooKeeper store,
+#     leader election and master detection are tested against a real server)
 #   - .venv/ at the repository root: a venv over the system Python with pymesos from PyPI
 # Under CI=true a dependency that cannot be installed fails the run; elsewhere too, since a
 # skipped dependency would silently skip the tests that need it.
@@ -31,7 +32,8 @@ apt_install() {
 }
 
 # --- Python venv with pymesos (third-party client for compatibility tests and benchmarks)
-apt_install python3-http-parser python3-venv curl unzip
+apt_install python3-http-parser python3-venv curl unzip zookeeper
+[[ -f /usr/share/java/zookeeper.jar ]] || { echo "ZooKeeper is not installed (/usr/share/java/zookeeper.jar)" >&2; exit 1; }
 if ! .venv/bin/python -c 'import pymesos, http_parser.parser' >/dev/null 2>&1; then
     log "creating .venv with pymesos"
     /usr/bin/python3 -m venv --system-site-packages .venv

@@ -116,6 +116,17 @@ fn open_error(path: &Path, e: DatabaseError) -> StoreError {
         DatabaseError::Storage(StorageError::Corrupted(msg)) => StoreError::Corrupt(format!(
             "{p} is not a mesokit store (not a redb database, or damaged): {msg}"
         )),
+        // redb reports a bad header (wrong magic number, truncated file) as invalid data.
+        DatabaseError::Storage(StorageError::Io(io))
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+            ) =>
+        {
+            StoreError::Corrupt(format!(
+                "{p} is not a mesokit store (not a redb database, or damaged): {io}"
+            ))
+        }
         DatabaseError::Storage(StorageError::Io(io)) => {
             StoreError::Unavailable(format!("cannot open {p}: {io}"))
         }
