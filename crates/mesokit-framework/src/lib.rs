@@ -1,6 +1,7 @@
 //! A declarative Mesos scheduler: describe task groups (instances, resources, restart policy,
 //! constraints) and let the engine keep them running.
 //!
+//! * [`admin`]: the opt-in admin HTTP API and Prometheus metrics.
 //! * [`spec`]: job specs in YAML/JSON or built in Rust, with errors that point at the line.
 //! * [`offers`]: exact resource maths for carving tasks out of offers.
 //! * [`constraints`]: placement constraints (UNIQUE, CLUSTER, GROUP_BY, LIKE, UNLIKE, MAX_PER).
@@ -9,8 +10,10 @@
 //! * [`driver`]: runs the core against a Mesos master through `mesokit-client`.
 //! * [`store`]: where the framework id and task records survive restarts.
 
+pub mod admin;
 pub mod constraints;
 pub mod core;
+pub mod driver;
 pub mod offers;
 pub mod spec;
 pub mod store;

@@ -1,9 +1,8 @@
 //! `mesokit`: the command-line front of the mesokit libraries.
 //!
-//! Subcommands land with the libraries they drive; today: `decode` (inspect a captured Mesos
-//! event stream), `executor` (the command executor an agent starts) and `local` (a
-//! Mesos-compatible master and agents on this machine). `run`, `status` and `hook` follow
-//! (see the README).
+//! `run` (a job on Mesos), `status` (a cluster's frameworks and tasks), `local` (a
+//! Mesos-compatible master and agents on this machine), `executor` (the executor an agent
+//! starts), `hook` (Criteo command modules) and `decode` (inspect a captured event stream).
 
 mod cmd;
 
@@ -32,6 +31,11 @@ enum Command {
     Executor(cmd::executor::Args),
     /// Run a Mesos-compatible master and agents on this machine (for development and tests).
     Local(cmd::local::Args),
+    /// Run a job (YAML or JSON spec) on Mesos: on the embedded local cluster unless --master
+    /// is given.
+    Run(cmd::run::Args),
+    /// Show a cluster's frameworks and tasks.
+    Status(cmd::status::Args),
     /// Work with Criteo command modules (agent hooks and isolators run as scripts).
     Hook(cmd::hook::Args),
 }
@@ -43,6 +47,8 @@ fn main() -> ExitCode {
         Command::Executor(args) => cmd::executor::run(args),
         Command::Local(args) => cmd::local::run(args),
         Command::Hook(args) => cmd::hook::run(args),
+        Command::Run(args) => cmd::run::run(args),
+        Command::Status(args) => cmd::status::run(args),
     };
     match result {
         Ok(code) => code,

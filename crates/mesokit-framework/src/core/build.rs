@@ -89,36 +89,22 @@ fn seconds(d: Duration) -> Option<f64> {
 }
 
 fn steps_json(steps: &[StepSpec]) -> String {
-    let items: Vec<String> = steps
-        .iter()
-        .map(|s| {
-            format!(
-                "{{\"value\":{},\"guard\":{},\"async\":{}}}",
-                json_string(&s.command),
-                s.guard,
-                s.r#async
-            )
-        })
-        .collect();
-    format!("[{}]", items.join(","))
-}
-
-fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
+    // The executor's format (mesokit-executor `commands`): [{"value", "guard", "async"}].
+    let mut out = Vec::new();
+    let mut w = mesokit_proto::json::Writer::new(&mut out);
+    w.begin_array();
+    for s in steps {
+        w.begin_object();
+        w.key("value");
+        w.string(&s.command);
+        w.key("guard");
+        w.bool(s.guard);
+        w.key("async");
+        w.bool(s.r#async);
+        w.end_object();
     }
-    out.push('"');
-    out
+    w.end_array();
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Builds the `TaskInfo` for one instance.

@@ -1124,6 +1124,11 @@ impl Scheduler {
             .push_back(Output::Call(task_call(call::Type::Teardown)));
     }
 
+    /// Whether [`Scheduler::stop`] was called.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping
+    }
+
     /// Whether nothing runs or waits any more (a stopped job, or a batch job that ended).
     pub fn is_finished(&self) -> bool {
         let idle = self

@@ -1,0 +1,292 @@
+//! Runs the scheduler core against a Mesos master: the scheduler client brings events, a
+//! timer brings time, a [`Handle`] brings operator commands; the core's outputs are carried
+//! out one after another (store writes awaited before the calls that follow them).
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use mesokit_client::scheduler::{SchedulerClient, SchedulerConfig, SchedulerEvent};
+use mesokit_client::{ContentType, Error as ClientError};
+use tokio::sync::{Notify, mpsc};
+
+use crate::core::{Output, Scheduler, TaskEvent};
+use crate::store::{Store, StoreError};
+
+/// How to reach Mesos.
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    /// Master URLs (`http://host:5050`), tried in order.
+    pub masters: Vec<String>,
+    /// JSON or protobuf on the wire.
+    pub content_type: ContentType,
+    /// How long a stop waits for killed tasks to report before TEARDOWN.
+    pub stop_timeout: Duration,
+    /// Retry interval for a store that is unavailable.
+    pub store_retry: Duration,
+}
+
+impl DriverConfig {
+    /// Defaults for the given masters.
+    pub fn new(masters: Vec<String>) -> Self {
+        DriverConfig {
+            masters,
+            content_type: ContentType::Protobuf,
+            stop_timeout: Duration::from_secs(30),
+            store_retry: Duration::from_millis(500),
+        }
+    }
+}
+
+/// What the driver tells its user, besides the core's task events.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DriverEvent {
+    /// Subscribed (again).
+    Connected {
+        /// Framework id.
+        framework_id: String,
+        /// Master URL.
+        master: String,
+    },
+    /// Lost the master; the client reconnects.
+    Disconnected {
+        /// Why.
+        reason: String,
+    },
+    /// A task changed.
+    Task(TaskEvent),
+    /// Something worth a log line (restore problems, call errors, store retries).
+    Warning(String),
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Batch job: every instance finished.
+    Succeeded,
+    /// Batch job: some instance failed for good.
+    Failed,
+    /// Stopped on request (service or batch).
+    Stopped,
+}
+
+/// Why the driver stopped without an outcome.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// The master refused or ended the subscription for good.
+    #[error("Mesos ended the subscription: {0}")]
+    Client(#[from] ClientError),
+    /// The store failed in a way retrying does not fix.
+    #[error("state store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Shared access to a running scheduler: read its state, send commands.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    core: Arc<Mutex<Scheduler>>,
+    wake: Arc<Notify>,
+}
+
+impl Handle {
+    /// Reads the core's state (counts, records, metrics).
+    pub fn read<T>(&self, f: impl FnOnce(&Scheduler) -> T) -> T {
+        f(&self.lock())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Scheduler> {
+        self.core.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn command(&self, f: impl FnOnce(&mut Scheduler) -> Result<(), String>) -> Result<(), String> {
+        let r = f(&mut self.lock());
+        self.wake.notify_one();
+        r
+    }
+
+    /// Sets a group's instance count.
+    pub fn scale(&self, group: &str, instances: u32) -> Result<(), String> {
+        self.command(|s| s.scale(group, instances, Instant::now()))
+    }
+
+    /// Rolling restart of a group.
+    pub fn restart(&self, group: &str) -> Result<(), String> {
+        self.command(|s| s.rolling_restart(group, Instant::now()))
+    }
+
+    /// Kills one task (the restart policy decides what follows).
+    pub fn kill(&self, task_id: &str) -> Result<(), String> {
+        self.command(|s| s.kill_task(task_id))
+    }
+
+    /// Stops the job: kill everything, then TEARDOWN.
+    pub fn stop(&self) {
+        let _ = self.command(|s| {
+            s.stop();
+            Ok(())
+        });
+    }
+}
+
+/// A scheduler ready to run.
+#[derive(Debug)]
+pub struct Driver<S: Store> {
+    handle: Handle,
+    store: S,
+    config: DriverConfig,
+    events: mpsc::UnboundedSender<DriverEvent>,
+}
+
+impl<S: Store> Driver<S> {
+    /// Loads the store into `core` and prepares the run. Task and driver events go to `events`.
+    pub async fn new(
+        mut core: Scheduler,
+        store: S,
+        config: DriverConfig,
+        events: mpsc::UnboundedSender<DriverEvent>,
+    ) -> Result<Self, DriverError> {
+        let stored = store.load().await?;
+        for w in core.restore(stored) {
+            let _ = events.send(DriverEvent::Warning(w));
+        }
+        Ok(Driver {
+            handle: Handle {
+                core: Arc::new(Mutex::new(core)),
+                wake: Arc::new(Notify::new()),
+            },
+            store,
+            config,
+            events,
+        })
+    }
+
+    /// A handle for commands and reads; usable while [`Driver::run`] runs.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// Runs until a batch job ends, a stop completes, or Mesos ends the subscription.
+    pub async fn run(self) -> Result<Outcome, DriverError> {
+        let framework_info = self.handle.read(|s| s.framework_info());
+        let mut cfg = SchedulerConfig::new(self.config.masters.clone(), framework_info);
+        cfg.content_type = self.config.content_type;
+        let (client, mut stream) = SchedulerClient::start(cfg)?;
+        let mut stop_deadline: Option<tokio::time::Instant> = None;
+        loop {
+            self.flush(&client).await?;
+            let (finished, stopping_since, next) = self.handle.read(|s| {
+                (s.is_finished(), s.is_stopping(), s.next_timeout())
+            });
+            if finished {
+                let outcome = self.handle.read(|s| {
+                    if s.is_stopping() {
+                        Outcome::Stopped
+                    } else if s.succeeded() {
+                        Outcome::Succeeded
+                    } else {
+                        Outcome::Failed
+                    }
+                });
+                self.handle.lock().teardown();
+                self.flush(&client).await?;
+                return Ok(outcome);
+            }
+            if stopping_since && stop_deadline.is_none() {
+                stop_deadline = Some(tokio::time::Instant::now() + self.config.stop_timeout);
+            }
+            if let Some(d) = stop_deadline
+                && tokio::time::Instant::now() >= d
+            {
+                let _ = self.events.send(DriverEvent::Warning(
+                    "stop timed out waiting for tasks to end; tearing down".into(),
+                ));
+                self.handle.lock().teardown();
+                self.flush(&client).await?;
+                return Ok(Outcome::Stopped);
+            }
+            let sleep_until = next
+                .map(tokio::time::Instant::from_std)
+                .into_iter()
+                .chain(stop_deadline)
+                .min();
+            tokio::select! {
+                ev = stream.next_event() => {
+                    let now = Instant::now();
+                    match ev? {
+                        SchedulerEvent::Connected { framework_id, master, .. } => {
+                            let _ = self.events.send(DriverEvent::Connected {
+                                framework_id: framework_id.value.clone(),
+                                master,
+                            });
+                            self.handle.lock().on_subscribed(&framework_id, now);
+                        }
+                        SchedulerEvent::Event(e) => self.handle.lock().on_event(*e, now),
+                        SchedulerEvent::Disconnected { reason } => {
+                            let _ = self.events.send(DriverEvent::Disconnected {
+                                reason: reason.to_string(),
+                            });
+                            self.handle.lock().on_disconnected();
+                        }
+                        _ => {}
+                    }
+                }
+                _ = self.handle.wake.notified() => {}
+                _ = async {
+                    match sleep_until {
+                        Some(t) => tokio::time::sleep_until(t).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    self.handle.lock().tick(Instant::now());
+                }
+            }
+        }
+    }
+
+    /// Carries out the core's outputs in order.
+    async fn flush(&self, client: &SchedulerClient) -> Result<(), DriverError> {
+        loop {
+            let (out, warnings) = {
+                let mut core = self.handle.lock();
+                (core.poll_output(), core.take_warnings())
+            };
+            for w in warnings {
+                let _ = self.events.send(DriverEvent::Warning(w));
+            }
+            let Some(out) = out else { return Ok(()) };
+            match out {
+                Output::Persist(writes) => self.persist(writes).await?,
+                Output::Call(call) => {
+                    if let Err(e) = client.call(call).await {
+                        // Lost calls are recovered by design: offers expire, kills and acks
+                        // are repeated through reconciliation after the next SUBSCRIBED.
+                        let _ = self
+                            .events
+                            .send(DriverEvent::Warning(format!("call failed: {e}")));
+                    }
+                }
+                Output::Event(e) => {
+                    let _ = self.events.send(DriverEvent::Task(e));
+                }
+            }
+        }
+    }
+
+    async fn persist(&self, writes: Vec<crate::store::Write>) -> Result<(), DriverError> {
+        let mut warned = false;
+        loop {
+            match self.store.apply(writes.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(StoreError::Unavailable(e)) => {
+                    if !warned {
+                        let _ = self.events.send(DriverEvent::Warning(format!(
+                            "store unavailable ({e}); retrying, nothing is acknowledged meanwhile"
+                        )));
+                        warned = true;
+                    }
+                    tokio::time::sleep(self.config.store_retry).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! A JSON object on one line, for `--json` outputs, written with the Mesos JSON writer.
+
+use mesokit_proto::json::Writer;
+
+#[derive(Debug)]
+enum Field {
+    Str(String),
+    Num(f64),
+}
+
+/// Collects fields, then writes `{"key":value,...}`.
+#[derive(Debug, Default)]
+pub(crate) struct JsonLine {
+    fields: Vec<(String, Field)>,
+}
+
+impl JsonLine {
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    pub(crate) fn str(&mut self, key: &str, value: &str) {
+        self.fields.push((key.into(), Field::Str(value.into())));
+    }
+
+    pub(crate) fn num(&mut self, key: &str, value: f64) {
+        self.fields.push((key.into(), Field::Num(value)));
+    }
+
+    pub(crate) fn finish(self) -> String {
+        let mut buf = Vec::with_capacity(128);
+        let mut w = Writer::new(&mut buf);
+        w.begin_object();
+        for (k, v) in &self.fields {
+            w.map_key(k);
+            match v {
+                Field::Str(s) => w.string(s),
+                Field::Num(n) => w.f64(*n),
+            }
+        }
+        w.end_object();
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
