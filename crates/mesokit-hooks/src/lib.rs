@@ -9,6 +9,8 @@
 //! isolators at an agent's hook and isolator points.
 
 pub mod agent;
+pub mod builtin;
+pub mod events;
 pub mod mesos;
 pub mod modules;
 pub mod runner;
