@@ -9,11 +9,15 @@
 //!   writes and task events out).
 //! * [`driver`]: runs the core against a Mesos master through `mesokit-client`.
 //! * [`store`]: where the framework id and task records survive restarts.
+//! * [`zk`]: a ZooKeeper client, leader election and Mesos master detection.
+//! * [`ha`]: `--store` parsing, and several instances sharing a ZooKeeper store with one
+//!   leader.
 
 pub mod admin;
 pub mod constraints;
 pub mod core;
 pub mod driver;
+pub mod ha;
 pub mod offers;
 pub mod spec;
 pub mod store;

@@ -3,7 +3,7 @@
 //! only makes it durable. Implementations: [`MemoryStore`] (tests, `--store none`).
 
 mod file;
-mod zk;
+pub(crate) mod zk;
 
 pub use file::FileStore;
 pub use zk::ZkStore;

@@ -41,21 +41,7 @@ impl ZkStore {
     /// URL's path, or `/mesokit/<framework_name>` when the URL has none; it is created when
     /// missing.
     pub async fn open(url: &str, framework_name: &str) -> Result<Self, StoreError> {
-        let parsed = ZkUrl::parse(url).map_err(|e| StoreError::Other(e.to_string()))?;
-        let root = if parsed.path == "/" {
-            if framework_name.is_empty() || framework_name.contains('/') {
-                return Err(StoreError::Other(format!(
-                    "framework name {framework_name:?} cannot be a ZooKeeper path segment; give the path in the URL"
-                )));
-            }
-            format!("/mesokit/{framework_name}")
-        } else {
-            parsed.path.clone()
-        };
-        let hosts = ZkUrl {
-            hosts: parsed.hosts.clone(),
-            path: "/".into(),
-        };
+        let (hosts, root) = split_url(url, framework_name)?;
         let zk = ZkClient::connect_with(&hosts, ZkOptions::default())
             .await
             .map_err(|e| StoreError::Unavailable(format!("{url}: {e}")))?;
@@ -237,6 +223,31 @@ impl ZkStore {
     }
 }
 
+/// The servers of a `zk://` URL (with no chroot) and the framework's root path: the URL's
+/// path, or `/mesokit/<framework_name>` when it has none.
+pub(crate) fn split_url(url: &str, framework_name: &str) -> Result<(ZkUrl, String), StoreError> {
+    let parsed = ZkUrl::parse(url).map_err(|e| StoreError::Other(e.to_string()))?;
+    let root = if parsed.path == "/" {
+        if framework_name.is_empty()
+            || framework_name.contains('/')
+            || framework_name == "."
+            || framework_name == ".."
+        {
+            return Err(StoreError::Other(format!(
+                "framework name {framework_name:?} cannot be a ZooKeeper path segment; give the path in the URL ({url})"
+            )));
+        }
+        format!("/mesokit/{framework_name}")
+    } else {
+        parsed.path.clone()
+    };
+    let hosts = ZkUrl {
+        hosts: parsed.hosts,
+        path: "/".into(),
+    };
+    Ok((hosts, root))
+}
+
 fn check_key(key: &str) -> Result<(), StoreError> {
     let ok = !key.is_empty()
         && key.split('/').all(|seg| {
@@ -264,7 +275,8 @@ fn map_err(e: ZkError, fence: Option<&str>) -> StoreError {
         ZkError::SessionExpired => StoreError::Fenced(
             "the ZooKeeper session expired; this scheduler must stop (another may lead now)".into(),
         ),
-        ZkError::Closed => StoreError::Unavailable("the ZooKeeper client was closed".into()),
+        // Retrying cannot help: the session, and any leadership it held, is over.
+        ZkError::Closed => StoreError::Fenced("the ZooKeeper session was closed".into()),
         ZkError::Server { code, path } if Some(path.as_str()) == fence => StoreError::Fenced(
             format!("leadership lost: the candidate node {path} is gone ({code})"),
         ),

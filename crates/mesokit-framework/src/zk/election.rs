@@ -13,6 +13,8 @@ pub struct LeaderElection {
     dir: String,
     id: String,
     node: Option<String>,
+    /// A create was sent but its answer lost: the node may exist.
+    create_unsure: bool,
 }
 
 /// Proof of leadership: the candidate node, alive while the session is.
@@ -56,6 +58,7 @@ impl LeaderElection {
             dir,
             id: id.to_owned(),
             node: None,
+            create_unsure: false,
         })
     }
 
@@ -64,24 +67,79 @@ impl LeaderElection {
         self.node.as_deref()
     }
 
-    /// Joins the election (once) and waits until this candidate leads. Fails with
-    /// `SessionExpired` when the session ends first, or `ConnectionLoss` when ZooKeeper
-    /// cannot be reached for long (call again to keep waiting; the candidacy is kept).
+    /// Joins the election (once) and waits until this candidate leads. Rides out lost
+    /// connections (the session keeps the candidacy); fails with `SessionExpired` or `Closed`
+    /// when the session ends first.
     pub async fn wait_for_leadership(&mut self) -> Result<Leadership, ZkError> {
-        let node = match &self.node {
-            Some(n) => n.clone(),
-            None => {
-                self.zk.create_all(&self.dir).await?;
-                let prefix = join(&self.dir, PREFIX);
-                let n = self
-                    .zk
-                    .create(&prefix, self.id.as_bytes(), CreateMode::EphemeralSequential)
-                    .await?;
-                tracing::info!(node = %n, id = %self.id, "joined leader election");
-                self.node = Some(n.clone());
-                n
+        loop {
+            match self.try_lead().await {
+                Err(ZkError::ConnectionLoss(why)) => {
+                    tracing::debug!(reason = %why, "leader election waits for ZooKeeper");
+                    self.await_reconnect().await?;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                r => return r,
             }
-        };
+        }
+    }
+
+    async fn await_reconnect(&self) -> Result<(), ZkError> {
+        let mut states = self.zk.state_changes();
+        let s = *states
+            .wait_for(|s| *s != SessionState::Disconnected)
+            .await
+            .map_err(|_| ZkError::Closed)?;
+        match s {
+            SessionState::Expired => Err(ZkError::SessionExpired),
+            SessionState::Closed => Err(ZkError::Closed),
+            _ => Ok(()),
+        }
+    }
+
+    /// A candidate node of this session, left by a create whose answer was lost.
+    async fn find_own(&self) -> Result<Option<String>, ZkError> {
+        let sid = self.zk.session_id();
+        for c in self.candidates().await? {
+            let path = join(&self.dir, &c);
+            if let Some(stat) = self.zk.exists(&path).await? {
+                if stat.ephemeral_owner == sid {
+                    return Ok(Some(path));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    async fn try_lead(&mut self) -> Result<Leadership, ZkError> {
+        if self.node.is_none() {
+            self.zk.create_all(&self.dir).await?;
+            let own = if self.create_unsure {
+                self.find_own().await?
+            } else {
+                None
+            };
+            let n = match own {
+                Some(n) => n,
+                None => {
+                    let prefix = join(&self.dir, PREFIX);
+                    match self
+                        .zk
+                        .create(&prefix, self.id.as_bytes(), CreateMode::EphemeralSequential)
+                        .await
+                    {
+                        Ok(n) => n,
+                        Err(e) => {
+                            self.create_unsure = matches!(e, ZkError::ConnectionLoss(_));
+                            return Err(e);
+                        }
+                    }
+                }
+            };
+            self.create_unsure = false;
+            tracing::info!(node = %n, id = %self.id, "joined leader election");
+            self.node = Some(n);
+        }
+        let node = self.node.clone().unwrap_or_default();
         let name = node.rsplit('/').next().unwrap_or_default().to_owned();
         loop {
             let candidates = self.candidates().await?;

@@ -129,7 +129,6 @@ pub fn base_url(info: &MasterInfo) -> Option<String> {
 pub struct MasterDetector {
     rx: watch::Receiver<Option<Master>>,
     task: tokio::task::JoinHandle<()>,
-    zk: ZkClient,
 }
 
 impl Drop for MasterDetector {
@@ -140,7 +139,8 @@ impl Drop for MasterDetector {
 
 impl MasterDetector {
     /// Connects to `zk://hosts/path` (e.g. `zk://zk1:2181,zk2:2181/mesos`) and starts
-    /// following the leading master there.
+    /// following the leading master there. When the ZooKeeper session expires, the detector
+    /// opens a new one and carries on.
     pub async fn start(url: &str) -> Result<Self, ZkError> {
         let parsed = ZkUrl::parse(url)?;
         let hosts = ZkUrl {
@@ -148,15 +148,19 @@ impl MasterDetector {
             path: "/".into(),
         };
         let zk = ZkClient::connect_with(&hosts, ZkOptions::default()).await?;
-        Self::with_client(zk, &parsed.path).await
+        Self::spawn(zk, &parsed.path, Some(hosts)).await
     }
 
-    /// Follows the masters under `path` on an existing session.
+    /// Follows the masters under `path` on an existing session, until that session ends.
     pub async fn with_client(zk: ZkClient, path: &str) -> Result<Self, ZkError> {
+        Self::spawn(zk, path, None).await
+    }
+
+    async fn spawn(zk: ZkClient, path: &str, reconnect: Option<ZkUrl>) -> Result<Self, ZkError> {
         let (first, watch) = leader(&zk, path, true).await?;
         let (tx, rx) = watch::channel(first);
-        let task = tokio::spawn(follow(zk.clone(), path.to_owned(), watch, tx));
-        Ok(Self { rx, task, zk })
+        let task = tokio::spawn(follow(zk, path.to_owned(), watch, tx, reconnect));
+        Ok(Self { rx, task })
     }
 
     /// The leading master as last seen (`None`: no master registered).
@@ -170,7 +174,8 @@ impl MasterDetector {
     }
 
     /// Waits for the leading master to change and returns the new one (`None`: none
-    /// registered now). Returns `Err` when the ZooKeeper session has ended.
+    /// registered now). Returns `Err` once the detector has stopped (made with
+    /// [`MasterDetector::with_client`] and its session ended).
     pub async fn changed(&mut self) -> Result<Option<Master>, ZkError> {
         self.rx
             .changed()
@@ -178,44 +183,67 @@ impl MasterDetector {
             .map_err(|_| ZkError::SessionExpired)?;
         Ok(self.rx.borrow_and_update().clone())
     }
-
-    /// The session the detector reads through.
-    pub fn client(&self) -> &ZkClient {
-        &self.zk
-    }
 }
 
 async fn follow(
-    zk: ZkClient,
+    mut zk: ZkClient,
     path: String,
     mut watch: Option<super::Watch>,
     tx: watch::Sender<Option<Master>>,
+    reconnect: Option<ZkUrl>,
 ) {
     loop {
+        let mut expired = false;
         if let Some(w) = watch.take() {
             match w.await {
                 Ok(_) => {}
-                Err(ZkError::SessionExpired | ZkError::Closed) => return,
+                Err(ZkError::Closed) => return,
+                Err(ZkError::SessionExpired) => expired = true,
                 Err(e) => tracing::warn!(error = %e, "master detector watch failed; re-reading"),
             }
         }
-        match leader(&zk, &path, true).await {
-            Ok((m, w)) => {
-                watch = w;
-                tx.send_if_modified(|cur| {
-                    if *cur != m {
-                        tracing::info!(master = ?m.as_ref().map(|m| &m.base_url), "leading Mesos master changed");
-                        *cur = m;
-                        true
-                    } else {
-                        false
-                    }
-                });
+        if !expired {
+            match leader(&zk, &path, true).await {
+                Ok((m, w)) => {
+                    watch = w;
+                    tx.send_if_modified(|cur| {
+                        if *cur != m {
+                            tracing::info!(master = ?m.as_ref().map(|m| &m.base_url), "leading Mesos master changed");
+                            *cur = m;
+                            true
+                        } else {
+                            false
+                        }
+                    });
+                    continue;
+                }
+                Err(ZkError::Closed) => return,
+                Err(ZkError::SessionExpired) => expired = true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read Mesos masters from ZooKeeper; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    continue;
+                }
             }
-            Err(ZkError::SessionExpired | ZkError::Closed) => return,
+        }
+        if expired {
+            let Some(url) = &reconnect else { return };
+            zk = new_session(url).await;
+        }
+    }
+}
+
+/// A new session after the old one expired; keeps trying until one is had.
+async fn new_session(url: &ZkUrl) -> ZkClient {
+    loop {
+        match ZkClient::connect_with(url, ZkOptions::default()).await {
+            Ok(zk) => {
+                tracing::info!("master detector: new ZooKeeper session");
+                return zk;
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read Mesos masters from ZooKeeper; retrying");
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                tracing::warn!(error = %e, "master detector: cannot reach ZooKeeper; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
         }
     }
