@@ -80,6 +80,16 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
     } else {
         (None, None)
     };
+    // Built on first use of each hook: costs nothing for an executor without hooks.
+    let chain = {
+        let dir = settings.sandbox.clone().unwrap_or_else(std::env::temp_dir);
+        let mut hook_settings =
+            mesokit_hooks::builtin::Settings::new(settings.executor_env.clone());
+        hook_settings.runner = mesokit_hooks::Runner::new(dir);
+        hook_settings.timeout = settings.hook_timeout;
+        mesokit_hooks::builtin::Chain::new(hook_settings)
+    };
+    let (hooks_tx, mut hooks_rx) = mpsc::unbounded_channel();
     let mut sup = Supervisor::new(settings);
 
     let (exit_tx, mut exit_rx) = mpsc::unbounded_channel::<(TaskId, End)>();
@@ -130,6 +140,20 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
                             tokio::spawn(run);
                         });
                     sup.handle_spawned(&task_id, result, Instant::now());
+                }
+                Action::Hooks {
+                    task_id,
+                    event,
+                    names,
+                    task,
+                } => {
+                    // Off the loop: each hook may take its whole timeout.
+                    let chain = chain.clone();
+                    let tx = hooks_tx.clone();
+                    tokio::spawn(async move {
+                        let result = chain.run(&names, event, &task).await;
+                        let _ = tx.send((task_id, event, result));
+                    });
                 }
                 Action::Probe {
                     task_id,
@@ -194,6 +218,9 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
             Some(change) = recv(&mut progress_rx) => {
                 let crate::api::Progress { task_id, progress, message } = change;
                 sup.handle_progress(&task_id, progress, message, Instant::now());
+            }
+            Some((task_id, event, result)) = hooks_rx.recv() => {
+                sup.handle_hooks_done(&task_id, event, result, Instant::now());
             }
             Some((task_id, result)) = probe_rx.recv() => {
                 sup.handle_probe_result(&task_id, result, Instant::now());

@@ -28,6 +28,8 @@ use mesokit_proto::v1::{
 };
 
 use crate::commands::{self, CommandDef, Plan};
+use mesokit_hooks::events::{ChainResult, Event as HookEvent};
+
 use crate::health::{self, CheckRunner, HealthChecker, HealthVerdict, Probe, ProbeError};
 use crate::launch::{self, Placement};
 use crate::process::{CommandSpec, Signal, Termination};
@@ -80,6 +82,11 @@ pub struct Settings {
     pub max_message_length: usize,
     /// At most one progress update per task in this time ([`DEFAULT_PROGRESS_INTERVAL`]).
     pub progress_interval: Duration,
+    /// The executor's hooks, by name ([`mesokit_hooks::builtin`]), run for every task before
+    /// those of its `hooks` label.
+    pub hooks: Vec<String>,
+    /// Bound of one hook run ([`mesokit_hooks::builtin::DEFAULT_TIMEOUT`]).
+    pub hook_timeout: Duration,
 }
 
 impl fmt::Debug for Settings {
@@ -99,6 +106,8 @@ impl fmt::Debug for Settings {
             .field("task_api", &self.task_api)
             .field("max_message_length", &self.max_message_length)
             .field("progress_interval", &self.progress_interval)
+            .field("hooks", &self.hooks)
+            .field("hook_timeout", &self.hook_timeout)
             .finish()
     }
 }
@@ -118,6 +127,8 @@ impl Default for Settings {
             task_api: true,
             max_message_length: crate::api::DEFAULT_MAX_MESSAGE,
             progress_interval: DEFAULT_PROGRESS_INTERVAL,
+            hooks: Vec::new(),
+            hook_timeout: mesokit_hooks::builtin::DEFAULT_TIMEOUT,
         }
     }
 }
@@ -146,6 +157,18 @@ pub enum Action {
     /// Send this status update to the agent. `uuid` and `source` are set; the executor id and
     /// timestamp are left to the client.
     Update(Box<TaskStatus>),
+    /// Run the hooks `names` for `event` ([`mesokit_hooks::builtin::Chain::run`]), then
+    /// report with [`Supervisor::handle_hooks_done`].
+    Hooks {
+        /// The task.
+        task_id: TaskId,
+        /// The event.
+        event: HookEvent,
+        /// The hooks, in order.
+        names: Vec<String>,
+        /// The task, as the hooks see it.
+        task: Box<TaskInfo>,
+    },
     /// Run this probe of the task (at most `timeout`, `None`: unbounded), then report with
     /// [`Supervisor::handle_probe_result`]: [`Probe::health`] for
     /// [`ProbeKind::Health`], [`Probe::check`] for [`ProbeKind::Check`].
@@ -199,6 +222,8 @@ pub struct Supervisor {
     unacked: Vec<Bytes>,
     /// When to stop waiting for them (set once every task is done).
     ack_deadline: Option<Instant>,
+    /// [`Action::Hooks`] not answered yet.
+    hooks_in_flight: usize,
 }
 
 #[derive(Debug)]
@@ -224,6 +249,17 @@ struct Task {
     progress_sent: Option<Instant>,
     /// A change not sent yet (throttled).
     progress_pending: bool,
+    /// Its hooks (the executor's, then its label's) and the task as they see it.
+    hooks: Vec<String>,
+    info: Option<Box<TaskInfo>>,
+    /// The launch waiting for the before_task_start hooks.
+    pending_launch: Option<(Box<CommandSpec>, Box<Plan>)>,
+    /// The task_healthy hooks ran (they run for the first passing health check only).
+    healthy_hooked: bool,
+    /// The before_terminate hooks were asked for.
+    terminate_hooked: bool,
+    /// A hook failed at task_healthy: the task is killed, and fails with this message.
+    hook_failure: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -257,6 +293,8 @@ enum KillCause {
     MaxCompletion,
     /// Too many consecutive health-check failures.
     Unhealthy,
+    /// A hook failed at task_healthy.
+    HookFailed,
 }
 
 impl Supervisor {
@@ -274,6 +312,7 @@ impl Supervisor {
             agent_lost: false,
             unacked: Vec::new(),
             ack_deadline: None,
+            hooks_in_flight: 0,
         }
     }
 
@@ -317,6 +356,7 @@ impl Supervisor {
         (!self.tasks.is_empty() || self.shutting_down)
             && self.tasks.iter().all(|t| t.phase == Phase::Done)
             && (self.unacked.is_empty() || self.agent_lost)
+            && self.hooks_in_flight == 0
     }
 
     /// Whether a shutdown (SHUTDOWN, [`Supervisor::shutdown`], the loss of the agent) began.
@@ -420,6 +460,9 @@ impl Supervisor {
                     }
                 }
                 self.send(running);
+                if !self.tasks[i].hooks.is_empty() {
+                    self.run_hooks(i, HookEvent::AfterTaskStart);
+                }
                 if killed {
                     // Killed while starting: the SIGTERM could not be sent until now.
                     self.signal(task_id, Signal::Term);
@@ -460,7 +503,15 @@ impl Supervisor {
             (TaskState::TaskFailed, None)
         };
         tracing::info!(task_id = %task_id.value, "command {how}");
-        self.terminal(i, state, reason, format!("Command {how}"), now);
+        let (state, message) = match self.tasks[i].hook_failure.take() {
+            Some(failure) if !how.success() => (
+                TaskState::TaskFailed,
+                format!("{failure}; the task was killed (command {how})"),
+            ),
+            _ => (state, format!("Command {how}")),
+        };
+        self.ended(i);
+        self.terminal(i, state, reason, message, now);
         self.escalate(now);
     }
 
@@ -470,6 +521,7 @@ impl Supervisor {
         let Some(i) = self.find(task_id, Phase::Running) else {
             return;
         };
+        self.ended(i);
         self.terminal(
             i,
             TaskState::TaskFailed,
@@ -576,6 +628,98 @@ impl Supervisor {
         self.escalate(now);
     }
 
+    /// The task's processes are gone: if no kill ran the before_terminate hooks, they run
+    /// now, so that what the hooks registered goes too.
+    fn ended(&mut self, i: usize) {
+        if !self.tasks[i].terminate_hooked && !self.tasks[i].hooks.is_empty() {
+            self.tasks[i].terminate_hooked = true;
+            self.run_hooks(i, HookEvent::BeforeTerminate);
+        }
+    }
+
+    fn run_hooks(&mut self, i: usize, event: HookEvent) {
+        let t = &self.tasks[i];
+        let Some(task) = t.info.clone() else {
+            return;
+        };
+        self.hooks_in_flight += 1;
+        self.actions.push_back(Action::Hooks {
+            task_id: t.id.clone(),
+            event,
+            names: t.hooks.clone(),
+            task,
+        });
+    }
+
+    /// The result of an [`Action::Hooks`]. `before_task_start`: the environment is added to
+    /// the task and it launches, or the first error fails it (TASK_FAILED with the error).
+    /// `task_healthy`: an error kills the task, which then fails with that error.
+    /// `before_terminate`: the SIGTERM of the kill goes out (errors were logged).
+    /// `after_task_start`: errors were logged.
+    pub fn handle_hooks_done(
+        &mut self,
+        task_id: &TaskId,
+        event: HookEvent,
+        result: ChainResult,
+        now: Instant,
+    ) {
+        self.hooks_in_flight = self.hooks_in_flight.saturating_sub(1);
+        let Some(i) = self.tasks.iter().position(|t| t.id == *task_id) else {
+            return;
+        };
+        let fatal = result.fatal(event).map(ToString::to_string);
+        match event {
+            HookEvent::BeforeTaskStart => {
+                let Some((mut spec, plan)) = self.tasks[i].pending_launch.take() else {
+                    return;
+                };
+                if self.tasks[i].phase != Phase::Starting {
+                    return;
+                }
+                if self.tasks[i].kill.is_some() {
+                    self.terminal(
+                        i,
+                        TaskState::TaskKilled,
+                        Some(Reason::TaskKilledDuringLaunch),
+                        "the task was killed before it was launched".into(),
+                        now,
+                    );
+                } else if let Some(error) = fatal {
+                    tracing::warn!(task_id = %task_id.value, %error, "launch aborted by a hook");
+                    self.terminal(i, TaskState::TaskFailed, None, error, now);
+                } else {
+                    for (k, v) in &result.env {
+                        launch::set(&mut spec.env, k, v);
+                    }
+                    self.actions.push_back(Action::Launch {
+                        task_id: task_id.clone(),
+                        command: spec,
+                        plan,
+                    });
+                }
+            }
+            HookEvent::TaskHealthy => {
+                if let Some(error) = fatal
+                    && self.tasks[i].phase == Phase::Running
+                {
+                    tracing::warn!(task_id = %task_id.value, %error, "task_healthy hook failed: killing");
+                    self.tasks[i].hook_failure = Some(error);
+                    let grace = self.grace(i, None);
+                    self.kill_task(i, grace, KillCause::HookFailed, now);
+                }
+            }
+            HookEvent::BeforeTerminate => {
+                let t = &self.tasks[i];
+                if t.phase == Phase::Running && t.kill.is_some_and(|k| !k.escalated) {
+                    let id = t.id.clone();
+                    self.signal(&id, Signal::Term);
+                }
+            }
+            HookEvent::AfterTaskStart => {}
+        }
+        self.escalate(now);
+    }
+
     /// A task reported progress or a message through the task API ([`crate::api`]): it goes
     /// out as a TASK_RUNNING update (text in `message`, `{"progress", "message"}` in `data`)
     /// at once if none went out in the last [`Settings::progress_interval`], else when that
@@ -633,11 +777,16 @@ impl Supervisor {
             TaskState::TaskFailed
         };
         tracing::info!(task_id = %task_id.value, %message, "task's commands failed");
+        self.ended(i);
         self.terminal(i, state, None, message, now);
         self.escalate(now);
     }
 
     fn report_health(&mut self, i: usize, healthy: bool, message: Option<String>) {
+        if healthy && !self.tasks[i].healthy_hooked && !self.tasks[i].hooks.is_empty() {
+            self.tasks[i].healthy_hooked = true;
+            self.run_hooks(i, HookEvent::TaskHealthy);
+        }
         let task = &mut self.tasks[i];
         task.healthy = Some(healthy);
         let mut update = health::health_status(&task.id, healthy, message);
@@ -697,6 +846,12 @@ impl Supervisor {
             progress_message: None,
             progress_sent: None,
             progress_pending: false,
+            hooks: Vec::new(),
+            info: None,
+            pending_launch: None,
+            healthy_hooked: false,
+            terminate_hooked: false,
+            hook_failure: None,
         });
         let i = self.tasks.len() - 1;
 
@@ -731,17 +886,26 @@ impl Supervisor {
             &self.settings.before_commands,
             &self.settings.after_commands,
         );
+        let hooks = mesokit_hooks::builtin::task_hooks(&self.settings.hooks, task);
         let spec = launch::command_spec(task, &self.settings.executor_env, placement)
             .map_err(|e| e.to_string())
-            .and_then(|spec| Ok((spec, plan?)));
+            .and_then(|spec| Ok((spec, plan?, hooks?)));
         match spec {
-            Ok((spec, plan)) => {
+            Ok((spec, plan, hooks)) => {
                 self.prepare_checks(i, task, spec.cwd.as_deref());
-                self.actions.push_back(Action::Launch {
-                    task_id: id.clone(),
-                    command: Box::new(spec),
-                    plan: Box::new(plan),
-                });
+                if hooks.is_empty() {
+                    self.actions.push_back(Action::Launch {
+                        task_id: id.clone(),
+                        command: Box::new(spec),
+                        plan: Box::new(plan),
+                    });
+                } else {
+                    let t = &mut self.tasks[i];
+                    t.hooks = hooks;
+                    t.info = Some(Box::new(task.clone()));
+                    t.pending_launch = Some((Box::new(spec), Box::new(plan)));
+                    self.run_hooks(i, HookEvent::BeforeTaskStart);
+                }
             }
             Err(e) => {
                 tracing::warn!(task_id = %id.value, error = %e, "invalid task");
@@ -831,7 +995,14 @@ impl Supervisor {
             self.update(&id, TaskState::TaskKilling, None, None);
         }
         if running {
-            self.signal(&id, Signal::Term);
+            let t = &mut self.tasks[i];
+            if !t.hooks.is_empty() && !t.terminate_hooked {
+                // SIGTERM once they are done; the SIGKILL deadline stands whatever they do.
+                t.terminate_hooked = true;
+                self.run_hooks(i, HookEvent::BeforeTerminate);
+            } else {
+                self.signal(&id, Signal::Term);
+            }
         }
     }
 
