@@ -125,6 +125,18 @@ impl ZkHa {
     }
 }
 
+/// An instance id for the election: `<hostname>:<pid>`, what an operator needs to find the
+/// leading process.
+pub fn default_instance_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{host}:{}", std::process::id())
+}
+
 fn election_err(e: ZkError) -> StoreError {
     match e {
         ZkError::SessionExpired | ZkError::Closed => {

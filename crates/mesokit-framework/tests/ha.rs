@@ -30,6 +30,8 @@ fn short_session() -> ZkOptions {
 
 #[tokio::test]
 async fn store_argument_picks_the_backend() {
+    let id = mesokit_framework::ha::default_instance_id();
+    assert!(id.ends_with(&format!(":{}", std::process::id())), "{id}");
     assert!(matches!(
         AnyStore::open("none", "fw").await.unwrap(),
         AnyStore::Memory(_)

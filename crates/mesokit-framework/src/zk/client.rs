@@ -141,6 +141,11 @@ impl ZkClient {
     /// Connects with options. Tries each host in turn until one answers, for up to the
     /// session timeout; fails with `ConnectionLoss` naming the hosts otherwise.
     pub async fn connect_with(url: &ZkUrl, opts: ZkOptions) -> Result<Self, ZkError> {
+        if url.hosts.is_empty() {
+            return Err(ZkError::Invalid(format!(
+                "no ZooKeeper server given in {url}"
+            )));
+        }
         let timeout_ms = i32::try_from(opts.session_timeout.as_millis()).unwrap_or(i32::MAX);
         let (sid, passwd) = opts.session.clone().unwrap_or((0, vec![0; 16]));
         let mut creds = Creds {

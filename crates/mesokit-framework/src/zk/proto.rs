@@ -486,4 +486,53 @@ mod tests {
         let mut d = Decoder::new(&e.buf);
         assert_eq!(decode_multi(&mut d).unwrap(), Err((1, -101)));
     }
+
+    /// Every decoder a server's bytes reach, on one input: must return, never panic.
+    fn decode_all(b: &[u8]) {
+        let _ = ConnectResponse::decode(b);
+        let mut d = Decoder::new(b);
+        if ReplyHeader::decode(&mut d).is_ok() {
+            let rest = &b[b.len() - d.remaining()..];
+            let _ = RawEvent::decode(&mut Decoder::new(rest));
+            let _ = decode_multi(&mut Decoder::new(rest));
+            let _ = Decoder::new(rest).stat();
+            let _ = Decoder::new(rest).strings();
+            let mut g = Decoder::new(rest);
+            let _ = g.bytes().and_then(|_| g.stat());
+        }
+    }
+
+    #[test]
+    fn truncated_and_random_replies_never_panic() {
+        // Every prefix of well-formed replies.
+        let mut e = Encoder::default();
+        e.i32(5).i64(9).i32(0);
+        e.i32(op::CREATE).bool(false).i32(0).str("/a/b");
+        e.i32(op::SET_DATA).bool(false).i32(0);
+        e.buf.extend_from_slice(&[0u8; 68]);
+        e.i32(op::ERROR).bool(false).i32(-101).i32(-101);
+        e.i32(-1).bool(true).i32(-1);
+        let good = e.buf.clone();
+        for n in 0..=good.len() {
+            decode_all(&good[..n]);
+        }
+        // Random bytes, and random single-byte damage to the good reply (xorshift: no
+        // dependency, and the same inputs on every run).
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let len = (next() % 96) as usize;
+            let b: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            decode_all(&b);
+            let mut g = good.clone();
+            let i = (next() as usize) % g.len();
+            g[i] = next() as u8;
+            decode_all(&g);
+        }
+    }
 }
