@@ -93,10 +93,6 @@ impl ZkStore {
         &self.zk
     }
 
-    fn node(&self, key: &str) -> String {
-        crate::zk::join(&self.root, key)
-    }
-
     /// Reads every node under the root: (node path, value if it holds one).
     async fn walk(&self) -> Result<Vec<(String, Option<Vec<u8>>)>, ZkError> {
         let mut out = Vec::new();
@@ -153,73 +149,113 @@ impl ZkStore {
         };
         path[prefix_len..].to_owned()
     }
+}
 
-    /// Turns a batch into ZooKeeper ops against what exists now; returns the ops and what
-    /// will exist afterwards.
-    fn plan(&self, known: &BTreeSet<String>, writes: &[Write]) -> (Vec<Op>, BTreeSet<String>) {
-        let mut exists = known.clone();
-        let mut ops = Vec::new();
-        for w in writes {
-            match w {
-                Write::Put { key, value } => {
-                    let path = self.node(key);
-                    // Parents between the root and the key.
-                    let mut cur = self.root.clone();
-                    let segs: Vec<&str> = key.split('/').collect();
-                    for seg in &segs[..segs.len() - 1] {
-                        cur = crate::zk::join(&cur, seg);
-                        if !exists.contains(&cur) {
-                            ops.push(Op::Create {
-                                path: cur.clone(),
-                                data: Vec::new(),
-                                mode: CreateMode::Persistent,
-                            });
-                            exists.insert(cur.clone());
-                        }
-                    }
-                    let mut data = Vec::with_capacity(value.len() + 1);
-                    data.push(VALUE_MARK);
-                    data.extend_from_slice(value);
-                    if exists.contains(&path) {
-                        ops.push(Op::SetData {
-                            path,
-                            data,
-                            version: -1,
-                        });
-                    } else {
-                        exists.insert(path.clone());
+/// Turns a batch into ZooKeeper ops against what exists now; returns the ops and the
+/// change they make to the tree (applied to `known` once they succeed).
+fn plan(root: &str, known: &BTreeSet<String>, writes: &[Write]) -> (Vec<Op>, Overlay) {
+    let mut exists = Overlay::default();
+    let mut ops = Vec::new();
+    for w in writes {
+        match w {
+            Write::Put { key, value } => {
+                let path = crate::zk::join(root, key);
+                // Parents between the root and the key.
+                let mut cur = root.to_owned();
+                let segs: Vec<&str> = key.split('/').collect();
+                for seg in &segs[..segs.len() - 1] {
+                    cur = crate::zk::join(&cur, seg);
+                    if !exists.contains(known, &cur) {
                         ops.push(Op::Create {
-                            path,
-                            data,
+                            path: cur.clone(),
+                            data: Vec::new(),
                             mode: CreateMode::Persistent,
                         });
+                        exists.insert(known, cur.clone());
                     }
                 }
-                Write::Delete { key } => {
-                    let path = self.node(key);
-                    if !exists.contains(&path) {
-                        continue;
-                    }
-                    let prefix = format!("{path}/");
-                    let has_children = exists
-                        .range(prefix.clone()..)
-                        .next()
-                        .is_some_and(|p| p.starts_with(&prefix));
-                    if has_children {
-                        // Deeper keys live below: keep the node, drop its value.
-                        ops.push(Op::SetData {
-                            path,
-                            data: Vec::new(),
-                            version: -1,
-                        });
-                    } else {
-                        exists.remove(&path);
-                        ops.push(Op::Delete { path, version: -1 });
-                    }
+                let mut data = Vec::with_capacity(value.len() + 1);
+                data.push(VALUE_MARK);
+                data.extend_from_slice(value);
+                if exists.contains(known, &path) {
+                    ops.push(Op::SetData {
+                        path,
+                        data,
+                        version: -1,
+                    });
+                } else {
+                    exists.insert(known, path.clone());
+                    ops.push(Op::Create {
+                        path,
+                        data,
+                        mode: CreateMode::Persistent,
+                    });
+                }
+            }
+            Write::Delete { key } => {
+                let path = crate::zk::join(root, key);
+                if !exists.contains(known, &path) {
+                    continue;
+                }
+                if exists.has_children(known, &path) {
+                    // Deeper keys live below: keep the node, drop its value.
+                    ops.push(Op::SetData {
+                        path,
+                        data: Vec::new(),
+                        version: -1,
+                    });
+                } else {
+                    exists.remove(known, &path);
+                    ops.push(Op::Delete { path, version: -1 });
                 }
             }
         }
-        (ops, exists)
+    }
+    (ops, exists)
+}
+
+/// The nodes a batch adds to and removes from the known tree, so that planning a batch
+/// costs what the batch touches, not a copy of every node.
+#[derive(Debug, Default)]
+struct Overlay {
+    added: BTreeSet<String>,
+    removed: BTreeSet<String>,
+}
+
+impl Overlay {
+    fn contains(&self, base: &BTreeSet<String>, p: &str) -> bool {
+        !self.removed.contains(p) && (self.added.contains(p) || base.contains(p))
+    }
+
+    fn insert(&mut self, base: &BTreeSet<String>, p: String) {
+        self.removed.remove(&p);
+        if !base.contains(&p) {
+            self.added.insert(p);
+        }
+    }
+
+    fn remove(&mut self, base: &BTreeSet<String>, p: &str) {
+        self.added.remove(p);
+        if base.contains(p) {
+            self.removed.insert(p.to_owned());
+        }
+    }
+
+    fn has_children(&self, base: &BTreeSet<String>, p: &str) -> bool {
+        let prefix = format!("{p}/");
+        let below = |set: &BTreeSet<String>| {
+            set.range(prefix.clone()..)
+                .take_while(|q| q.starts_with(&prefix))
+                .any(|q| !self.removed.contains(q))
+        };
+        below(&self.added) || below(base)
+    }
+
+    fn apply_to(self, base: &mut BTreeSet<String>) {
+        for p in self.removed {
+            base.remove(&p);
+        }
+        base.extend(self.added);
     }
 }
 
@@ -339,10 +375,12 @@ impl Store for ZkStore {
                 let nodes = self.walk().await.map_err(|e| map_err(e, None))?;
                 *known = Some(nodes.into_iter().map(|(p, _)| p).collect());
             }
-            let (ops, after) = self.plan(known.as_ref().unwrap(), &writes);
+            let (ops, change) = plan(&self.root, known.as_ref().unwrap(), &writes);
             match self.run(ops).await {
                 Ok(()) => {
-                    *known = Some(after);
+                    if let Some(k) = known.as_mut() {
+                        change.apply_to(k);
+                    }
                     return Ok(());
                 }
                 Err(e) => {
@@ -400,6 +438,61 @@ fn op_size(op: &Op) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn names(ops: &[Op]) -> Vec<String> {
+        ops.iter()
+            .map(|o| match o {
+                Op::Create { path, data, .. } => format!("create {path} {}", data.len()),
+                Op::SetData { path, data, .. } => format!("set {path} {}", data.len()),
+                Op::Delete { path, .. } => format!("delete {path}"),
+                Op::Check { path, .. } => format!("check {path}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn batches_are_planned_against_the_known_tree() {
+        let put = |k: &str| Write::Put {
+            key: k.into(),
+            value: b"v".to_vec(),
+        };
+        let del = |k: &str| Write::Delete { key: k.into() };
+        let mut known: BTreeSet<String> = ["/r/tasks", "/r/tasks/a", "/r/fw"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let (ops, change) = plan(
+            "/r",
+            &known,
+            &[
+                put("tasks/b"),
+                put("x/y/z"),
+                del("tasks/a"),
+                put("tasks/a"),
+                del("tasks"),
+                del("nope"),
+            ],
+        );
+        assert_eq!(
+            names(&ops),
+            vec![
+                "create /r/tasks/b 2",
+                "create /r/x 0",
+                "create /r/x/y 0",
+                "create /r/x/y/z 2",
+                "delete /r/tasks/a",
+                "create /r/tasks/a 2",
+                // `tasks` has children: its value is cleared, the node stays.
+                "set /r/tasks 0",
+            ]
+        );
+        change.apply_to(&mut known);
+        let (ops, _) = plan("/r", &known, &[put("fw"), del("x/y/z"), del("x/y")]);
+        assert_eq!(
+            names(&ops),
+            vec!["set /r/fw 2", "delete /r/x/y/z", "delete /r/x/y"]
+        );
+    }
 
     #[test]
     fn keys_are_checked() {
