@@ -90,7 +90,8 @@ pub fn parse_list(input: &[u8]) -> Result<Vec<CommandDef>, String> {
     Ok(list)
 }
 
-fn list(p: &mut Parser<'_>) -> Result<Vec<CommandDef>, String> {
+/// A list of commands at the parser's cursor.
+pub(crate) fn list(p: &mut Parser<'_>) -> Result<Vec<CommandDef>, String> {
     let mut out = Vec::new();
     let mut problem = None;
     let result = p.repeated(|p| {

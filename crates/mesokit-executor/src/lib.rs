@@ -11,6 +11,8 @@
 //!   (no IO), the HTTP, TCP and COMMAND probes, and the status updates they give.
 //! * [`commands`]: before and after commands around a task's own (Cook's design).
 //! * [`api`]: the task HTTP API (progress, message, environment, exit statuses).
+//! * [`rotate`]: optional size-based rotation of the tasks' `stdout`/`stderr`.
+//! * [`config`]: the operator's settings (`MESOKIT_EXECUTOR_*`, a JSON file).
 //! * [`run`]: the async driver that connects them to the agent through
 //!   [`mesokit_client::executor`].
 //!
@@ -27,9 +29,11 @@
 
 pub mod api;
 pub mod commands;
+pub mod config;
 pub mod health;
 pub mod launch;
 pub mod process;
+pub mod rotate;
 mod runtime;
 mod sequence;
 pub mod supervisor;

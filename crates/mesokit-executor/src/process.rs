@@ -128,6 +128,8 @@ pub enum Output {
     Inherit,
     /// This file, created if missing and appended to.
     File(PathBuf),
+    /// A pipe to the executor, which copies it on (see [`crate::rotate`]).
+    Pipe,
 }
 
 /// Everything needed to start a task's process. Plain data: the supervisor builds it, the
@@ -412,6 +414,7 @@ unsafe fn reset_signals() {
 fn stdio(output: &Output) -> io::Result<Stdio> {
     match output {
         Output::Inherit => Ok(Stdio::inherit()),
+        Output::Pipe => Ok(Stdio::piped()),
         Output::File(path) => {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| {

@@ -90,6 +90,7 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
         mesokit_hooks::builtin::Chain::new(hook_settings)
     };
     let (hooks_tx, mut hooks_rx) = mpsc::unbounded_channel();
+    let (rotation, sandbox) = (settings.log_rotation, settings.sandbox.clone());
     let mut sup = Supervisor::new(settings);
 
     let (exit_tx, mut exit_rx) = mpsc::unbounded_channel::<(TaskId, End)>();
@@ -123,8 +124,13 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
                             crate::launch::set(&mut command.env, &k, &v);
                         }
                     }
+                    let sinks = if rotation.enabled() {
+                        sequence::pipe_outputs(&mut command, sandbox.as_deref(), rotation)
+                    } else {
+                        sequence::Sinks::default()
+                    };
                     let mut steps = sequence::steps(*command, &plan);
-                    let result = sequence::start_first(&task_id, &mut steps, api.as_ref())
+                    let result = sequence::start_first(&task_id, &mut steps, api.as_ref(), &sinks)
                         .map(|child| {
                             tracing::info!(task_id = %task_id.value, pid = child.id(), "forked command");
                             let (tx, rx) = mpsc::unbounded_channel();
@@ -134,6 +140,7 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
                                 steps,
                                 child,
                                 api.clone(),
+                                sinks,
                                 rx,
                                 exit_tx.clone(),
                             );

@@ -11,7 +11,8 @@ use tokio::sync::mpsc;
 
 use crate::api::{TaskApi, Which};
 use crate::commands::{CommandDef, Plan};
-use crate::process::{self, CommandSpec, Signal, Termination};
+use crate::process::{self, CommandSpec, Output, Signal, Termination};
+use crate::rotate::{self, LogRotation, RotatingFile, Sink};
 
 /// How long an async command has between SIGTERM and SIGKILL once the synchronous ones are
 /// done.
@@ -76,6 +77,54 @@ pub(crate) fn steps(main: CommandSpec, plan: &Plan) -> Vec<Step> {
     steps
 }
 
+/// Where the task's piped output goes (see [`crate::rotate`]).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Sinks {
+    out: Option<Sink>,
+    err: Option<Sink>,
+}
+
+/// With rotation on, turns the outputs of `spec` into pipes copied into rotating files: its
+/// own files, or the sandbox's `stdout`/`stderr` for inherited ones. An output whose file
+/// cannot be opened is left as it was.
+pub(crate) fn pipe_outputs(
+    spec: &mut CommandSpec,
+    sandbox: Option<&std::path::Path>,
+    rotation: LogRotation,
+) -> Sinks {
+    let sink = |output: &mut Output, name: &str| {
+        let path = match output {
+            Output::File(p) => p.clone(),
+            Output::Inherit => sandbox?.join(name),
+            Output::Pipe => return None,
+        };
+        match RotatingFile::open(&path, rotation) {
+            Ok(f) => {
+                *output = Output::Pipe;
+                Some(std::sync::Arc::new(std::sync::Mutex::new(f)))
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot rotate this output");
+                None
+            }
+        }
+    };
+    Sinks {
+        out: sink(&mut spec.stdout, "stdout"),
+        err: sink(&mut spec.stderr, "stderr"),
+    }
+}
+
+/// Starts copying `child`'s piped output.
+fn attach(child: &mut Child, sinks: &Sinks) {
+    if let (Some(out), Some(sink)) = (child.stdout.take(), &sinks.out) {
+        tokio::spawn(rotate::copy(out, sink.clone()));
+    }
+    if let (Some(err), Some(sink)) = (child.stderr.take(), &sinks.err) {
+        tokio::spawn(rotate::copy(err, sink.clone()));
+    }
+}
+
 /// The exit status as a shell reports it: the code, or 128 + the signal.
 fn code(t: Termination) -> i32 {
     match t {
@@ -89,18 +138,24 @@ pub(crate) fn start_first(
     task_id: &TaskId,
     steps: &mut [Step],
     api: Option<&TaskApi>,
+    sinks: &Sinks,
 ) -> Result<Child, String> {
     let step = &mut steps[0];
     if let Some(api) = api {
         api.apply_env(task_id, &mut step.spec.env);
     }
-    process::spawn(&step.spec).map_err(|e| {
-        if step.which == Which::Main {
-            e.to_string()
-        } else {
-            format!("{}: {e}", step.name)
-        }
-    })
+    process::spawn(&step.spec)
+        .map(|mut child| {
+            attach(&mut child, sinks);
+            child
+        })
+        .map_err(|e| {
+            if step.which == Which::Main {
+                e.to_string()
+            } else {
+                format!("{}: {e}", step.name)
+            }
+        })
 }
 
 /// Runs the steps, the first already started as `first`, until the last one ends, a guard
@@ -110,6 +165,7 @@ pub(crate) async fn drive(
     steps: Vec<Step>,
     first: Child,
     api: Option<TaskApi>,
+    sinks: Sinks,
     mut signals: mpsc::UnboundedReceiver<Signal>,
     ends: mpsc::UnboundedSender<(TaskId, End)>,
 ) {
@@ -135,7 +191,10 @@ pub(crate) async fn drive(
                 if let Some(api) = &api {
                     api.apply_env(&task_id, &mut step.spec.env);
                 }
-                process::spawn(&step.spec)
+                process::spawn(&step.spec).map(|mut child| {
+                    attach(&mut child, &sinks);
+                    child
+                })
             }
         };
         let mut child = match child {

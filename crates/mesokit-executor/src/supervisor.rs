@@ -87,6 +87,8 @@ pub struct Settings {
     pub hooks: Vec<String>,
     /// Bound of one hook run ([`mesokit_hooks::builtin::DEFAULT_TIMEOUT`]).
     pub hook_timeout: Duration,
+    /// Size-based rotation of the tasks' `stdout`/`stderr` ([`crate::rotate`]); off by default.
+    pub log_rotation: crate::rotate::LogRotation,
 }
 
 impl fmt::Debug for Settings {
@@ -108,6 +110,7 @@ impl fmt::Debug for Settings {
             .field("progress_interval", &self.progress_interval)
             .field("hooks", &self.hooks)
             .field("hook_timeout", &self.hook_timeout)
+            .field("log_rotation", &self.log_rotation)
             .finish()
     }
 }
@@ -129,6 +132,7 @@ impl Default for Settings {
             progress_interval: DEFAULT_PROGRESS_INTERVAL,
             hooks: Vec::new(),
             hook_timeout: mesokit_hooks::builtin::DEFAULT_TIMEOUT,
+            log_rotation: crate::rotate::LogRotation::default(),
         }
     }
 }

@@ -1,5 +1,7 @@
 //! `mesokit executor`: the Mesos command executor. An agent starts it with the `MESOS_*`
 //! environment; it subscribes, runs the task it is given, reports its states and exits.
+//! Operator settings (hooks, before/after commands, task API, log rotation) come from
+//! `MESOKIT_EXECUTOR_*` variables and `MESOKIT_EXECUTOR_CONFIG` (`mesokit_executor::config`).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -40,6 +42,10 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, String> {
     settings.executor_env = env;
     settings.default_grace = args.default_grace;
     settings.ack_timeout = args.ack_timeout;
+    // Hooks, before/after commands, the task API and log rotation: MESOKIT_EXECUTOR_* and
+    // the file in MESOKIT_EXECUTOR_CONFIG (see mesokit_executor::config).
+    let env = settings.executor_env.clone();
+    mesokit_executor::config::apply(&mut settings, &env)?;
     tracing::info!(
         framework_id = %config.framework_id.value,
         executor_id = %config.executor_id.value,

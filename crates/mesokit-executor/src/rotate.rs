@@ -1,0 +1,173 @@
+//! Size-based rotation of a task's `stdout` and `stderr` (optional, off by default): the
+//! task's output comes to the executor through pipes and is appended to the sandbox file,
+//! which is renamed `<file>.1` (and older ones shifted up to `<file>.<max_files>`, the oldest
+//! dropped) before a write would take it past the size limit (output is split at a newline
+//! where it can be).
+//!
+//! Turned on with [`crate::Settings::log_rotation`] (`MESOKIT_EXECUTOR_LOG_MAX_SIZE`,
+//! `MESOKIT_EXECUTOR_LOG_MAX_FILES`). The executor's own log stays on its own stderr, the
+//! file the agent opened: after the first rotation that file is `stderr.1`, so look for the
+//! executor's lines in the rotated files too. The copy costs a few microseconds per chunk of output; without rotation the
+//! task writes straight into its files, as before.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// Rotation settings; `max_size == 0` means no rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogRotation {
+    /// Rotate before a file would grow past this many bytes; 0: never.
+    pub max_size: u64,
+    /// Rotated files kept (`.1` is the newest).
+    pub max_files: u32,
+}
+
+impl Default for LogRotation {
+    /// Off, keeping 5 files once turned on.
+    fn default() -> Self {
+        LogRotation {
+            max_size: 0,
+            max_files: 5,
+        }
+    }
+}
+
+impl LogRotation {
+    /// Whether rotation is on.
+    pub fn enabled(&self) -> bool {
+        self.max_size > 0
+    }
+}
+
+/// A file appended to and rotated by size. Shared by the commands of a task.
+#[derive(Debug)]
+pub struct RotatingFile {
+    path: PathBuf,
+    rotation: LogRotation,
+    file: File,
+    size: u64,
+}
+
+impl RotatingFile {
+    /// Opens (creates) `path` for appending.
+    pub fn open(path: &Path, rotation: LogRotation) -> io::Result<RotatingFile> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let size = file.metadata()?.len();
+        Ok(RotatingFile {
+            path: path.to_owned(),
+            rotation,
+            file,
+            size,
+        })
+    }
+
+    /// Appends `buf`. With rotation on, no file grows past the limit: the file is rotated
+    /// before a write that does not fit, and a piece larger than the limit is split, at its
+    /// last newline that fits when there is one.
+    pub fn write(&mut self, mut buf: &[u8]) -> io::Result<()> {
+        let max = self.rotation.max_size;
+        while !buf.is_empty() {
+            let room = if self.rotation.enabled() {
+                max.saturating_sub(self.size)
+            } else {
+                u64::MAX
+            };
+            let n = if buf.len() as u64 <= room {
+                buf.len()
+            } else if self.size > 0 {
+                self.rotate()?;
+                continue;
+            } else {
+                let fits = &buf[..usize::try_from(room).unwrap_or(buf.len())];
+                fits.iter()
+                    .rposition(|b| *b == b'\n')
+                    .map_or(fits.len(), |i| i + 1)
+            };
+            self.file.write_all(&buf[..n])?;
+            self.size += n as u64;
+            buf = &buf[n..];
+        }
+        Ok(())
+    }
+
+    fn rotated(&self, n: u32) -> PathBuf {
+        let mut name = self.path.clone().into_os_string();
+        name.push(format!(".{n}"));
+        PathBuf::from(name)
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        let keep = self.rotation.max_files.max(1);
+        let _ = std::fs::remove_file(self.rotated(keep));
+        for n in (1..keep).rev() {
+            let from = self.rotated(n);
+            if from.exists() {
+                std::fs::rename(&from, self.rotated(n + 1))?;
+            }
+        }
+        std::fs::rename(&self.path, self.rotated(1))?;
+        self.file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        self.size = 0;
+        Ok(())
+    }
+}
+
+/// A [`RotatingFile`] shared by several writers.
+pub(crate) type Sink = Arc<Mutex<RotatingFile>>;
+
+/// Copies `from` into `sink` until the end of the stream.
+pub(crate) async fn copy(mut from: impl AsyncRead + Unpin, sink: Sink) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                let mut file = sink.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Err(e) = file.write(&buf[..n]) {
+                    tracing::warn!(path = %file.path.display(), error = %e, "task output lost");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotates_by_size_and_keeps_max_files() {
+        let dir = std::env::temp_dir().join(format!("mesokit-rotate-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("stdout");
+        let rotation = LogRotation {
+            max_size: 10,
+            max_files: 2,
+        };
+        let mut f = RotatingFile::open(&path, rotation).unwrap();
+        for chunk in ["aaaaaa", "bbbbbb", "cccccc", "dddddd"] {
+            f.write(chunk.as_bytes()).unwrap();
+        }
+        f.write(b"xx\nyyyyyyyyyyyy").unwrap();
+        let read = |p: PathBuf| std::fs::read_to_string(p).unwrap_or_default();
+        assert_eq!(read(path.clone()), "yy");
+        assert_eq!(
+            read(dir.join("stdout.1")),
+            "yyyyyyyyyy",
+            "split at the limit"
+        );
+        assert_eq!(read(dir.join("stdout.2")), "xx\n", "split at the newline");
+        assert!(!dir.join("stdout.3").exists(), "only max_files kept");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
