@@ -96,14 +96,16 @@ impl Runner {
             tracing::debug!(label = %inv.label, command = %inv.command, timeout = ?inv.timeout, "calling command");
         }
 
-        let dir = self.dir.clone();
-        let input = inv.input.clone();
-        let (mut files, stdin) = blocking(move || RunFiles::create(&dir, &input))
-            .await
-            .map_err(|(path, source)| RunError::TempFile {
-                label: inv.label.clone(),
-                path,
-                source,
+        // The temp files are created, read and removed right on this task: a few local
+        // syscalls, cheaper than handing each step to the blocking pool (two thread
+        // hand-offs per run; docs/benchmarks.md, "Agent command modules").
+        let (mut files, stdin) =
+            RunFiles::create(&self.dir, &inv.input).map_err(|(path, source)| {
+                RunError::TempFile {
+                    label: inv.label.clone(),
+                    path,
+                    source,
+                }
             })?;
 
         let mut child = spawn(inv, &files, &stdin).await?;
@@ -119,7 +121,7 @@ impl Runner {
                 files.signal(libc::SIGKILL);
                 let _ = child.wait().await;
                 files.pgid = None;
-                blocking(move || drop(files)).await;
+                drop(files);
                 tracing::warn!(label = %inv.label, command = %inv.command, timeout = ?inv.timeout, "command timed out, killed");
                 return Err(RunError::Timeout {
                     label: inv.label.clone(),
@@ -138,14 +140,13 @@ impl Runner {
         })?;
 
         if status.success() {
-            let output =
-                blocking(move || files.read_output())
-                    .await
-                    .map_err(|(path, source)| RunError::ReadOutput {
-                        label: inv.label.clone(),
-                        path,
-                        source,
-                    })?;
+            let output = files
+                .read_output()
+                .map_err(|(path, source)| RunError::ReadOutput {
+                    label: inv.label.clone(),
+                    path,
+                    source,
+                })?;
             let elapsed = start.elapsed();
             if self.debug {
                 tracing::info!(
@@ -160,7 +161,7 @@ impl Runner {
             }
             Ok(Outcome { output, elapsed })
         } else {
-            let cause = blocking(move || files.read_error()).await;
+            let cause = files.read_error();
             Err(RunError::Exit {
                 label: inv.label.clone(),
                 command: inv.command.clone(),
@@ -342,14 +343,6 @@ async fn spawn(
             }
             other => return other.map_err(spawn_error),
         }
-    }
-}
-
-/// Runs a short blocking file operation off the async workers.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(value) => value,
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
     }
 }
 

@@ -300,6 +300,7 @@ fn frameworks(a: &AgentCore) -> response::GetFrameworks {
 }
 
 fn containers(a: &AgentCore) -> response::GetContainers {
+    let groups = endpoints::group_counts();
     let containers = a
         .frameworks
         .values()
@@ -322,7 +323,7 @@ fn containers(a: &AgentCore) -> response::GetContainers {
                 executor_pid: e.pid,
                 ..Default::default()
             }),
-            resource_statistics: Some(Box::new(endpoints::statistics(e))),
+            resource_statistics: Some(Box::new(endpoints::statistics(e, &groups))),
         })
         .collect();
     response::GetContainers { containers }
