@@ -16,14 +16,16 @@ use std::time::Duration;
 use mesokit_proto::Message as _;
 use mesokit_proto::json::{self, MesosJson};
 use mesokit_proto::v1::{
-    AgentInfo, ContainerId, Environment, ExecutorInfo, FrameworkInfo, Labels, ResourceStatistics,
-    TaskInfo, environment,
+    AgentInfo, Attribute, ContainerId, Environment, ExecutorInfo, FrameworkId, FrameworkInfo,
+    Labels, Resource, ResourceStatistics, TaskInfo, TaskStatus, environment,
 };
 
 use crate::mesos::{
-    ContainerConfig, ContainerLaunchInfo, ContainerLimitation, OutputError, container_id_string,
-    container_input, environment_decorator_input, label_decorator_input, parse_output,
-    remove_executor_input,
+    AttributeList, ContainerConfig, ContainerLaunchInfo, ContainerLimitation, OutputError,
+    ResourceList, agent_info_input, container_id_string, container_input,
+    environment_decorator_input, label_decorator_input, master_label_decorator_input,
+    master_resource_decorator_input, parse_output, post_fetch_input, remove_executor_input,
+    task_status_decorator_input,
 };
 use crate::modules::{CommandModule, Method, ModulesConfig};
 use crate::runner::{Invocation, Outcome, RunError, Runner};
@@ -61,6 +63,12 @@ pub enum Verdict {
     },
     /// Cleanup failed: the container's destruction is reported as failed.
     CleanupFails(String),
+    /// Resource decorator: the task's (or the agent's) resources become these.
+    ReplaceResources(Vec<Resource>),
+    /// Attributes decorator: the agent's attributes become these.
+    ReplaceAttributes(Vec<Attribute>),
+    /// Task status decorator: the update's labels and container status become the answer's.
+    DecorateStatus(Box<TaskStatus>),
 }
 
 impl fmt::Display for Verdict {
@@ -137,6 +145,32 @@ impl fmt::Display for Verdict {
                 f,
                 "cleanup failed; the container's destruction is reported as failed: {m}"
             ),
+            Verdict::ReplaceResources(r) => write!(
+                f,
+                "the resources are replaced by {}",
+                json::encode_string(&ResourceList {
+                    resources: r.clone()
+                })
+            ),
+            Verdict::ReplaceAttributes(a) => write!(
+                f,
+                "the agent's attributes are replaced by {}",
+                json::encode_string(&AttributeList {
+                    attributes: a.clone()
+                })
+            ),
+            Verdict::DecorateStatus(st) => {
+                let kept = TaskStatus {
+                    labels: st.labels.clone(),
+                    container_status: st.container_status.clone(),
+                    ..Default::default()
+                };
+                write!(
+                    f,
+                    "the status update's labels and container_status become those of the answer: {}",
+                    json::encode_string(&kept)
+                )
+            }
         }
     }
 }
@@ -216,6 +250,28 @@ pub fn interpret(method: Method, result: Result<Outcome, RunError>, now: f64) ->
         Method::Cleanup => match result {
             Ok(_) => Verdict::Done,
             Err(e) => Verdict::CleanupFails(e.to_string()),
+        },
+        Method::MasterLaunchTaskLabelDecorator => match parsed::<Labels>(&result) {
+            Ok(l) => Verdict::ReplaceLabels(l),
+            Err(e) => Verdict::HookError(e),
+        },
+        Method::MasterLaunchTaskResourceDecorator | Method::ResourcesDecorator => {
+            match parsed::<ResourceList>(&result) {
+                Ok(l) => Verdict::ReplaceResources(l.resources),
+                Err(e) => Verdict::HookError(e),
+            }
+        }
+        Method::AttributesDecorator => match parsed::<AttributeList>(&result) {
+            Ok(l) => Verdict::ReplaceAttributes(l.attributes),
+            Err(e) => Verdict::HookError(e),
+        },
+        Method::TaskStatusDecorator => match parsed::<TaskStatus>(&result) {
+            Ok(st) => Verdict::DecorateStatus(Box::new(st)),
+            Err(e) => Verdict::HookError(e),
+        },
+        Method::AgentLostHook | Method::PostFetchHook => match result {
+            Ok(_) => Verdict::Done,
+            Err(e) => Verdict::HookError(e.to_string()),
         },
     }
 }
@@ -400,6 +456,132 @@ impl CommandModules {
                     executor_id = %executor.executor_id.value,
                     "Agent remove executor hook failed: {other}"
                 ),
+            }
+        }
+    }
+
+    /// `slaveTaskStatusDecorator` of every hook, in order (mesokit extension): an answer's
+    /// labels and container status replace the update's (Mesos copies only those two).
+    pub async fn decorate_status(&self, framework_id: &FrameworkId, status: &mut TaskStatus) {
+        for hook in &self.hooks {
+            let input = task_status_decorator_input(framework_id, status);
+            match self.run(hook, Method::TaskStatusDecorator, input).await {
+                None => {}
+                Some(Verdict::DecorateStatus(answer)) => {
+                    status.labels = answer.labels;
+                    status.container_status = answer.container_status;
+                }
+                Some(other) => tracing::warn!(
+                    module = %hook.mesos_name,
+                    task_id = %status.task_id.value,
+                    "Agent task status decorator hook failed: {other}"
+                ),
+            }
+        }
+    }
+
+    /// `slaveResourcesDecorator` then `slaveAttributesDecorator` of every hook, at agent
+    /// start (mesokit extension): answers replace the agent's resources and attributes.
+    pub async fn decorate_agent(&self, agent: &mut AgentInfo) {
+        for hook in &self.hooks {
+            let input = agent_info_input(agent);
+            match self.run(hook, Method::ResourcesDecorator, input).await {
+                None => {}
+                Some(Verdict::ReplaceResources(r)) => agent.resources = r,
+                Some(other) => {
+                    tracing::warn!(module = %hook.mesos_name, "Agent resources decorator hook failed: {other}")
+                }
+            }
+        }
+        for hook in &self.hooks {
+            let input = agent_info_input(agent);
+            match self.run(hook, Method::AttributesDecorator, input).await {
+                None => {}
+                Some(Verdict::ReplaceAttributes(a)) => agent.attributes = a,
+                Some(other) => {
+                    tracing::warn!(module = %hook.mesos_name, "Agent attributes decorator hook failed: {other}")
+                }
+            }
+        }
+    }
+
+    /// `masterLaunchTaskLabelDecorator` of every hook (mesokit extension). `None`: no change.
+    pub async fn decorate_master_labels(
+        &self,
+        task: &TaskInfo,
+        framework: &FrameworkInfo,
+        agent: &AgentInfo,
+    ) -> Option<Labels> {
+        let mut task = task.clone();
+        let mut changed = None;
+        for hook in &self.hooks {
+            let input = master_label_decorator_input(&task, framework, agent);
+            match self
+                .run(hook, Method::MasterLaunchTaskLabelDecorator, input)
+                .await
+            {
+                None => {}
+                Some(Verdict::ReplaceLabels(l)) => {
+                    task.labels = Some(l.clone());
+                    changed = Some(l);
+                }
+                Some(other) => {
+                    tracing::warn!(module = %hook.mesos_name, task_id = %task.task_id.value, "Master label decorator hook failed: {other}")
+                }
+            }
+        }
+        changed
+    }
+
+    /// `masterLaunchTaskResourceDecorator` of every hook (mesokit extension). `None`: no
+    /// change.
+    pub async fn decorate_master_resources(
+        &self,
+        task: &TaskInfo,
+        agent_resources: &[Resource],
+    ) -> Option<Vec<Resource>> {
+        let mut task = task.clone();
+        let mut changed = None;
+        for hook in &self.hooks {
+            let input = master_resource_decorator_input(&task, agent_resources);
+            match self
+                .run(hook, Method::MasterLaunchTaskResourceDecorator, input)
+                .await
+            {
+                None => {}
+                Some(Verdict::ReplaceResources(r)) => {
+                    task.resources = r.clone();
+                    changed = Some(r);
+                }
+                Some(other) => {
+                    tracing::warn!(module = %hook.mesos_name, task_id = %task.task_id.value, "Master resource decorator hook failed: {other}")
+                }
+            }
+        }
+        changed
+    }
+
+    /// `masterSlaveLostHook` of every hook (mesokit extension); errors are logged.
+    pub async fn agent_lost(&self, agent: &AgentInfo) {
+        for hook in &self.hooks {
+            if let Some(Verdict::HookError(e)) = self
+                .run(hook, Method::AgentLostHook, agent_info_input(agent))
+                .await
+            {
+                tracing::warn!(module = %hook.mesos_name, "Master agent lost hook failed: {e}");
+            }
+        }
+    }
+
+    /// `slavePostFetchHook` of every hook, after the URIs are fetched (mesokit extension);
+    /// errors are logged.
+    pub async fn post_fetch(&self, container_id: &ContainerId, directory: &Path) {
+        let directory = directory.display().to_string();
+        for hook in &self.hooks {
+            let input = post_fetch_input(container_id, &directory);
+            if let Some(Verdict::HookError(e)) = self.run(hook, Method::PostFetchHook, input).await
+            {
+                tracing::warn!(module = %hook.mesos_name, container_id = %container_id.value, "Agent post fetch hook failed: {e}");
             }
         }
     }

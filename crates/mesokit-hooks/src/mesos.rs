@@ -408,3 +408,156 @@ pub fn container_id_string(id: &ContainerId) -> String {
         None => id.value.clone(),
     }
 }
+
+/// `{"resources": [...]}`: the answer of the resource decorators (Mesos's `Resources` is a
+/// list, not a message, so mesokit's extension hooks wrap it).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResourceList {
+    /// The resources.
+    pub resources: Vec<Resource>,
+}
+
+impl MesosJson for ResourceList {
+    fn merge_json(&mut self, p: &mut Parser<'_>) -> Result<(), JsonError> {
+        p.begin_object()?;
+        let mut first = true;
+        while let Some(key) = p.next_key(&mut first)? {
+            if p.take_null() {
+                continue;
+            }
+            match &*key {
+                "resources" => p
+                    .repeated(|p| {
+                        let mut r = Resource::default();
+                        r.merge_json(p)?;
+                        self.resources.push(r);
+                        Ok(())
+                    })
+                    .map_err(|e| e.in_field("resources"))?,
+                _ => p.skip_value()?,
+            }
+        }
+        Ok(())
+    }
+
+    fn write_json(&self, w: &mut Writer<'_>) {
+        w.begin_object();
+        w.key("resources");
+        w.begin_array();
+        for r in &self.resources {
+            r.write_json(w);
+        }
+        w.end_array();
+        w.end_object();
+    }
+}
+
+/// `{"attributes": [...]}`: the answer of the attributes decorator (mesokit extension).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AttributeList {
+    /// The attributes.
+    pub attributes: Vec<v1::Attribute>,
+}
+
+impl MesosJson for AttributeList {
+    fn merge_json(&mut self, p: &mut Parser<'_>) -> Result<(), JsonError> {
+        p.begin_object()?;
+        let mut first = true;
+        while let Some(key) = p.next_key(&mut first)? {
+            if p.take_null() {
+                continue;
+            }
+            match &*key {
+                "attributes" => p
+                    .repeated(|p| {
+                        let mut a = v1::Attribute::default();
+                        a.merge_json(p)?;
+                        self.attributes.push(a);
+                        Ok(())
+                    })
+                    .map_err(|e| e.in_field("attributes"))?,
+                _ => p.skip_value()?,
+            }
+        }
+        Ok(())
+    }
+
+    fn write_json(&self, w: &mut Writer<'_>) {
+        w.begin_object();
+        w.key("attributes");
+        w.begin_array();
+        for a in &self.attributes {
+            a.write_json(w);
+        }
+        w.end_array();
+        w.end_object();
+    }
+}
+
+/// Input of `masterLaunchTaskLabelDecorator`.
+pub fn master_label_decorator_input(
+    task: &TaskInfo,
+    framework: &FrameworkInfo,
+    agent: &AgentInfo,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1024);
+    let mut w = Writer::new(&mut out);
+    w.begin_object();
+    field(&mut w, "framework_info", framework);
+    field(&mut w, "slave_info", agent);
+    field(&mut w, "task_info", task);
+    w.end_object();
+    out
+}
+
+/// Input of `masterLaunchTaskResourceDecorator`: the task and the agent's resources.
+pub fn master_resource_decorator_input(task: &TaskInfo, agent_resources: &[Resource]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1024);
+    let mut w = Writer::new(&mut out);
+    w.begin_object();
+    w.key("slave_resources");
+    w.begin_array();
+    for r in agent_resources {
+        r.write_json(&mut w);
+    }
+    w.end_array();
+    field(&mut w, "task_info", task);
+    w.end_object();
+    out
+}
+
+/// Input of `slaveTaskStatusDecorator`.
+pub fn task_status_decorator_input(
+    framework_id: &v1::FrameworkId,
+    status: &v1::TaskStatus,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    let mut w = Writer::new(&mut out);
+    w.begin_object();
+    field(&mut w, "framework_id", framework_id);
+    field(&mut w, "task_status", status);
+    w.end_object();
+    out
+}
+
+/// Input of `slaveResourcesDecorator`, `slaveAttributesDecorator` and `masterSlaveLostHook`.
+pub fn agent_info_input(agent: &AgentInfo) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    let mut w = Writer::new(&mut out);
+    w.begin_object();
+    field(&mut w, "slave_info", agent);
+    w.end_object();
+    out
+}
+
+/// Input of `slavePostFetchHook`: the container and its sandbox.
+pub fn post_fetch_input(container_id: &ContainerId, directory: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    let mut w = Writer::new(&mut out);
+    w.begin_object();
+    field(&mut w, "container_id", container_id);
+    w.key("directory");
+    w.string(directory);
+    w.end_object();
+    out
+}

@@ -90,11 +90,25 @@ pub enum Method {
     Cleanup,
     /// Isolator `usage`.
     Usage,
+    /// Hook `masterLaunchTaskLabelDecorator` (a mesokit extension: Criteo keeps Mesos's no-op).
+    MasterLaunchTaskLabelDecorator,
+    /// Hook `masterLaunchTaskResourceDecorator` (mesokit extension).
+    MasterLaunchTaskResourceDecorator,
+    /// Hook `slaveTaskStatusDecorator` (mesokit extension).
+    TaskStatusDecorator,
+    /// Hook `slaveResourcesDecorator` (mesokit extension).
+    ResourcesDecorator,
+    /// Hook `slaveAttributesDecorator` (mesokit extension).
+    AttributesDecorator,
+    /// Hook `masterSlaveLostHook` (mesokit extension).
+    AgentLostHook,
+    /// Hook `slavePostFetchHook` (mesokit extension).
+    PostFetchHook,
 }
 
 impl Method {
-    /// Every method, hooks first.
-    pub const ALL: [Method; 8] = [
+    /// Every method: Criteo's (hooks, then isolator methods), then mesokit's extra hooks.
+    pub const ALL: [Method; 15] = [
         Method::RunTaskLabelDecorator,
         Method::ExecutorEnvironmentDecorator,
         Method::RemoveExecutorHook,
@@ -103,7 +117,31 @@ impl Method {
         Method::Watch,
         Method::Cleanup,
         Method::Usage,
+        Method::MasterLaunchTaskLabelDecorator,
+        Method::MasterLaunchTaskResourceDecorator,
+        Method::TaskStatusDecorator,
+        Method::ResourcesDecorator,
+        Method::AttributesDecorator,
+        Method::AgentLostHook,
+        Method::PostFetchHook,
     ];
+
+    /// Whether Criteo's modules delegate this method. The others are mesokit extensions,
+    /// configured the same way (`<prefix>_command`, `<prefix>_timeout`); a Criteo build
+    /// ignores their keys, so on a real Mesos agent they do nothing.
+    pub fn is_criteo(self) -> bool {
+        matches!(
+            self,
+            Method::RunTaskLabelDecorator
+                | Method::ExecutorEnvironmentDecorator
+                | Method::RemoveExecutorHook
+                | Method::Prepare
+                | Method::Isolate
+                | Method::Watch
+                | Method::Cleanup
+                | Method::Usage
+        )
+    }
 
     /// The base of its keys: `<prefix>_command`, `<prefix>_timeout`.
     pub fn key_prefix(self) -> &'static str {
@@ -116,6 +154,15 @@ impl Method {
             Method::Watch => "isolator_watch",
             Method::Cleanup => "isolator_cleanup",
             Method::Usage => "isolator_usage",
+            Method::MasterLaunchTaskLabelDecorator => "hook_master_launch_task_label_decorator",
+            Method::MasterLaunchTaskResourceDecorator => {
+                "hook_master_launch_task_resource_decorator"
+            }
+            Method::TaskStatusDecorator => "hook_slave_task_status_decorator",
+            Method::ResourcesDecorator => "hook_slave_resources_decorator",
+            Method::AttributesDecorator => "hook_slave_attributes_decorator",
+            Method::AgentLostHook => "hook_master_slave_lost_hook",
+            Method::PostFetchHook => "hook_slave_post_fetch_hook",
         }
     }
 
@@ -130,24 +177,31 @@ impl Method {
             Method::Watch => "watch",
             Method::Cleanup => "cleanup",
             Method::Usage => "usage",
+            Method::MasterLaunchTaskLabelDecorator => "masterLaunchTaskLabelDecorator",
+            Method::MasterLaunchTaskResourceDecorator => "masterLaunchTaskResourceDecorator",
+            Method::TaskStatusDecorator => "slaveTaskStatusDecorator",
+            Method::ResourcesDecorator => "slaveResourcesDecorator",
+            Method::AttributesDecorator => "slaveAttributesDecorator",
+            Method::AgentLostHook => "masterSlaveLostHook",
+            Method::PostFetchHook => "slavePostFetchHook",
         }
     }
 
     /// Which kind of module runs it.
     pub fn kind(self) -> ModuleKind {
         match self {
-            Method::RunTaskLabelDecorator
-            | Method::ExecutorEnvironmentDecorator
-            | Method::RemoveExecutorHook => ModuleKind::Hook,
-            _ => ModuleKind::Isolator,
+            Method::Prepare | Method::Isolate | Method::Watch | Method::Cleanup | Method::Usage => {
+                ModuleKind::Isolator
+            }
+            _ => ModuleKind::Hook,
         }
     }
 
     /// The v0.0.1 key (hooks only): the prefix without `hook_`.
     fn v001_key(self) -> Option<&'static str> {
         match self.kind() {
-            ModuleKind::Hook => self.key_prefix().strip_prefix("hook_"),
-            ModuleKind::Isolator => None,
+            ModuleKind::Hook if self.is_criteo() => self.key_prefix().strip_prefix("hook_"),
+            _ => None,
         }
     }
 }
@@ -596,7 +650,7 @@ enum Role {
 fn classify(key: &str) -> Option<(Method, Role)> {
     Method::ALL.into_iter().find_map(|m| {
         let prefix = m.key_prefix();
-        if key == prefix || m.v001_key() == Some(key) {
+        if (key == prefix && m.is_criteo()) || m.v001_key() == Some(key) {
             return Some((m, Role::Legacy));
         }
         match key.strip_prefix(prefix)? {

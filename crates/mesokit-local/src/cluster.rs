@@ -45,10 +45,13 @@ pub struct ClusterConfig {
     /// Executor registration timeout (Mesos: 1 min).
     pub executor_registration_timeout: Duration,
     /// Criteo command modules, already selected by `--hooks` / `--isolation`
-    /// ([`mesokit_hooks::modules::select`]); empty by default. Their commands' temp files go
-    /// to `<work_dir>/tmp`, each agent's isolator state to
-    /// `<work_dir>/runtime/agent-<n>/isolators/command/<module_name>/<container id>`.
+    /// ([`mesokit_hooks::modules::select`]); empty by default. Each agent's isolator state
+    /// goes to `<work_dir>/runtime/agent-<n>/isolators/command/<module_name>/<container id>`.
     pub modules: ModulesConfig,
+    /// Where the modules' commands get their temp files; `None`: `<work_dir>/tmp`. A tmpfs
+    /// (e.g. `/dev/shm`) makes each call cheaper than a disk file system under churn
+    /// (docs/benchmarks.md, "Agent command modules").
+    pub modules_tmp_dir: Option<PathBuf>,
 }
 
 impl Default for ClusterConfig {
@@ -67,6 +70,7 @@ impl Default for ClusterConfig {
             status_retry_initial: Duration::from_secs(10),
             executor_registration_timeout: Duration::from_secs(60),
             modules: ModulesConfig::default(),
+            modules_tmp_dir: None,
         }
     }
 }
@@ -135,7 +139,10 @@ impl LocalCluster {
         std::fs::create_dir_all(&work_dir)
             .map_err(io(format!("cannot create work dir {}", work_dir.display())))?;
         let has_modules = !config.modules.hooks.is_empty() || !config.modules.isolators.is_empty();
-        let modules_tmp = work_dir.join("tmp");
+        let modules_tmp = config
+            .modules_tmp_dir
+            .clone()
+            .unwrap_or_else(|| work_dir.join("tmp"));
         if has_modules {
             std::fs::create_dir_all(&modules_tmp).map_err(io(format!(
                 "cannot create the command modules' temp dir {}",
@@ -181,13 +188,30 @@ impl LocalCluster {
                 .local_addr()
                 .map_err(io("agent address".into()))?
                 .port();
-            let info = v1::AgentInfo {
+            let mut info = v1::AgentInfo {
                 hostname: "localhost".into(),
                 port: Some(i32::from(port)),
                 resources: resources.as_slice().to_vec(),
                 attributes: attributes.clone(),
                 ..Default::default()
             };
+            let modules = has_modules.then(|| {
+                let state_root = work_dir
+                    .join("runtime")
+                    .join(format!("agent-{i}"))
+                    .join("isolators/command");
+                std::sync::Arc::new(CommandModules::new(
+                    &config.modules,
+                    Runner::new(&modules_tmp),
+                    &state_root,
+                ))
+            });
+            if let Some(m) = &modules {
+                // As Mesos at agent start: the resources and attributes decorator hooks.
+                m.decorate_agent(&mut info).await;
+            }
+            let (agent_resources, agent_attributes) =
+                (info.resources.clone(), info.attributes.clone());
             let id = master.add_agent(now, info, format!("slave(1)@{}:{port}", config.ip));
             let mut ac = AgentConfig::new(
                 id,
@@ -197,26 +221,28 @@ impl LocalCluster {
                 work_dir.clone(),
                 config.command_executor.clone(),
             );
-            ac.resources = resources.as_slice().to_vec();
-            ac.attributes = attributes.clone();
+            ac.resources = agent_resources;
+            ac.attributes = agent_attributes;
             ac.status_retry_initial = config.status_retry_initial;
             ac.executor_registration_timeout = config.executor_registration_timeout;
-            if has_modules {
-                let state_root = work_dir
-                    .join("runtime")
-                    .join(format!("agent-{i}"))
-                    .join("isolators/command");
-                ac.modules = Some(std::sync::Arc::new(CommandModules::new(
-                    &config.modules,
-                    Runner::new(&modules_tmp),
-                    &state_root,
-                )));
-            }
+            ac.modules = modules;
             agents.push(agent::start(ac, listener, to_master.clone()));
         }
         drop(to_master);
 
-        let (handle, master_task) = actor::spawn(master, agents.clone(), from_agents);
+        let (mut handle, master_task) = actor::spawn(master, agents.clone(), from_agents);
+        if !config.modules.hooks.is_empty() {
+            // The master's hook points need no isolator state: a hooks-only instance.
+            let hooks_only = ModulesConfig {
+                hooks: config.modules.hooks.clone(),
+                isolators: Vec::new(),
+            };
+            handle.modules = Some(std::sync::Arc::new(CommandModules::new(
+                &hooks_only,
+                Runner::new(&modules_tmp),
+                &work_dir.join("runtime/master"),
+            )));
+        }
         let server = crate::http::serve(master_listener, move |req| {
             master_http::handle(handle.clone(), req)
         });

@@ -171,18 +171,23 @@ fn modules_json(hook: &[(&str, String)], isolator: &[(&str, String)]) -> String 
 }
 
 fn cluster_config(scratch: &Scratch, modules: &str) -> ClusterConfig {
+    config_with(
+        scratch,
+        modules,
+        &["filesystem/linux", "com_criteo_mesos_CommandIsolator2"],
+    )
+}
+
+fn config_with(scratch: &Scratch, modules: &str, isolation: &[&str]) -> ClusterConfig {
     let mut config = ClusterConfig::for_tests(vec![
         env!("CARGO_BIN_EXE_mesokit").into(),
         "executor".into(),
     ]);
     config.work_dir = Some(scratch.path("work"));
     let defined = mesokit_hooks::modules::parse(modules).expect("modules.json parses");
-    config.modules = mesokit_hooks::modules::select(
-        &defined,
-        &["com_criteo_mesos_CommandHook"],
-        &["filesystem/linux", "com_criteo_mesos_CommandIsolator2"],
-    )
-    .expect("selection");
+    config.modules =
+        mesokit_hooks::modules::select(&defined, &["com_criteo_mesos_CommandHook"], isolation)
+            .expect("selection");
     config
 }
 
@@ -550,6 +555,115 @@ async fn broken_scripts_never_stop_the_task_or_the_agent() {
     s.wait_seen("remove").await;
     let health = get(agent, "/state").await;
     assert!(health.contains("\"id\""));
+    cluster.shutdown().await;
+    s.assert_clean().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mesokit_extension_hooks_decorate_agent_master_and_status() {
+    let s = Scratch::new("ext");
+    let record = |m: &str| {
+        format!("cat \"$1\" > @/seen/{m}.json.part && mv @/seen/{m}.json.part @/seen/{m}.json")
+    };
+    let hook = vec![
+        ("module_name", "ext_hook".to_owned()),
+        (
+            "hook_slave_resources_decorator_command",
+            s.script(
+                "resources.sh",
+                &format!(
+                    "{}\necho '{{\"resources\":[{{\"name\":\"cpus\",\"type\":\"SCALAR\",\"scalar\":{{\"value\":3}}}},{{\"name\":\"mem\",\"type\":\"SCALAR\",\"scalar\":{{\"value\":1000}}}}]}}' > \"$2\"",
+                    record("resources")
+                ),
+            ),
+        ),
+        (
+            "hook_slave_attributes_decorator_command",
+            s.script(
+                "attributes.sh",
+                &format!(
+                    "{}\necho '{{\"attributes\":[{{\"name\":\"rack\",\"type\":\"TEXT\",\"text\":{{\"value\":\"r9\"}}}}]}}' > \"$2\"",
+                    record("attributes")
+                ),
+            ),
+        ),
+        (
+            "hook_master_launch_task_label_decorator_command",
+            s.script(
+                "master_labels.sh",
+                &format!(
+                    "{}\necho '{{\"labels\":[{{\"key\":\"master-decorated\",\"value\":\"yes\"}}]}}' > \"$2\"",
+                    record("master_labels")
+                ),
+            ),
+        ),
+        (
+            "hook_slave_task_status_decorator_command",
+            s.script(
+                "status.sh",
+                &format!(
+                    "{}\nsed 's/.*\"task_status\":\\(.*\\)}}$/\\1/' \"$1\" | sed 's/}}$/,\"labels\":{{\"labels\":[{{\"key\":\"status-decorated\"}}]}}}}/' > \"$2\"",
+                    record("status")
+                ),
+            ),
+        ),
+        (
+            "hook_slave_post_fetch_hook_command",
+            s.script("post_fetch.sh", &record("post_fetch")),
+        ),
+    ];
+    let modules = format!(
+        r#"{{"libraries":[{{"file":"x.so","modules":[{{"name":"com_criteo_mesos_CommandHook","parameters":[{}]}}]}}]}}"#,
+        hook.iter()
+            .map(|(k, v)| format!(r#"{{"key":"{k}","value":"{v}"}}"#))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let config = config_with(&s, &modules, &[]);
+    let cluster = LocalCluster::start(config).await.expect("cluster starts");
+    let agent = cluster.agents()[0].endpoint();
+
+    // Resources and attributes decorators ran at agent start; the master offers the result.
+    let resources_in = s.seen("resources").unwrap();
+    assert!(
+        resources_in.starts_with("{\"slave_info\":{"),
+        "{resources_in}"
+    );
+    let master_state = get(cluster.master_addr(), "/state").await;
+    assert!(master_state.contains("\"rack\":\"r9\""), "{master_state}");
+    assert!(master_state.contains("\"cpus\":3.0"), "{master_state}");
+
+    let mut running_labels = None;
+    run_task(&cluster, "exec sleep 100", async |st: &TaskStatus| {
+        if st.state == TaskState::TaskRunning as i32 {
+            running_labels = Some(st.labels.clone());
+            return true;
+        }
+        false
+    })
+    .await;
+    // The status decorator's labels reached the scheduler with the executor's update.
+    let labels = running_labels.unwrap().unwrap();
+    assert_eq!(labels.labels[0].key, "status-decorated", "{labels:?}");
+    let status_in = s.seen("status").unwrap();
+    assert!(
+        status_in.starts_with("{\"framework_id\":{\"value\":"),
+        "{status_in}"
+    );
+    // The master label decorator saw the task with its own label and replaced them.
+    let master_in = s.seen("master_labels").unwrap();
+    assert!(master_in.contains("\"key\":\"orig-key\""), "{master_in}");
+    let state = get(agent, "/state").await;
+    assert!(state.contains("master-decorated"), "{state}");
+    assert!(!state.contains("orig-key"), "{state}");
+    // The post-fetch hook got the container and its sandbox.
+    let post_fetch = s.seen("post_fetch").unwrap();
+    assert!(
+        post_fetch.starts_with("{\"container_id\":{\"value\":\"")
+            && post_fetch.contains("\"directory\":\"")
+            && post_fetch.contains("/executors/t1/runs/"),
+        "{post_fetch}"
+    );
     cluster.shutdown().await;
     s.assert_clean().await;
 }

@@ -717,3 +717,79 @@ fn select_unknown_names_are_errors() {
     .unwrap_err();
     assert!(matches!(e, ConfigError::DuplicateSelection { .. }), "{e:?}");
 }
+
+/// One module with these `(key, value)` parameters.
+fn one_module(name: &str, params: &[(&str, &str)]) -> String {
+    let ps: Vec<String> = params
+        .iter()
+        .map(|(k, v)| format!(r#"{{"key":"{k}","value":"{v}"}}"#))
+        .collect();
+    format!(
+        r#"{{"libraries":[{{"file":"x.so","modules":[{{"name":"{name}","parameters":[{}]}}]}}]}}"#,
+        ps.join(",")
+    )
+}
+
+#[test]
+fn mesokit_extension_hooks_use_the_same_key_scheme() {
+    let cfg = parse_json(
+        &one_module(
+            "com_criteo_mesos_CommandHook",
+            &[
+                ("module_name", "h"),
+                ("hook_slave_task_status_decorator_command", "/s.sh"),
+                ("hook_slave_task_status_decorator_timeout", "3"),
+                ("hook_master_launch_task_label_decorator_command", "/m.sh"),
+                ("hook_slave_post_fetch_hook_command", "/p.sh"),
+            ],
+        ),
+        "t",
+    )
+    .unwrap();
+    let m = &cfg.hooks[0];
+    assert_eq!(m.commands[&Method::TaskStatusDecorator].command, "/s.sh");
+    assert_eq!(
+        m.commands[&Method::TaskStatusDecorator].timeout.as_secs(),
+        3
+    );
+    assert_eq!(
+        m.commands[&Method::MasterLaunchTaskLabelDecorator].command,
+        "/m.sh"
+    );
+    assert!(m.commands.contains_key(&Method::PostFetchHook));
+    assert!(!Method::PostFetchHook.is_criteo());
+    assert!(Method::RunTaskLabelDecorator.is_criteo());
+
+    // No legacy (suffix-less) form for the extensions.
+    let err = parse_json(
+        &one_module(
+            "com_criteo_mesos_CommandHook",
+            &[
+                ("module_name", "h"),
+                ("hook_slave_post_fetch_hook", "/p.sh"),
+            ],
+        ),
+        "t",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("unknown key \"hook_slave_post_fetch_hook\""),
+        "{err}"
+    );
+
+    // They are hook keys, not isolator keys.
+    let err = parse_json(
+        &one_module(
+            "com_criteo_mesos_CommandIsolator",
+            &[
+                ("module_name", "i"),
+                ("hook_slave_resources_decorator_command", "/r.sh"),
+            ],
+        ),
+        "t",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("it belongs to hook modules"), "{err}");
+}

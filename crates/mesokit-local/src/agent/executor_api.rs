@@ -148,7 +148,16 @@ pub(crate) async fn handle(ctx: &Ctx, req: Request) -> Response {
         }
         // The ids may be dummies ("unused"): not looked up.
         Ok(call::Type::Heartbeat) => return empty(StatusCode::ACCEPTED),
-        Ok(call::Type::Update) => Kind::Update(c.update.expect("validated").status),
+        Ok(call::Type::Update) => {
+            let mut status = c.update.expect("validated").status;
+            // Mesos runs the task status decorator hooks on every update it receives.
+            if let Some(m) = ctx.config.modules.as_ref()
+                && m.has(mesokit_hooks::modules::Method::TaskStatusDecorator)
+            {
+                m.decorate_status(&c.framework_id, &mut status).await;
+            }
+            Kind::Update(status)
+        }
         Ok(call::Type::Message) => Kind::Message(c.message.expect("validated").data),
         _ => return text(StatusCode::NOT_IMPLEMENTED, "Unknown call type"),
     };

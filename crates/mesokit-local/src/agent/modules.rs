@@ -77,14 +77,18 @@ pub(super) struct Container<'a> {
     pub(super) directory: &'a Path,
 }
 
-/// Before the executor starts: the environment decorator hooks, then the isolators'
-/// `prepare` (whose launch infos add variables, run pre-exec commands and may move the
-/// working directory). Returns the working directory; an error fails the launch.
+/// Before the executor starts (the sandbox exists, the URIs are fetched): the post-fetch
+/// hooks, the environment decorator hooks, then the isolators' `prepare` (whose launch infos
+/// add variables, run pre-exec commands and may move the working directory). Returns the
+/// working directory; an error fails the launch.
 pub(super) async fn before_spawn(
     m: &CommandModules,
     c: Container<'_>,
     env: &mut Vec<(String, String)>,
 ) -> Result<PathBuf, String> {
+    if m.has(Method::PostFetchHook) {
+        m.post_fetch(c.id, c.directory).await;
+    }
     if m.has(Method::ExecutorEnvironmentDecorator) {
         for (name, value) in m.decorate_environment(c.executor).await {
             launcher::set(env, &name, value);

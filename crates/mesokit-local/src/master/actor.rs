@@ -56,6 +56,8 @@ pub(crate) enum Command {
 #[derive(Debug, Clone)]
 pub(crate) struct MasterHandle {
     tx: mpsc::UnboundedSender<Command>,
+    /// The hooks of `--modules`, for the master's hook points (launch-task decorators).
+    pub(crate) modules: Option<std::sync::Arc<mesokit_hooks::agent::CommandModules>>,
 }
 
 impl MasterHandle {
@@ -127,7 +129,10 @@ pub(crate) fn spawn(
     mut from_agents: mpsc::UnboundedReceiver<ToMaster>,
 ) -> (MasterHandle, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::unbounded_channel::<Command>();
-    let handle = MasterHandle { tx: tx.clone() };
+    let handle = MasterHandle {
+        tx: tx.clone(),
+        modules: None,
+    };
     let agents: HashMap<String, AgentHandle> = agents
         .into_iter()
         .map(|a| (a.id().value.clone(), a))

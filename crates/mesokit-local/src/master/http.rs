@@ -212,6 +212,12 @@ async fn scheduler_api(m: MasterHandle, req: Request) -> Response {
             Err(e) => h::text(status(e.status), e.message),
         };
     }
+    let call = match m.modules.clone() {
+        Some(hooks) if call.r#type == Some(scheduler::call::Type::Accept as i32) => {
+            decorate_launches(&m, &hooks, call).await
+        }
+        _ => call,
+    };
     match m.call(stream_id, call).await {
         Ok(CallOk::Accepted) => h::empty(StatusCode::ACCEPTED),
         Ok(CallOk::Ok(body)) => {
@@ -346,4 +352,67 @@ async fn operator_api(m: MasterHandle, req: Request) -> Response {
         Media::Protobuf => out.encode_to_vec(),
     };
     h::bytes(StatusCode::OK, accept.as_str(), bytes)
+}
+
+/// The master's launch-task hooks (mesokit extensions of the Criteo hook): the label and
+/// resource decorators run on every task of an ACCEPT's LAUNCH and LAUNCH_GROUP operations
+/// before the master sees it; an answer replaces the task's labels or resources. Errors are
+/// logged and change nothing.
+async fn decorate_launches(
+    m: &MasterHandle,
+    hooks: &mesokit_hooks::agent::CommandModules,
+    mut call: scheduler::Call,
+) -> scheduler::Call {
+    use mesokit_hooks::modules::Method;
+    let labels = hooks.has(Method::MasterLaunchTaskLabelDecorator);
+    let resources = hooks.has(Method::MasterLaunchTaskResourceDecorator);
+    let Some(accept) = call.accept.as_mut() else {
+        return call;
+    };
+    if !labels && !resources {
+        return call;
+    }
+    let Some(offer_id) = accept.offer_ids.first().map(|o| o.value.clone()) else {
+        return call;
+    };
+    let fid = call
+        .framework_id
+        .clone()
+        .map(|f| f.value)
+        .unwrap_or_default();
+    let found = m
+        .with(move |master, _| {
+            let framework = master.frameworks.get(&fid)?.info.clone();
+            let agent_id = &master.offers.get(&offer_id)?.offer.agent_id.value;
+            let agent = master.agents.get(agent_id)?;
+            Some((framework, agent.info.clone()))
+        })
+        .await
+        .flatten();
+    // Unknown framework or offer: the master refuses the call; nothing to decorate.
+    let Some((framework, agent)) = found else {
+        return call;
+    };
+    for op in &mut accept.operations {
+        let tasks: Vec<&mut mesokit_proto::v1::TaskInfo> =
+            match (&mut op.launch, &mut op.launch_group) {
+                (Some(l), _) => l.task_infos.iter_mut().collect(),
+                (None, Some(g)) => g.task_group.tasks.iter_mut().collect(),
+                (None, None) => continue,
+            };
+        for task in tasks {
+            if labels && let Some(l) = hooks.decorate_master_labels(task, &framework, &agent).await
+            {
+                task.labels = Some(l);
+            }
+            if resources
+                && let Some(r) = hooks
+                    .decorate_master_resources(task, &agent.resources)
+                    .await
+            {
+                task.resources = r;
+            }
+        }
+    }
+    call
 }

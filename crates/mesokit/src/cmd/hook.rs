@@ -7,14 +7,16 @@ use std::process::ExitCode;
 
 use mesokit_hooks::agent::{Verdict, call_once};
 use mesokit_hooks::mesos::{
-    ContainerConfig, container_input, environment_decorator_input, label_decorator_input,
-    remove_executor_input,
+    ContainerConfig, agent_info_input, container_input, environment_decorator_input,
+    label_decorator_input, master_label_decorator_input, master_resource_decorator_input,
+    post_fetch_input, remove_executor_input, task_status_decorator_input,
 };
 use mesokit_hooks::modules::{self, Method};
 use mesokit_hooks::runner::Runner;
 use mesokit_proto::helpers::{self, TaskBuilder};
 use mesokit_proto::v1::{
-    AgentId, AgentInfo, ContainerId, FrameworkId, FrameworkInfo, Label, Labels,
+    AgentId, AgentInfo, ContainerId, FrameworkId, FrameworkInfo, Label, Labels, TaskState,
+    TaskStatus, task_status,
 };
 
 #[derive(Debug, clap::Args)]
@@ -41,7 +43,10 @@ struct TestArgs {
     #[arg(long)]
     module: Option<String>,
     /// The method: its Mesos name (slaveRunTaskLabelDecorator, slaveExecutorEnvironmentDecorator,
-    /// slaveRemoveExecutorHook, prepare, isolate, watch, usage, cleanup) or its key prefix
+    /// slaveRemoveExecutorHook, prepare, isolate, watch, usage, cleanup, and mesokit's extra
+    /// hooks masterLaunchTaskLabelDecorator, masterLaunchTaskResourceDecorator,
+    /// slaveTaskStatusDecorator, slaveResourcesDecorator, slaveAttributesDecorator,
+    /// masterSlaveLostHook, slavePostFetchHook) or its key prefix
     /// (hook_slave_run_task_label_decorator, isolator_prepare, …).
     #[arg(long)]
     method: String,
@@ -227,5 +232,25 @@ pub(crate) fn sample_input(method: Method) -> Vec<u8> {
         Method::Prepare | Method::Watch | Method::Usage | Method::Cleanup => {
             container_input(Some(&config), &container_id, None)
         }
+        Method::MasterLaunchTaskLabelDecorator => {
+            master_label_decorator_input(&task, &framework, &agent)
+        }
+        Method::MasterLaunchTaskResourceDecorator => {
+            master_resource_decorator_input(&task, &agent.resources)
+        }
+        Method::TaskStatusDecorator => {
+            let status = TaskStatus {
+                task_id: task.task_id.clone(),
+                state: TaskState::TaskRunning as i32,
+                source: Some(task_status::Source::Executor as i32),
+                executor_id: Some(executor.executor_id.clone()),
+                ..Default::default()
+            };
+            task_status_decorator_input(&framework_id, &status)
+        }
+        Method::ResourcesDecorator | Method::AttributesDecorator | Method::AgentLostHook => {
+            agent_info_input(&agent)
+        }
+        Method::PostFetchHook => post_fetch_input(&container_id, &config.directory),
     }
 }

@@ -46,6 +46,10 @@ pub(crate) struct Args {
     /// posix/cpu) are accepted and ignored.
     #[arg(long, default_value = "")]
     isolation: String,
+    /// Directory for the command modules' temp files (default: <work-dir>/tmp). A tmpfs such
+    /// as /dev/shm makes each call cheaper.
+    #[arg(long)]
+    modules_tmp_dir: Option<PathBuf>,
 }
 
 /// Reads `--modules` and keeps the modules `--hooks` / `--isolation` name. Any error (a
@@ -97,6 +101,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, String> {
         allocation_interval: Duration::from_millis(args.allocation_interval_ms.max(1)),
         heartbeat_interval: Duration::from_secs(args.heartbeat_interval_secs.max(1)),
         modules,
+        modules_tmp_dir: args.modules_tmp_dir,
         ..ClusterConfig::default()
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
