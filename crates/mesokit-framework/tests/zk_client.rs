@@ -326,3 +326,32 @@ async fn a_partitioned_client_reconnects_within_its_session_then_expires() {
         WatchEventKind::NodeDeleted
     );
 }
+
+#[tokio::test]
+async fn many_nodes_read_in_one_request() {
+    let zk = client("/many").await;
+    let mut paths = Vec::new();
+    for i in 0..40 {
+        let p = format!("/n{i}");
+        zk.create(&p, format!("v{i}").as_bytes(), CreateMode::Persistent)
+            .await
+            .unwrap();
+        paths.push(p);
+    }
+    paths.insert(3, "/absent".into());
+    let got = zk.get_data_many(&paths).await.unwrap();
+    assert_eq!(got.len(), 41);
+    assert_eq!(got[0].as_ref().unwrap().0, b"v0");
+    assert_eq!(
+        got[3].as_ref().unwrap_err(),
+        &ZkError::Server {
+            code: ErrorCode::NoNode,
+            path: "/absent".into()
+        }
+    );
+    assert_eq!(got[40].as_ref().unwrap().0, b"v39");
+    assert_eq!(got[40].as_ref().unwrap().1.version, 0);
+    assert_eq!(zk.get_data_many(&[]).await.unwrap(), vec![]);
+    // The session is still usable afterwards (the read behind the batch was answered too).
+    assert!(zk.exists("/n1").await.unwrap().is_some());
+}

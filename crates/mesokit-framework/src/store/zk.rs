@@ -3,6 +3,8 @@
 //! over ZooKeeper's request size), optionally fenced by a leader's candidate node.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
@@ -17,6 +19,10 @@ const MAX_VALUE_BYTES: usize = 1_000_000;
 /// request); bigger batches are split and are then no longer atomic as a whole.
 const MAX_MULTI_BYTES: usize = 900_000;
 
+/// Nodes read per multiRead while loading: values can reach 1 MB each, and a reply must
+/// stay well under the client's frame limit.
+const READ_CHUNK: usize = 32;
+
 /// First byte of a node that holds a value. Nodes created only as parents of deeper keys
 /// are empty, so "key with an empty value" and "no key here" stay distinct.
 const VALUE_MARK: u8 = 1;
@@ -30,6 +36,8 @@ pub struct ZkStore {
     /// Every node under the root, as far as this store knows (filled by a walk, kept up to
     /// date by our own writes, dropped when a write shows it was wrong).
     known: Mutex<Option<BTreeSet<String>>>,
+    /// Whether the server answers multiRead (ZooKeeper 3.6+); cleared on the first refusal.
+    multi_read: Arc<AtomicBool>,
 }
 
 impl ZkStore {
@@ -58,6 +66,7 @@ impl ZkStore {
             root,
             fence: None,
             known: Mutex::new(None),
+            multi_read: Arc::new(AtomicBool::new(true)),
         })
     }
 
@@ -106,18 +115,21 @@ impl ZkStore {
                 }) => continue,
                 Err(e) => return Err(e),
             };
-            // Pipelined reads: the client sends them all before the first answer comes.
+            // Pipelined reads: the client sends them all before the first answer comes, a
+            // chunk per multiRead where the server has it.
             let mut set = JoinSet::new();
-            for c in children {
+            let paths: Vec<String> = children.iter().map(|c| crate::zk::join(&dir, c)).collect();
+            for chunk in paths.chunks(READ_CHUNK) {
                 let zk = self.zk.clone();
-                let path = crate::zk::join(&dir, &c);
-                set.spawn(async move {
-                    let r = zk.get_data(&path).await;
-                    (path, r)
-                });
+                let chunk = chunk.to_vec();
+                let multi_read = self.multi_read.clone();
+                set.spawn(async move { read_nodes(&zk, chunk, &multi_read).await });
             }
+            let mut results = Vec::new();
             while let Some(r) = set.join_next().await {
-                let (path, r) = r.map_err(|e| ZkError::Protocol(format!("reader task: {e}")))?;
+                results.extend(r.map_err(|e| ZkError::Protocol(format!("reader task: {e}")))??);
+            }
+            for (path, r) in results {
                 match r {
                     Ok((data, stat)) => {
                         if stat.num_children > 0 {
@@ -257,6 +269,35 @@ impl Overlay {
         }
         base.extend(self.added);
     }
+}
+
+type NodeRead = (String, Result<crate::zk::NodeData, ZkError>);
+
+/// Reads a chunk of nodes: one multiRead, or one request each on servers without it.
+async fn read_nodes(
+    zk: &ZkClient,
+    paths: Vec<String>,
+    multi_read: &AtomicBool,
+) -> Result<Vec<NodeRead>, ZkError> {
+    if multi_read.load(Ordering::Relaxed) {
+        match zk.get_data_many(&paths).await {
+            Ok(r) => return Ok(paths.into_iter().zip(r).collect()),
+            Err(ZkError::Server {
+                code: ErrorCode::Unimplemented,
+                ..
+            }) => {
+                tracing::info!("ZooKeeper has no multiRead (before 3.6); reading nodes one by one");
+                multi_read.store(false, Ordering::Relaxed);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let mut out = Vec::with_capacity(paths.len());
+    for p in paths {
+        let r = zk.get_data(&p).await;
+        out.push((p, r));
+    }
+    Ok(out)
 }
 
 /// The servers of a `zk://` URL (with no chroot) and the framework's root path: the URL's

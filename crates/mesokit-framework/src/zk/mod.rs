@@ -8,7 +8,7 @@ pub mod master;
 mod proto;
 
 pub use client::{SessionState, Watch, WatchEvent, WatchEventKind, ZkClient, ZkOptions};
-pub use proto::{CreateMode, Op, OpResult, Stat};
+pub use proto::{CreateMode, NodeData, Op, OpResult, Stat};
 
 /// ZooKeeper's error codes (`KeeperException.Code`), by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

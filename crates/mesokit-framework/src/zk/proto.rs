@@ -15,6 +15,7 @@ pub(crate) mod op {
     pub(crate) const PING: i32 = 11;
     pub(crate) const CHECK: i32 = 13;
     pub(crate) const MULTI: i32 = 14;
+    pub(crate) const MULTI_READ: i32 = 22;
     pub(crate) const SET_WATCHES: i32 = 101;
     pub(crate) const CLOSE_SESSION: i32 = -11;
     pub(crate) const ERROR: i32 = -1;
@@ -405,6 +406,36 @@ pub(crate) fn decode_multi(
     })
 }
 
+/// A node's data and metadata.
+pub type NodeData = (Vec<u8>, Stat);
+
+/// Decodes a `multiRead` reply of getData ops: per op, the data and stat or an error code.
+pub(crate) fn decode_multi_read(
+    d: &mut Decoder<'_>,
+) -> Result<Vec<Result<NodeData, i32>>, ZkError> {
+    let mut out = Vec::new();
+    loop {
+        let typ = d.i32()?;
+        let done = d.bool()?;
+        let _err = d.i32()?;
+        if done {
+            return Ok(out);
+        }
+        match typ {
+            op::GET_DATA => {
+                let data = d.bytes()?;
+                out.push(Ok((data, d.stat()?)));
+            }
+            op::ERROR => out.push(Err(d.i32()?)),
+            other => {
+                return Err(ZkError::Protocol(format!(
+                    "unexpected op type {other} in a multiRead reply"
+                )));
+            }
+        }
+    }
+}
+
 /// Node kinds for create.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CreateMode {
@@ -495,6 +526,7 @@ mod tests {
             let rest = &b[b.len() - d.remaining()..];
             let _ = RawEvent::decode(&mut Decoder::new(rest));
             let _ = decode_multi(&mut Decoder::new(rest));
+            let _ = decode_multi_read(&mut Decoder::new(rest));
             let _ = Decoder::new(rest).stat();
             let _ = Decoder::new(rest).strings();
             let mut g = Decoder::new(rest);
