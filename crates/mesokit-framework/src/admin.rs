@@ -85,7 +85,10 @@ async fn route(handle: &Handle, req: http::Request<Incoming>) -> Response {
             if handle.read(|s| s.is_connected()) {
                 text(StatusCode::OK, "subscribed")
             } else {
-                text(StatusCode::SERVICE_UNAVAILABLE, "not subscribed to a master")
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not subscribed to a master",
+                )
             }
         }
         (&Method::POST, ["groups", group, "scale"]) => {
@@ -163,6 +166,7 @@ fn groups_json(s: &Scheduler) -> Vec<u8> {
             ("healthy", c.healthy),
             ("finished", c.finished),
             ("failed", c.failed),
+            ("killed", c.killed),
             ("restarts", c.restarts),
         ] {
             w.key(k);
@@ -222,10 +226,26 @@ fn metrics_text(s: &Scheduler) -> String {
     let mut counter = |name: &str, help: &str, v: f64| {
         let _ = writeln!(t, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
     };
-    counter("mesokit_offers_received_total", "Offers received.", m.offers_received as f64);
-    counter("mesokit_offers_declined_total", "Offers declined whole.", m.offers_declined as f64);
-    counter("mesokit_tasks_launched_total", "Tasks launched.", m.tasks_launched as f64);
-    counter("mesokit_status_updates_total", "Status updates received.", m.updates as f64);
+    counter(
+        "mesokit_offers_received_total",
+        "Offers received.",
+        m.offers_received as f64,
+    );
+    counter(
+        "mesokit_offers_declined_total",
+        "Offers declined whole.",
+        m.offers_declined as f64,
+    );
+    counter(
+        "mesokit_tasks_launched_total",
+        "Tasks launched.",
+        m.tasks_launched as f64,
+    );
+    counter(
+        "mesokit_status_updates_total",
+        "Status updates received.",
+        m.updates as f64,
+    );
     counter(
         "mesokit_reconnects_total",
         "Subscriptions after the first.",
@@ -243,8 +263,12 @@ fn metrics_text(s: &Scheduler) -> String {
             ("healthy", c.healthy),
             ("finished", c.finished),
             ("failed", c.failed),
+            ("killed", c.killed),
         ] {
-            let _ = writeln!(t, "mesokit_tasks{{group=\"{group}\",state=\"{state}\"}} {v}");
+            let _ = writeln!(
+                t,
+                "mesokit_tasks{{group=\"{group}\",state=\"{state}\"}} {v}"
+            );
         }
     }
     let _ = writeln!(
@@ -252,7 +276,10 @@ fn metrics_text(s: &Scheduler) -> String {
         "# HELP mesokit_launch_latency_seconds Launch to TASK_RUNNING.\n# TYPE mesokit_launch_latency_seconds histogram"
     );
     for (bound, n) in &m.launch_latency_buckets {
-        let _ = writeln!(t, "mesokit_launch_latency_seconds_bucket{{le=\"{bound}\"}} {n}");
+        let _ = writeln!(
+            t,
+            "mesokit_launch_latency_seconds_bucket{{le=\"{bound}\"}} {n}"
+        );
     }
     let _ = writeln!(
         t,
@@ -270,7 +297,15 @@ mod tests {
     fn scale_parameter() {
         assert_eq!(instances_param("instances=4", b""), Ok(4));
         assert_eq!(instances_param("", br#"{"instances": 7}"#), Ok(7));
-        assert!(instances_param("instances=-1", b"").unwrap_err().contains("whole number"));
-        assert!(instances_param("", b"{}").unwrap_err().contains("?instances=N"));
+        assert!(
+            instances_param("instances=-1", b"")
+                .unwrap_err()
+                .contains("whole number")
+        );
+        assert!(
+            instances_param("", b"{}")
+                .unwrap_err()
+                .contains("?instances=N")
+        );
     }
 }

@@ -173,9 +173,9 @@ impl<S: Store> Driver<S> {
         let mut stop_deadline: Option<tokio::time::Instant> = None;
         loop {
             self.flush(&client).await?;
-            let (finished, stopping_since, next) = self.handle.read(|s| {
-                (s.is_finished(), s.is_stopping(), s.next_timeout())
-            });
+            let (finished, stopping_since, next) = self
+                .handle
+                .read(|s| (s.is_finished(), s.is_stopping(), s.next_timeout()));
             if finished {
                 let outcome = self.handle.read(|s| {
                     if s.is_stopping() {
@@ -256,7 +256,7 @@ impl<S: Store> Driver<S> {
             match out {
                 Output::Persist(writes) => self.persist(writes).await?,
                 Output::Call(call) => {
-                    if let Err(e) = client.call(call).await {
+                    if let Err(e) = client.call(*call).await {
                         // Lost calls are recovered by design: offers expire, kills and acks
                         // are repeated through reconciliation after the next SUBSCRIBED.
                         let _ = self

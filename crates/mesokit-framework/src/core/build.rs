@@ -231,17 +231,25 @@ pub(crate) fn task_info(ctx: &TaskContext<'_>, mut resources: Vec<Resource>) -> 
             }))
         }
     };
-    let (command, container, executor) = match executor {
-        // With a custom executor the command travels in the TaskInfo all the same: the
-        // mesokit executor runs `TaskInfo.command` like the command executor does.
-        Some(mut e) => {
-            e.container = None;
-            (Some(command), container, Some(e))
+    // Mesos takes a command or an executor, never both. With the mesokit executor the
+    // command travels in `TaskInfo.data` as `{"command": <CommandInfo in Mesos JSON>}`; the
+    // executor reads it from there (mesokit-executor `launch`).
+    let (command, data) = match &executor {
+        Some(_) => {
+            let mut out = Vec::new();
+            let mut w = mesokit_proto::json::Writer::new(&mut out);
+            w.begin_object();
+            w.key("command");
+            drop(w);
+            mesokit_proto::json::encode_into(&command, &mut out);
+            out.push(b'}');
+            (None, Some(bytes::Bytes::from(out)))
         }
-        None => (Some(command), container, None),
+        None => (Some(command), None),
     };
     TaskInfo {
-        name: format!("{}.{}.{}", ctx.job.name, g.name, ctx.index),
+        // The task id without its attempt suffix: `<job>.<group>.<index>`.
+        name: ctx.task_id[..ctx.task_id.rfind('.').unwrap_or(ctx.task_id.len())].to_string(),
         task_id: TaskId {
             value: ctx.task_id.to_string(),
         },
@@ -253,6 +261,7 @@ pub(crate) fn task_info(ctx: &TaskContext<'_>, mut resources: Vec<Resource>) -> 
         command,
         container,
         health_check,
+        data,
         kill_policy: g.kill_grace.map(|d| KillPolicy {
             grace_period: Some(helpers::duration_info(d)),
         }),

@@ -65,8 +65,8 @@ impl Default for Config {
 pub enum Output {
     /// Make these writes durable before carrying on.
     Persist(Vec<Write>),
-    /// Send this call to the master.
-    Call(Call),
+    /// Send this call to the master (boxed: a `Call` is large, and bursts queue many).
+    Call(Box<Call>),
     /// Tell the library user.
     Event(TaskEvent),
 }
@@ -142,6 +142,8 @@ pub struct GroupCounts {
     pub finished: u32,
     /// Ended for good without success.
     pub failed: u32,
+    /// Killed on request (stop, kill) and not restarted.
+    pub killed: u32,
     /// Restarts so far.
     pub restarts: u32,
 }
@@ -218,7 +220,7 @@ pub struct Scheduler {
     /// Group indices by priority, highest first (stable for equal priorities).
     order: Vec<usize>,
     instances: Vec<Instance>,
-    by_task: HashMap<String, usize>,
+    by_task: HashMap<String, usize, BuildFnv>,
     delayed: BinaryHeap<Reverse<(Instant, usize)>>,
     framework_id: Option<String>,
     subscribed_once: bool,
@@ -233,6 +235,32 @@ pub struct Scheduler {
     out: VecDeque<Output>,
     metrics: Metrics,
     warnings: Vec<String>,
+}
+
+/// FNV-1a for the task-id index: ids come from us, not from an attacker, and SipHash was a
+/// visible share of a 100k-task offer cycle.
+#[derive(Debug, Clone, Copy, Default)]
+struct BuildFnv;
+
+#[derive(Debug)]
+struct Fnv(u64);
+
+impl std::hash::BuildHasher for BuildFnv {
+    type Hasher = Fnv;
+    fn build_hasher(&self) -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
 }
 
 fn task_call(kind: call::Type) -> Call {
@@ -253,7 +281,7 @@ impl Scheduler {
             groups: Vec::new(),
             order: Vec::new(),
             instances: Vec::new(),
-            by_task: HashMap::new(),
+            by_task: HashMap::default(),
             delayed: BinaryHeap::new(),
             framework_id: None,
             subscribed_once: false,
@@ -295,7 +323,12 @@ impl Scheduler {
         }
         s.order = (0..s.job.groups.len()).collect();
         s.order.sort_by_key(|g| Reverse(s.job.groups[*g].priority));
+        let total: usize = s.groups.iter().map(|g| g.target as usize).sum();
+        s.instances.reserve(total);
+        s.by_task.reserve(total);
         for gi in 0..s.groups.len() {
+            let target = s.groups[gi].target;
+            s.groups[gi].slots.reserve(target as usize);
             for index in 0..s.groups[gi].target {
                 s.add_instance(gi, index);
             }
@@ -391,22 +424,17 @@ impl Scheduler {
                 drop_keys.push(key);
                 continue;
             };
+            // Slots are in index order: the record's index finds its slot directly.
             let slot = self
                 .job
                 .groups
                 .iter()
                 .position(|g| g.name == rec.group)
-                .and_then(|gi| {
-                    self.groups[gi]
-                        .slots
-                        .iter()
-                        .copied()
-                        .find(|id| self.instances[*id].rec.index == rec.index)
-                });
+                .and_then(|gi| self.groups[gi].slots.get(rec.index as usize).copied())
+                .filter(|id| self.instances[*id].rec.index == rec.index);
             match slot {
                 Some(id) => {
                     let gi = self.instances[id].group;
-                    self.groups[gi].ready.retain(|x| *x != id);
                     let inst = &mut self.instances[id];
                     if rec.phase == Phase::Launched {
                         self.by_task.insert(rec.task_id.clone(), id);
@@ -415,11 +443,7 @@ impl Scheduler {
                     }
                     inst.succeeded =
                         rec.phase == Phase::Done && rec.state == TaskState::TaskFinished;
-                    let pending = rec.phase == Phase::Pending;
                     inst.rec = rec;
-                    if pending {
-                        self.groups[gi].ready.push_back(id);
-                    }
                 }
                 None => {
                     // The spec shrank or changed: kill what still runs, forget the record.
@@ -431,10 +455,14 @@ impl Scheduler {
                 }
             }
         }
+        // Pending again: whatever the store did not record as launched or done.
         for g in &mut self.groups {
-            let mut ready: Vec<usize> = g.ready.drain(..).collect();
-            ready.sort_unstable();
-            g.ready = ready.into();
+            g.ready = g
+                .slots
+                .iter()
+                .copied()
+                .filter(|id| self.instances[*id].rec.phase == Phase::Pending)
+                .collect();
         }
         if !drop_keys.is_empty() {
             self.out.push_back(Output::Persist(
@@ -450,7 +478,12 @@ impl Scheduler {
 
     /// The next thing to do, if any.
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.out.pop_front()
+        let out = self.out.pop_front();
+        if out.is_none() && self.out.capacity() > 1024 {
+            // A burst (100k launches) must not pin its queue's memory for the rest of the run.
+            self.out.shrink_to(64);
+        }
+        out
     }
 
     /// When [`Scheduler::tick`] should be called next.
@@ -505,7 +538,7 @@ impl Scheduler {
         if !known.is_empty() {
             let mut c = task_call(call::Type::Reconcile);
             c.reconcile = Some(call::Reconcile { tasks: known });
-            self.out.push_back(Output::Call(c));
+            self.out.push_back(Output::Call(Box::new(c)));
         }
         self.reconcile_implicit(now);
         for (task, agent) in std::mem::take(&mut self.orphans) {
@@ -520,7 +553,7 @@ impl Scheduler {
     fn reconcile_implicit(&mut self, now: Instant) {
         let mut c = task_call(call::Type::Reconcile);
         c.reconcile = Some(call::Reconcile { tasks: Vec::new() });
-        self.out.push_back(Output::Call(c));
+        self.out.push_back(Output::Call(Box::new(c)));
         self.next_reconcile = Some(now + self.config.reconcile_interval);
     }
 
@@ -573,10 +606,13 @@ impl Scheduler {
     /// Offers: launch what fits, decline the rest.
     pub fn on_offers(&mut self, offers: Vec<Offer>, now: Instant) {
         self.metrics.offers_received += offers.len() as u64;
+        // Sized once: at most every ready instance is launched by this batch of offers.
+        let ready: usize = self.groups.iter().map(|g| g.ready.len()).sum();
         let mut declined: Vec<OfferId> = Vec::new();
-        let mut launches: Vec<(OfferId, Vec<mesokit_proto::v1::TaskInfo>)> = Vec::new();
-        let mut writes: Vec<Write> = Vec::new();
-        let mut events: Vec<TaskEvent> = Vec::new();
+        let mut launches: Vec<(OfferId, Vec<mesokit_proto::v1::TaskInfo>)> =
+            Vec::with_capacity(offers.len().min(ready));
+        let mut writes: Vec<Write> = Vec::with_capacity(ready);
+        let mut events: Vec<TaskEvent> = Vec::with_capacity(ready);
         for offer in &offers {
             if !self.has_ready() {
                 declined.push(offer.id.clone());
@@ -598,6 +634,7 @@ impl Scheduler {
         } else {
             self.config.decline_idle
         };
+        self.out.reserve(launches.len() + events.len() + 2);
         for (offer_id, tasks) in launches {
             self.metrics.tasks_launched += tasks.len() as u64;
             let mut c = task_call(call::Type::Accept);
@@ -612,7 +649,7 @@ impl Scheduler {
                     refuse_seconds: Some(refuse.as_secs_f64()),
                 }),
             });
-            self.out.push_back(Output::Call(c));
+            self.out.push_back(Output::Call(Box::new(c)));
         }
         if !declined.is_empty() {
             self.metrics.offers_declined += declined.len() as u64;
@@ -623,7 +660,7 @@ impl Scheduler {
                     refuse_seconds: Some(refuse.as_secs_f64()),
                 }),
             });
-            self.out.push_back(Output::Call(c));
+            self.out.push_back(Output::Call(Box::new(c)));
         }
         self.out.extend(events.into_iter().map(Output::Event));
         self.update_offer_interest(now);
@@ -668,9 +705,11 @@ impl Scheduler {
                 g.placement.record(&g.constraints, &placed, 1);
                 let inst = &mut self.instances[id];
                 inst.rec.attempt += 1;
-                inst.rec.task_id = format!(
-                    "{}.{}.{}.{}",
-                    self.job.name, inst.rec.group, inst.rec.index, inst.rec.attempt
+                inst.rec.task_id = record::task_id(
+                    &self.job.name,
+                    &inst.rec.group,
+                    inst.rec.index,
+                    inst.rec.attempt,
                 );
                 inst.rec.phase = Phase::Launched;
                 inst.rec.agent_id = offer.agent_id.value.clone();
@@ -735,7 +774,7 @@ impl Scheduler {
                 self.push_kill(&status.task_id.value, &agent);
             }
             if let Some(c) = ack {
-                self.out.push_back(Output::Call(c));
+                self.out.push_back(Output::Call(Box::new(c)));
             }
             return;
         };
@@ -796,7 +835,7 @@ impl Scheduler {
         };
         self.out.push_back(Output::Persist(vec![write]));
         if let Some(c) = ack {
-            self.out.push_back(Output::Call(c));
+            self.out.push_back(Output::Call(Box::new(c)));
         }
         self.out.extend(events.into_iter().map(Output::Event));
         self.advance_rolling(gi);
@@ -905,7 +944,7 @@ impl Scheduler {
             }),
             kill_policy: None,
         });
-        self.out.push_back(Output::Call(c));
+        self.out.push_back(Output::Call(Box::new(c)));
     }
 
     /// Time passes: backoffs end, revives and reconciliations fall due.
@@ -945,7 +984,7 @@ impl Scheduler {
                 if due {
                     let mut c = task_call(call::Type::Revive);
                     c.revive = Some(call::Revive { roles: Vec::new() });
-                    self.out.push_back(Output::Call(c));
+                    self.out.push_back(Output::Call(Box::new(c)));
                     self.last_revive = Some(now);
                     self.suppressed = false;
                     self.revive_wanted = false;
@@ -956,7 +995,7 @@ impl Scheduler {
             if !self.suppressed && self.delayed.is_empty() {
                 let mut c = task_call(call::Type::Suppress);
                 c.suppress = Some(call::Suppress { roles: Vec::new() });
-                self.out.push_back(Output::Call(c));
+                self.out.push_back(Output::Call(Box::new(c)));
                 self.suppressed = true;
             }
         }
@@ -971,11 +1010,7 @@ impl Scheduler {
         if instances > old {
             for index in old..instances {
                 // Reuse a slot left by an earlier scale-down, if any.
-                let existing = self.groups[gi]
-                    .slots
-                    .iter()
-                    .copied()
-                    .find(|id| self.instances[*id].rec.index == index);
+                let existing = self.groups[gi].slots.get(index as usize).copied();
                 match existing {
                     Some(id) if self.instances[id].removed => {
                         let inst = &mut self.instances[id];
@@ -1104,7 +1139,7 @@ impl Scheduler {
         if self.connected && !self.suppressed {
             let mut c = task_call(call::Type::Suppress);
             c.suppress = Some(call::Suppress { roles: Vec::new() });
-            self.out.push_back(Output::Call(c));
+            self.out.push_back(Output::Call(Box::new(c)));
             self.suppressed = true;
         }
     }
@@ -1121,7 +1156,7 @@ impl Scheduler {
         }
         self.out.push_back(Output::Persist(writes));
         self.out
-            .push_back(Output::Call(task_call(call::Type::Teardown)));
+            .push_back(Output::Call(Box::new(task_call(call::Type::Teardown))));
     }
 
     /// Whether [`Scheduler::stop`] was called.
@@ -1172,6 +1207,7 @@ impl Scheduler {
                     }
                 }
                 Phase::Done if inst.succeeded => c.finished += 1,
+                Phase::Done if inst.rec.state == TaskState::TaskKilled => c.killed += 1,
                 Phase::Done => c.failed += 1,
             }
         }

@@ -47,7 +47,12 @@ pub struct Record {
 impl Record {
     /// The store key of an instance.
     pub fn key(group: &str, index: u32) -> String {
-        format!("tasks/{group}.{index}")
+        let mut k = String::with_capacity(8 + group.len() + 10);
+        k.push_str("tasks/");
+        k.push_str(group);
+        k.push('.');
+        push_u64(&mut k, index.into());
+        k
     }
 
     /// Encodes the record.
@@ -57,21 +62,43 @@ impl Record {
             Phase::Launched => "launched",
             Phase::Done => "done",
         };
-        let ports: Vec<String> = self.ports.iter().map(u64::to_string).collect();
-        let mut s = format!(
-            "group {}\nindex {}\nattempt {}\nrestarts {}\nphase {phase}\ntask_id {}\nagent_id {}\nhostname {}\nports {}\nstate {}\n",
-            self.group,
-            self.index,
-            self.attempt,
-            self.restarts,
-            self.task_id,
-            self.agent_id,
-            self.hostname,
-            ports.join(","),
-            self.state.as_str_name(),
-        );
+        let mut s = String::with_capacity(160 + self.task_id.len() + self.agent_id.len());
+        let mut field = |name: &str, value: &str| {
+            s.push_str(name);
+            s.push(' ');
+            s.push_str(value);
+            s.push('\n');
+        };
+        field("group", &self.group);
+        let mut num = String::new();
+        for (name, v) in [
+            ("index", self.index),
+            ("attempt", self.attempt),
+            ("restarts", self.restarts),
+        ] {
+            num.clear();
+            push_u64(&mut num, v.into());
+            field(name, &num);
+        }
+        field("phase", phase);
+        field("task_id", &self.task_id);
+        field("agent_id", &self.agent_id);
+        field("hostname", &self.hostname);
+        num.clear();
+        for (i, p) in self.ports.iter().enumerate() {
+            if i > 0 {
+                num.push(',');
+            }
+            push_u64(&mut num, *p);
+        }
+        field("ports", &num);
+        field("state", self.state.as_str_name());
         for (k, v) in &self.placed {
-            s.push_str(&format!("placed {k}={v}\n"));
+            s.push_str("placed ");
+            s.push_str(k);
+            s.push('=');
+            s.push_str(v);
+            s.push('\n');
         }
         s.into_bytes()
     }
@@ -134,6 +161,34 @@ impl Record {
     }
 }
 
+/// `<job>.<group>.<index>.<attempt>`: unique per framework, readable in Mesos's UI.
+pub(crate) fn task_id(job: &str, group: &str, index: u32, attempt: u32) -> String {
+    let mut id = String::with_capacity(job.len() + group.len() + 16);
+    id.push_str(job);
+    id.push('.');
+    id.push_str(group);
+    id.push('.');
+    push_u64(&mut id, index.into());
+    id.push('.');
+    push_u64(&mut id, attempt.into());
+    id
+}
+
+/// Appends a number in decimal without going through `fmt`.
+fn push_u64(s: &mut String, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    s.push_str(std::str::from_utf8(&buf[i..]).unwrap_or("0"));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,7 +208,9 @@ mod tests {
             state: TaskState::TaskRunning,
             placed: vec![("rack".into(), "r1".into())],
         };
-        assert_eq!(Record::decode(&r.encode()), Some(r));
+        assert_eq!(Record::decode(&r.encode()), Some(r.clone()));
+        assert_eq!(Record::key("web", 7), "tasks/web.7");
+        assert_eq!(task_id("j", "web", 0, 12), "j.web.0.12");
         assert_eq!(Record::decode(b"\xff\xfe"), None);
         assert_eq!(Record::decode(b"index x\ngroup a\n"), None);
         assert_eq!(Record::decode(b"index 1\n"), None, "no group");

@@ -28,7 +28,7 @@ fn drain(s: &mut Scheduler) -> Vec<Output> {
 fn calls(out: &[Output]) -> Vec<&Call> {
     out.iter()
         .filter_map(|o| match o {
-            Output::Call(c) => Some(c),
+            Output::Call(c) => Some(&**c),
             _ => None,
         })
         .collect()
@@ -419,7 +419,13 @@ fn scale_and_rolling_restart() {
     s.on_update(update("svc.web.0.2", TaskState::TaskKilled), t0);
     s.on_update(update("svc.web.2.1", TaskState::TaskKilled), t0);
     drain(&mut s);
-    assert!(s.is_finished(), "{:?}", s.records().map(|(r, _)| (r.task_id.clone(), r.phase)).collect::<Vec<_>>());
+    assert!(
+        s.is_finished(),
+        "{:?}",
+        s.records()
+            .map(|(r, _)| (r.task_id.clone(), r.phase))
+            .collect::<Vec<_>>()
+    );
 }
 
 #[test]

@@ -6,6 +6,7 @@ use mesokit_proto::json::Writer;
 enum Field {
     Str(String),
     Num(f64),
+    Int(u64),
 }
 
 /// Collects fields, then writes `{"key":value,...}`.
@@ -27,6 +28,10 @@ impl JsonLine {
         self.fields.push((key.into(), Field::Num(value)));
     }
 
+    pub(crate) fn int(&mut self, key: &str, value: u64) {
+        self.fields.push((key.into(), Field::Int(value)));
+    }
+
     pub(crate) fn finish(self) -> String {
         let mut buf = Vec::with_capacity(128);
         let mut w = Writer::new(&mut buf);
@@ -36,6 +41,7 @@ impl JsonLine {
             match v {
                 Field::Str(s) => w.string(s),
                 Field::Num(n) => w.f64(*n),
+                Field::Int(n) => w.u64(*n),
             }
         }
         w.end_object();

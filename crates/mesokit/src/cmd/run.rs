@@ -62,7 +62,8 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, String> {
 }
 
 async fn run_async(args: Args, job: JobSpec) -> Result<ExitCode, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find the mesokit binary: {e}"))?;
+    let exe =
+        std::env::current_exe().map_err(|e| format!("cannot find the mesokit binary: {e}"))?;
     let exe = exe.to_string_lossy().into_owned();
     let mut config = Config::default();
     let mut cluster = None;
@@ -122,9 +123,9 @@ async fn run_async(args: Args, job: JobSpec) -> Result<ExitCode, String> {
     if let Some(c) = cluster {
         c.shutdown().await;
     }
-    let (outcome, counts) = result?;
+    let (outcome, counts, final_job) = result?;
     if !args.json {
-        print_summary(&job, &counts, outcome);
+        print_summary(&final_job, &counts, outcome);
     }
     Ok(match (outcome, job.kind) {
         (Outcome::Succeeded, _) => ExitCode::SUCCESS,
@@ -169,7 +170,7 @@ async fn drive<S: Store>(
     store: S,
     config: DriverConfig,
     args: &Args,
-) -> Result<(Outcome, Vec<(String, GroupCounts)>), String> {
+) -> Result<(Outcome, Vec<(String, GroupCounts)>, JobSpec), String> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let driver = Driver::new(core, store, config, tx)
         .await
@@ -199,12 +200,16 @@ async fn drive<S: Store>(
             report(&ev, json);
         }
     });
-    let outcome = run.await.map_err(|e| format!("scheduler task failed: {e}"))?;
+    let outcome = run
+        .await
+        .map_err(|e| format!("scheduler task failed: {e}"))?;
     ui.abort();
     let _ = ui.await;
     let _ = events.await;
     let outcome = outcome.map_err(|e| e.to_string())?;
-    Ok((outcome, handle.read(|s| s.counts())))
+    // The job as it ended (scaled groups included) for the summary.
+    let (counts, job) = handle.read(|s| (s.counts(), s.job().clone()));
+    Ok((outcome, counts, job))
 }
 
 fn report(ev: &DriverEvent, json: bool) {
@@ -230,7 +235,7 @@ fn report(ev: &DriverEvent, json: bool) {
             DriverEvent::Task(t) => {
                 line.str("event", kind_name(&t.kind));
                 line.str("group", &t.group);
-                line.num("index", t.index as f64);
+                line.int("index", t.index.into());
                 line.str("task_id", &t.task_id);
                 match &t.kind {
                     TaskEventKind::Launched { hostname } => line.str("hostname", hostname),
@@ -241,7 +246,7 @@ fn report(ev: &DriverEvent, json: bool) {
                     }
                     TaskEventKind::Restarting { delay, restart } => {
                         line.num("delay_seconds", delay.as_secs_f64());
-                        line.num("restart", *restart as f64);
+                        line.int("restart", (*restart).into());
                     }
                     _ => {}
                 }
@@ -262,7 +267,10 @@ fn report(ev: &DriverEvent, json: bool) {
                 eprintln!("\r{} {}: {message}\x1b[K", t.task_id, escape_state(state))
             }
             TaskEventKind::GaveUp => {
-                eprintln!("\r{}.{}: restart policy exhausted; giving up\x1b[K", t.group, t.index)
+                eprintln!(
+                    "\r{}.{}: restart policy exhausted; giving up\x1b[K",
+                    t.group, t.index
+                )
             }
             _ => {}
         },
@@ -354,7 +362,13 @@ fn progress_line(name: &str, c: &GroupCounts, total: u32, width: usize) -> Strin
     if c.healthy > 0 {
         line.push_str(&format!(" ({} healthy)", c.healthy));
     }
-    line.push_str(&format!(", {}/{total} finished, {} failed", c.finished, c.failed));
+    line.push_str(&format!(
+        ", {}/{total} finished, {} failed",
+        c.finished, c.failed
+    ));
+    if c.killed > 0 {
+        line.push_str(&format!(", {} killed", c.killed));
+    }
     if c.restarts > 0 {
         line.push_str(&format!(", {} restarts", c.restarts));
     }
@@ -362,17 +376,21 @@ fn progress_line(name: &str, c: &GroupCounts, total: u32, width: usize) -> Strin
 }
 
 fn print_summary(job: &JobSpec, counts: &[(String, GroupCounts)], outcome: Outcome) {
-    let width = counts.iter().map(|(n, _)| n.len()).max().unwrap_or(5).max(5);
+    let width = counts
+        .iter()
+        .map(|(n, _)| n.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
     eprintln!();
     eprintln!(
         "{:<width$}  {:>9}  {:>8}  {:>8}  {:>6}  {:>8}",
-        "group", "instances", "finished", "failed", "other", "restarts"
+        "group", "instances", "finished", "failed", "killed", "restarts"
     );
     for ((name, c), g) in counts.iter().zip(&job.groups) {
-        let other = g.instances.saturating_sub(c.finished + c.failed);
         eprintln!(
             "{name:<width$}  {:>9}  {:>8}  {:>8}  {:>6}  {:>8}",
-            g.instances, c.finished, c.failed, other, c.restarts
+            g.instances, c.finished, c.failed, c.killed, c.restarts
         );
     }
     let verdict = match outcome {

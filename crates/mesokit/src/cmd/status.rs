@@ -31,7 +31,13 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, String> {
         let frameworks = state.get_frameworks.unwrap_or_default();
         let tasks = state.get_tasks.unwrap_or_default();
         let agents = state.get_agents.unwrap_or_default();
-        let live = |id: &str| tasks.tasks.iter().filter(|t| t.framework_id.value == id).count();
+        let live = |id: &str| {
+            tasks
+                .tasks
+                .iter()
+                .filter(|t| t.framework_id.value == id)
+                .count()
+        };
         let mut rows = vec![vec![
             "FRAMEWORK".to_string(),
             "ID".into(),
@@ -41,7 +47,11 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, String> {
         ]];
         for f in &frameworks.frameworks {
             let info = &f.framework_info;
-            let id = info.id.as_ref().map(|i| i.value.clone()).unwrap_or_default();
+            let id = info
+                .id
+                .as_ref()
+                .map(|i| i.value.clone())
+                .unwrap_or_default();
             // Frameworks that are not MULTI_ROLE still fill the deprecated single role.
             #[allow(deprecated)]
             let roles = if info.roles.is_empty() {
@@ -57,7 +67,11 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, String> {
                 live(&id).to_string(),
             ]);
         }
-        println!("{} agent(s), {} framework(s)", agents.agents.len(), frameworks.frameworks.len());
+        println!(
+            "{} agent(s), {} framework(s)",
+            agents.agents.len(),
+            frameworks.frameworks.len()
+        );
         print_table(&rows);
         let mut rows = vec![vec![
             "TASK".to_string(),
@@ -93,7 +107,13 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, String> {
 fn print_table(rows: &[Vec<String>]) {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
-        .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.len()).max().unwrap_or(0))
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.len())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     for r in rows {
         let line: Vec<String> = r
