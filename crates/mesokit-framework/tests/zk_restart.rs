@@ -89,3 +89,49 @@ async fn a_restarted_zookeeper_loses_no_write() {
     assert_eq!(got[0], ("framework_id".to_string(), b"fw-9".to_vec()));
     assert!(got[1..].iter().all(|(_, v)| v == b"running"), "{got:?}");
 }
+
+#[tokio::test]
+async fn an_outage_longer_than_the_session_is_ridden_out_on_a_new_session() {
+    let mut server = ZkServer::start();
+    let opts = ZkOptions {
+        session_timeout: Duration::from_secs(4),
+        ..ZkOptions::default()
+    };
+    let store = ZkStore::open_with(&server.url("/long"), "x", opts)
+        .await
+        .unwrap();
+    let first = store.client();
+    store.apply(vec![put("framework_id", b"fw")]).await.unwrap();
+
+    server.stop();
+    // Down for longer than the session timeout: the client gives the session up.
+    assert_eq!(
+        within(60, "session given up", first.ended()).await,
+        SessionState::Expired
+    );
+    let e = store.apply(vec![put("tasks/a", b"1")]).await.unwrap_err();
+    assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+    assert!(e.to_string().contains("expired"), "{e}");
+
+    server.restart();
+    within(60, "write on a new session", async {
+        loop {
+            match store.apply(vec![put("tasks/a", b"1")]).await {
+                Ok(()) => break,
+                Err(StoreError::Unavailable(_)) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                Err(e) => panic!("unexpected store error: {e}"),
+            }
+        }
+    })
+    .await;
+    assert_ne!(store.client().session_id(), first.session_id());
+    assert_eq!(
+        store.load().await.unwrap(),
+        vec![
+            ("framework_id".to_string(), b"fw".to_vec()),
+            ("tasks/a".to_string(), b"1".to_vec()),
+        ]
+    );
+}

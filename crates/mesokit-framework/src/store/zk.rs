@@ -30,7 +30,11 @@ const VALUE_MARK: u8 = 1;
 /// A [`Store`] in ZooKeeper.
 #[derive(Debug)]
 pub struct ZkStore {
-    zk: ZkClient,
+    /// The session; replaced by a new one when it expires and the store may renew it.
+    zk: std::sync::Mutex<ZkClient>,
+    /// Where to open a new session when the current one expires (unfenced stores opened
+    /// from a URL only: a fenced store must stop with its leadership).
+    renew: Option<(ZkUrl, ZkOptions)>,
     root: String,
     fence: Option<String>,
     /// Every node under the root, as far as this store knows (filled by a walk, kept up to
@@ -48,12 +52,33 @@ impl ZkStore {
     /// Opens the store for `framework_name` from a `zk://hosts[/path]` URL. The root is the
     /// URL's path, or `/mesokit/<framework_name>` when the URL has none; it is created when
     /// missing.
+    ///
+    /// When the session expires (ZooKeeper unreachable for longer than its timeout), the
+    /// store opens a new one on the next operation; meanwhile operations fail with
+    /// [`StoreError::Unavailable`].
     pub async fn open(url: &str, framework_name: &str) -> Result<Self, StoreError> {
+        Self::open_with(url, framework_name, ZkOptions::default()).await
+    }
+
+    /// Like [`ZkStore::open`], with session options.
+    pub async fn open_with(
+        url: &str,
+        framework_name: &str,
+        opts: ZkOptions,
+    ) -> Result<Self, StoreError> {
         let (hosts, root) = split_url(url, framework_name)?;
-        let zk = ZkClient::connect_with(&hosts, ZkOptions::default())
+        let zk = ZkClient::connect_with(&hosts, opts.clone())
             .await
             .map_err(|e| StoreError::Unavailable(format!("{url}: {e}")))?;
-        Self::with_client(zk, &root).await
+        let mut store = Self::with_client(zk, &root).await?;
+        store.renew = Some((
+            hosts,
+            ZkOptions {
+                session: None,
+                ..opts
+            },
+        ));
+        Ok(store)
     }
 
     /// A store under `root` (relative to the client's chroot) on an existing session; creates
@@ -62,7 +87,8 @@ impl ZkStore {
         let root = crate::zk::normalize_path(root).map_err(StoreError::Other)?;
         zk.create_all(&root).await.map_err(|e| map_err(e, None))?;
         Ok(Self {
-            zk,
+            zk: std::sync::Mutex::new(zk),
+            renew: None,
             root,
             fence: None,
             known: Mutex::new(None),
@@ -73,7 +99,9 @@ impl ZkStore {
     /// Makes every write conditional on the fence's node still existing: once the leader
     /// that owns it is deposed (its session ended), writes fail with [`StoreError::Fenced`].
     pub fn with_fence(mut self, fence: &Fence) -> Result<Self, StoreError> {
-        let chroot = self.zk.chroot();
+        self.renew = None;
+        let zk = self.client();
+        let chroot = zk.chroot();
         let path = if chroot == "/" {
             Some(fence.path().to_owned())
         } else {
@@ -97,17 +125,36 @@ impl ZkStore {
         &self.root
     }
 
-    /// The ZooKeeper session this store writes through.
-    pub fn client(&self) -> &ZkClient {
-        &self.zk
+    /// The ZooKeeper session this store writes through now.
+    pub fn client(&self) -> ZkClient {
+        self.zk.lock().unwrap().clone()
+    }
+
+    /// After `SessionExpired`: opens a new session if this store may (`Ok`: retry), else
+    /// the error to return.
+    async fn renew_session(&self) -> Result<(), StoreError> {
+        let Some((hosts, opts)) = &self.renew else {
+            return Err(map_err(ZkError::SessionExpired, None));
+        };
+        match ZkClient::connect_with(hosts, opts.clone()).await {
+            Ok(zk) => {
+                tracing::warn!(root = %self.root, session_id = zk.session_id(), "ZooKeeper session expired; the store continues on a new one");
+                *self.zk.lock().unwrap() = zk;
+                Ok(())
+            }
+            Err(e) => Err(StoreError::Unavailable(format!(
+                "the ZooKeeper session expired and a new one cannot be opened yet ({e}); retry"
+            ))),
+        }
     }
 
     /// Reads every node under the root: (node path, value if it holds one).
     async fn walk(&self) -> Result<Vec<(String, Option<Vec<u8>>)>, ZkError> {
+        let zk = self.client();
         let mut out = Vec::new();
         let mut dirs = vec![self.root.clone()];
         while let Some(dir) = dirs.pop() {
-            let children = match self.zk.get_children(&dir).await {
+            let children = match zk.get_children(&dir).await {
                 Ok(c) => c,
                 Err(ZkError::Server {
                     code: ErrorCode::NoNode,
@@ -120,7 +167,7 @@ impl ZkStore {
             let mut set = JoinSet::new();
             let paths: Vec<String> = children.iter().map(|c| crate::zk::join(&dir, c)).collect();
             for chunk in paths.chunks(READ_CHUNK) {
-                let zk = self.zk.clone();
+                let zk = zk.clone();
                 let chunk = chunk.to_vec();
                 let multi_read = self.multi_read.clone();
                 set.spawn(async move { read_nodes(&zk, chunk, &multi_read).await });
@@ -376,7 +423,17 @@ fn is_stale_view(e: &ZkError) -> bool {
 
 impl Store for ZkStore {
     async fn load(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let nodes = self.walk().await.map_err(|e| map_err(e, None))?;
+        let mut renewed = false;
+        let nodes = loop {
+            match self.walk().await {
+                Ok(n) => break n,
+                Err(ZkError::SessionExpired) if !renewed => {
+                    self.renew_session().await?;
+                    renewed = true;
+                }
+                Err(e) => return Err(map_err(e, None)),
+            }
+        };
         let mut known = BTreeSet::new();
         let mut out = Vec::new();
         for (path, value) in nodes {
@@ -413,8 +470,14 @@ impl Store for ZkStore {
         loop {
             attempts += 1;
             if known.is_none() {
-                let nodes = self.walk().await.map_err(|e| map_err(e, None))?;
-                *known = Some(nodes.into_iter().map(|(p, _)| p).collect());
+                match self.walk().await {
+                    Ok(nodes) => *known = Some(nodes.into_iter().map(|(p, _)| p).collect()),
+                    Err(ZkError::SessionExpired) if attempts < 3 => {
+                        self.renew_session().await?;
+                        continue;
+                    }
+                    Err(e) => return Err(map_err(e, None)),
+                }
             }
             let (ops, change) = plan(&self.root, known.as_ref().unwrap(), &writes);
             match self.run(ops).await {
@@ -432,6 +495,10 @@ impl Store for ZkStore {
                         tracing::debug!(error = %e, "ZooKeeper store view was stale; re-reading");
                         continue;
                     }
+                    if e == ZkError::SessionExpired && attempts < 3 {
+                        self.renew_session().await?;
+                        continue;
+                    }
                     return Err(map_err(e, self.fence.as_deref()));
                 }
             }
@@ -446,13 +513,14 @@ impl ZkStore {
             path: p.clone(),
             version: -1,
         });
+        let zk = self.client();
         let mut batch: Vec<Op> = check.iter().cloned().collect();
         let mut size = 0;
         let base = batch.len();
         for op in ops {
             let cost = op_size(&op);
             if batch.len() > base && size + cost > MAX_MULTI_BYTES {
-                self.zk.multi(&batch).await?;
+                zk.multi(&batch).await?;
                 batch.truncate(0);
                 batch.extend(check.iter().cloned());
                 size = 0;
@@ -461,7 +529,7 @@ impl ZkStore {
             batch.push(op);
         }
         if batch.len() > base {
-            self.zk.multi(&batch).await?;
+            zk.multi(&batch).await?;
         }
         Ok(())
     }
