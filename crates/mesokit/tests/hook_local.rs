@@ -314,7 +314,7 @@ async fn every_module_method_sees_its_input_and_its_answer_takes_effect() {
             s.script(
                 "prepare.sh",
                 &format!(
-                    "{}\necho '{{\"environment\":{{\"variables\":[{{\"name\":\"PREP_ENV\",\"value\":\"from-prepare\"}}]}},\"pre_exec_commands\":[{{\"value\":\"pwd > pre_exec_ran\"}}]}}' > \"$2\"",
+                    "{}\necho '{{\"environment\":{{\"variables\":[{{\"name\":\"PREP_ENV\",\"value\":\"from-prepare\"}}]}},\"pre_exec_commands\":[{{\"value\":\"pwd > pre_exec_ran; mkdir -p wd\"}}],\"working_directory\":\"wd\"}}' > \"$2\"",
                     record("prepare")
                 ),
             ),
@@ -359,6 +359,18 @@ async fn every_module_method_sees_its_input_and_its_answer_takes_effect() {
             let state = TaskState::try_from(st.state).unwrap();
             states.push(state.as_str_name());
             if state == TaskState::TaskRunning {
+                // prepare's working_directory: the executor runs in <sandbox>/wd (made by
+                // the pre-exec command).
+                let isolate = s.seen("isolate").unwrap();
+                let pid = isolate
+                    .rsplit_once("\"pid\":")
+                    .unwrap()
+                    .1
+                    .trim_end_matches('}');
+                let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
+                let prepare = s.seen("prepare").unwrap();
+                let sandbox = PathBuf::from(string_field(&prepare, "directory"));
+                assert_eq!(cwd, sandbox.join("wd"));
                 // usage: the script's answer is merged into the container's statistics (its
                 // timestamp overrides the agent's, as Mesos's MergeFrom does).
                 let stats = get(agent, "/monitor/statistics").await;
@@ -663,6 +675,38 @@ async fn mesokit_extension_hooks_decorate_agent_master_and_status() {
             && post_fetch.contains("\"directory\":\"")
             && post_fetch.contains("/executors/t1/runs/"),
         "{post_fetch}"
+    );
+    cluster.shutdown().await;
+    s.assert_clean().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolator_state_left_by_an_earlier_run_is_cleaned_up_at_start() {
+    let s = Scratch::new("recover");
+    // What an agent killed before its containers' cleanup leaves behind.
+    let state = s.path("work/runtime/agent-0/isolators/command/rec_isolator");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(
+        state.join("old-container"),
+        r#"{"command_info":{"shell":true,"value":"sleep 1"},"directory":"/gone/sandbox"}"#,
+    )
+    .unwrap();
+    let cleanup = s.script(
+        "cleanup.sh",
+        "cat \"$1\" > @/seen/cleanup.json.part && mv @/seen/cleanup.json.part @/seen/cleanup.json",
+    );
+    let modules = format!(
+        r#"{{"libraries":[{{"file":"x.so","modules":[
+        {{"name":"com_criteo_mesos_CommandHook","parameters":[{{"key":"module_name","value":"h"}}]}},
+        {{"name":"com_criteo_mesos_CommandIsolator2","parameters":[{{"key":"module_name","value":"rec_isolator"}},{{"key":"isolator_cleanup_command","value":"{cleanup}"}}]}}]}}]}}"#
+    );
+    let cluster = LocalCluster::start(cluster_config(&s, &modules))
+        .await
+        .expect("cluster starts");
+    let seen = s.wait_seen("cleanup").await;
+    assert_eq!(
+        seen,
+        r#"{"container_config":{"command_info":{"shell":true,"value":"sleep 1"},"directory":"/gone/sandbox"},"container_id":{"value":"old-container"}}"#
     );
     cluster.shutdown().await;
     s.assert_clean().await;
