@@ -577,7 +577,7 @@ async fn mesokit_extension_hooks_decorate_agent_master_and_status() {
     let record = |m: &str| {
         format!("cat \"$1\" > @/seen/{m}.json.part && mv @/seen/{m}.json.part @/seen/{m}.json")
     };
-    let hook = vec![
+    let hook = [
         ("module_name", "ext_hook".to_owned()),
         (
             "hook_slave_resources_decorator_command",
