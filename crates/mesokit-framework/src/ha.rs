@@ -14,7 +14,7 @@ pub enum AnyStore {
     /// A file path: the embedded database (the default).
     File(FileStore),
     /// `zk://host:port,…[/path]`.
-    Zk(ZkStore),
+    Zk(Box<ZkStore>),
 }
 
 impl AnyStore {
@@ -26,9 +26,9 @@ impl AnyStore {
                 "empty --store: give a file path, zk://host:port/path or none".into(),
             )),
             "none" | "memory" => Ok(AnyStore::Memory(MemoryStore::new())),
-            s if s.starts_with("zk://") => {
-                Ok(AnyStore::Zk(ZkStore::open(s, framework_name).await?))
-            }
+            s if s.starts_with("zk://") => Ok(AnyStore::Zk(Box::new(
+                ZkStore::open(s, framework_name).await?,
+            ))),
             s if s.contains("://") => Err(StoreError::Other(format!(
                 "unsupported store URL {s:?}: use a file path, zk://host:port/path or none"
             ))),
