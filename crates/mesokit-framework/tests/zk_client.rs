@@ -355,3 +355,25 @@ async fn many_nodes_read_in_one_request() {
     // The session is still usable afterwards (the read behind the batch was answered too).
     assert!(zk.exists("/n1").await.unwrap().is_some());
 }
+
+#[tokio::test]
+async fn each_host_of_the_list_is_tried() {
+    // A port nobody listens on: bind, note it, release.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let url = format!("zk://{dead},{}/", shared().addr());
+    let zk = ZkClient::connect(&url).await.unwrap();
+    assert!(zk.exists("/").await.unwrap().is_some());
+
+    let opts = ZkOptions {
+        session_timeout: Duration::from_secs(1),
+        connect_timeout: Duration::from_millis(500),
+        session: None,
+    };
+    let only_dead = ZkUrl::parse(&format!("zk://{dead}")).unwrap();
+    let e = ZkClient::connect_with(&only_dead, opts).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::ConnectionLoss);
+    assert!(e.to_string().contains(&dead), "{e}");
+}
