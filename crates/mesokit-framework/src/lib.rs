@@ -8,6 +8,7 @@
 //! * [`core`]: the scheduler as a state machine with no IO (events and time in, calls, store
 //!   writes and task events out).
 //! * [`driver`]: runs the core against a Mesos master through `mesokit-client`.
+//! * [`health`]: framework-side HTTP health checks (grace count, status codes, body, properties).
 //! * [`store`]: where the framework id and task records survive restarts.
 //! * [`zk`]: a ZooKeeper client, leader election and Mesos master detection.
 //! * [`ha`]: `--store` parsing, and several instances sharing a ZooKeeper store with one
@@ -18,6 +19,7 @@ pub mod constraints;
 pub mod core;
 pub mod driver;
 pub mod ha;
+pub mod health;
 pub mod offers;
 pub mod spec;
 pub mod store;

@@ -120,7 +120,11 @@ fn the_job_survives_its_cluster_dying_midway() {
     };
     drop(cluster);
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(status.success(), "exit {status:?}; last events: {:#?}", &lines[lines.len().saturating_sub(20)..]);
+    assert!(
+        status.success(),
+        "exit {status:?}; last events: {:#?}",
+        &lines[lines.len().saturating_sub(20)..]
+    );
 
     // Per instance: the events of each attempt, in order.
     let mut per_instance: BTreeMap<u32, Vec<(String, String)>> = BTreeMap::new();
@@ -143,7 +147,11 @@ fn the_job_survives_its_cluster_dying_midway() {
     for (index, events) in &per_instance {
         let finished: Vec<&(String, String)> =
             events.iter().filter(|(e, _)| e == "finished").collect();
-        assert_eq!(finished.len(), 1, "instance {index} finished once: {events:?}");
+        assert_eq!(
+            finished.len(),
+            1,
+            "instance {index} finished once: {events:?}"
+        );
         // Nothing of this instance runs after it finished.
         assert_eq!(
             events.last().map(|(e, _)| e.as_str()),
@@ -155,10 +163,16 @@ fn the_job_survives_its_cluster_dying_midway() {
             .iter()
             .filter(|(e, _)| matches!(e.as_str(), "finished" | "failed" | "lost" | "killed"))
             .count();
-        assert_eq!(launches, ends, "every attempt of instance {index} ended: {events:?}");
+        assert_eq!(
+            launches, ends,
+            "every attempt of instance {index} ended: {events:?}"
+        );
         if launches > 1 {
             relaunched += 1;
         }
     }
-    assert!(relaunched > 0, "the crash cost some tasks, which were relaunched");
+    assert!(
+        relaunched > 0,
+        "the crash cost some tasks, which were relaunched"
+    );
 }

@@ -312,6 +312,7 @@ fn group(at: At<'_>, kind: JobKind) -> Result<GroupSpec> {
         g.executor = e;
     }
     g.health_check = m.take("health_check", health_check)?;
+    g.scheduler_check = m.take("scheduler_check", |at| scheduler_check(at, &name))?;
     if let Some(l) = m.take("labels", string_map)? {
         g.labels = l;
     }
@@ -334,6 +335,7 @@ fn group(at: At<'_>, kind: JobKind) -> Result<GroupSpec> {
         "container",
         "executor",
         "health_check",
+        "scheduler_check",
         "labels",
         "kill_grace",
         "roles",
@@ -544,6 +546,50 @@ fn health_check(at: At<'_>) -> Result<HealthCheckSpec> {
         "grace_period",
     ])?;
     Ok(h)
+}
+
+fn scheduler_check(at: At<'_>, group: &str) -> Result<crate::health::HealthHelperConfig> {
+    let mut m = MapReader::new(at)?;
+    let mut c = crate::health::HealthHelperConfig::new(group, 0, "/");
+    if let Some(i) = m.take("port_index", count)? {
+        c.port_index = i as usize;
+    }
+    if let Some(p) = m.take("path", string)? {
+        c.path = p;
+    }
+    if let Some(d) = m.take("interval", duration)? {
+        c.interval = d;
+    }
+    if let Some(d) = m.take("timeout", duration)? {
+        c.timeout = d;
+    }
+    if let Some(n) = m.take("grace_failures", count)? {
+        c.grace_failures = n;
+    }
+    if let Some(s) = m.take("statuses", |at| {
+        list(at, |at| {
+            let n = count(at)?;
+            if !(100..600).contains(&n) {
+                return fail(at, format!("{n} is not an HTTP status"));
+            }
+            Ok(n as u16)
+        })
+    })? {
+        c.statuses = s;
+    }
+    c.body_contains = m.take("body_contains", string)?;
+    c.property = m.take("property", string)?;
+    m.finish(&[
+        "port_index",
+        "path",
+        "interval",
+        "timeout",
+        "grace_failures",
+        "statuses",
+        "body_contains",
+        "property",
+    ])?;
+    Ok(c)
 }
 
 fn task_state(at: At<'_>) -> Result<TaskState> {

@@ -61,6 +61,8 @@ pub struct GroupSpec {
     pub executor: ExecutorSpec,
     /// Mesos health check.
     pub health_check: Option<HealthCheckSpec>,
+    /// A check run by the scheduler itself (HTTP GET on a task port; see [`crate::health`]).
+    pub scheduler_check: Option<crate::health::HealthHelperConfig>,
     /// Task labels.
     pub labels: BTreeMap<String, String>,
     /// Grace period between SIGTERM and SIGKILL.
@@ -497,6 +499,18 @@ impl JobSpec {
                     ));
                 }
             }
+            if let Some(c) = &g.scheduler_check {
+                let nports = r.ports as usize + r.fixed_ports.len();
+                if c.port_index >= nports {
+                    return Err(err(
+                        at("scheduler_check.port_index"),
+                        format!(
+                            "the group has {nports} port(s); index {} does not exist",
+                            c.port_index
+                        ),
+                    ));
+                }
+            }
             for (j, c) in g.constraints.iter().enumerate() {
                 let at = |m: String| err(format!("groups[{i}].constraints[{j}]"), m);
                 match &c.op {
@@ -550,6 +564,7 @@ impl GroupSpec {
             container: None,
             executor: ExecutorSpec::Command,
             health_check: None,
+            scheduler_check: None,
             labels: BTreeMap::new(),
             kill_grace: None,
             roles: Vec::new(),

@@ -13,6 +13,7 @@ groups:
       env: {A: b}
       uris: [http://example.invalid/a.tgz, {value: /tmp/x, extract: false}]
     health_check: {type: http, port_index: 1, path: /health, interval: 2s}
+    scheduler_check: {port_index: 0, path: /leader, statuses: [200], body_contains: yes, property: leader}
     labels: {team: infra}
     kill_grace: 5s
     restart:
@@ -53,6 +54,13 @@ fn full_group_decodes() {
             path: "/health".into()
         }
     );
+    let sc = g.scheduler_check.as_ref().unwrap();
+    assert_eq!(
+        (sc.path.as_str(), sc.statuses.as_slice()),
+        ("/leader", &[200u16][..])
+    );
+    assert_eq!(sc.property.as_deref(), Some("leader"));
+    assert_eq!(sc.grace_failures, 3);
     assert_eq!(g.kill_grace, Some(Duration::from_secs(5)));
     use mesokit_proto::v1::TaskState as S;
     assert_eq!(g.restart.on, vec![S::TaskFailed, S::TaskLost]);

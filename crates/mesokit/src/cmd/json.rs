@@ -7,6 +7,7 @@ enum Field {
     Str(String),
     Num(f64),
     Int(u64),
+    Bool(bool),
 }
 
 /// Collects fields, then writes `{"key":value,...}`.
@@ -32,6 +33,10 @@ impl JsonLine {
         self.fields.push((key.into(), Field::Int(value)));
     }
 
+    pub(crate) fn bool(&mut self, key: &str, value: bool) {
+        self.fields.push((key.into(), Field::Bool(value)));
+    }
+
     pub(crate) fn finish(self) -> String {
         let mut buf = Vec::with_capacity(128);
         let mut w = Writer::new(&mut buf);
@@ -42,6 +47,7 @@ impl JsonLine {
                 Field::Str(s) => w.string(s),
                 Field::Num(n) => w.f64(*n),
                 Field::Int(n) => w.u64(*n),
+                Field::Bool(b) => w.bool(*b),
             }
         }
         w.end_object();

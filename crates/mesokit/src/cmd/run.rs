@@ -182,6 +182,20 @@ async fn drive<S: Store>(
             .map_err(|e| format!("--admin-port {port}: {e}"))?;
         eprintln!("admin API on http://{addr}");
     }
+    let (htx, mut hrx) = mpsc::unbounded_channel();
+    for g in handle.read(|s| s.job().groups.clone()) {
+        if let Some(check) = g.scheduler_check {
+            let helper = mesokit_framework::health::HealthHelper::new(check);
+            tokio::spawn(helper.run(handle.clone(), htx.clone()));
+        }
+    }
+    drop(htx);
+    let json = args.json;
+    tokio::spawn(async move {
+        while let Some(e) = hrx.recv().await {
+            report_check(&e, json);
+        }
+    });
     let run = tokio::spawn(driver.run());
     let ui = tokio::spawn(display(handle.clone(), args.json));
     let stopper = handle.clone();
@@ -194,7 +208,6 @@ async fn drive<S: Store>(
             }
         }
     });
-    let json = args.json;
     let events = tokio::spawn(async move {
         while let Some(ev) = rx.recv().await {
             report(&ev, json);
@@ -275,6 +288,30 @@ fn report(ev: &DriverEvent, json: bool) {
             _ => {}
         },
         DriverEvent::Connected { .. } => {}
+    }
+}
+
+fn report_check(e: &mesokit_framework::health::HealthEvent, json: bool) {
+    if json {
+        let mut line = JsonLine::new();
+        line.str("event", "scheduler_check");
+        line.str("task_id", &e.task_id);
+        line.bool("healthy", e.healthy);
+        if let Some(p) = &e.property {
+            line.str("property", p);
+        }
+        if let Some(r) = &e.reason {
+            line.str("reason", r);
+        }
+        println!("{}", line.finish());
+    } else if e.healthy {
+        eprintln!("\r{}: scheduler check passes\x1b[K", e.task_id);
+    } else {
+        eprintln!(
+            "\r{}: scheduler check fails: {}\x1b[K",
+            e.task_id,
+            e.reason.as_deref().unwrap_or("")
+        );
     }
 }
 
