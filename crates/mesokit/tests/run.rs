@@ -207,13 +207,21 @@ fn service_scales_restarts_and_stops_through_the_admin_api() {
             .unwrap(),
     );
     let stderr = child.0.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
     let log = std::thread::spawn(move || {
-        BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-            .collect::<Vec<_>>()
-            .join("\n")
+        let mut all = Vec::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line.clone());
+            all.push(line);
+        }
+        all.join("\n")
     });
+    let first = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    let master = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no master URL in {first:?}"))
+        .to_string();
     wait_for(port, "/groups", "2 running", |b| {
         b.contains("\"running\":2")
     });
@@ -243,6 +251,38 @@ fn service_scales_restarts_and_stops_through_the_admin_api() {
     assert!(
         metrics.contains("mesokit_tasks{group=\"web\",state=\"running\"} 3"),
         "{metrics}"
+    );
+
+    // `mesokit status` sees the framework and its three tasks.
+    let out = mesokit()
+        .args(["status", "--master", &master])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(table.starts_with("2 agent(s), 1 framework(s)"), "{table}");
+    let svc = table
+        .lines()
+        .find(|l| l.starts_with("svc "))
+        .expect("framework row");
+    assert!(svc.ends_with("yes     3"), "{svc}");
+    assert_eq!(
+        table.lines().filter(|l| l.contains(" RUNNING ")).count(),
+        3,
+        "{table}"
+    );
+    let out = mesokit()
+        .args(["status", "--master", "http://127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("cannot read the state of http://127.0.0.1:1")
     );
 
     let (status, _) = http(port, "POST", "/stop").unwrap();
