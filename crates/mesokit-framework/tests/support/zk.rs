@@ -19,6 +19,8 @@ pub struct ZkServer {
     dir: PathBuf,
     port: u16,
     proc: Option<(Child, ChildStdin)>,
+    /// For a member of an ensemble: its id and the `server.N=` lines of all members.
+    quorum: Option<(usize, String)>,
 }
 
 fn free_port() -> u16 {
@@ -49,9 +51,43 @@ impl ZkServer {
             dir,
             port: free_port(),
             proc: None,
+            quorum: None,
         };
         s.spawn();
         s
+    }
+
+    /// Starts an ensemble of `n` servers on 127.0.0.1 and waits until each answers.
+    pub fn start_ensemble(n: usize) -> Vec<Self> {
+        let mut lines = String::new();
+        for id in 1..=n {
+            lines.push_str(&format!(
+                "server.{id}=127.0.0.1:{}:{}\n",
+                free_port(),
+                free_port()
+            ));
+        }
+        let mut servers: Vec<Self> = (1..=n)
+            .map(|id| {
+                let dir = unique_dir();
+                std::fs::create_dir_all(dir.join("data")).unwrap();
+                std::fs::write(dir.join("data/myid"), format!("{id}\n")).unwrap();
+                Self {
+                    dir,
+                    port: free_port(),
+                    proc: None,
+                    quorum: Some((id, lines.clone())),
+                }
+            })
+            .collect();
+        // All must run before any can answer: a quorum forms first.
+        for s in &mut servers {
+            s.launch();
+        }
+        for s in &mut servers {
+            s.wait_ready();
+        }
+        servers
     }
 
     /// `127.0.0.1:port`.
@@ -82,6 +118,11 @@ impl ZkServer {
     }
 
     fn spawn(&mut self) {
+        self.launch();
+        self.wait_ready();
+    }
+
+    fn launch(&mut self) {
         assert!(
             Path::new(ZK_JAR).exists(),
             "ZooKeeper is not installed ({ZK_JAR} missing): run scripts/test.sh, or apt-get install -y zookeeper"
@@ -96,10 +137,17 @@ impl ZkServer {
             self.port
         )
         .unwrap();
+        let main = match &self.quorum {
+            Some((_, lines)) => {
+                write!(f, "initLimit=10\nsyncLimit=5\n{lines}").unwrap();
+                "org.apache.zookeeper.server.quorum.QuorumPeerMain"
+            }
+            None => "org.apache.zookeeper.server.ZooKeeperServerMain",
+        };
         let log = self.dir.join("zk.log");
         // The shell holds our pipe on its stdin: when this process goes away (even when it
         // panics or is killed), `read` sees EOF and the server is killed with it.
-        let script = r#"java -Xms32m -Xmx256m -cp "/usr/share/java/zookeeper.jar:/usr/share/java/*:/etc/zookeeper/conf" org.apache.zookeeper.server.ZooKeeperServerMain "$1" >>"$2" 2>&1 &
+        let script = r#"java -Xms32m -Xmx256m -cp "/usr/share/java/zookeeper.jar:/usr/share/java/*:/etc/zookeeper/conf" "$4" "$1" >>"$2" 2>&1 &
 pid=$!
 cmd=""
 read -r cmd || true
@@ -114,6 +162,7 @@ exit 0"#;
             .arg(&cfg)
             .arg(&log)
             .arg(&self.dir)
+            .arg(main)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -121,10 +170,10 @@ exit 0"#;
             .expect("spawn sh for ZooKeeper");
         let stdin = child.stdin.take().unwrap();
         self.proc = Some((child, stdin));
-        self.wait_ready(&log);
     }
 
-    fn wait_ready(&mut self, log: &Path) {
+    fn wait_ready(&mut self) {
+        let log = self.dir.join("zk.log");
         let url = ZkUrl::parse(&self.url("/")).unwrap();
         let deadline = Instant::now() + Duration::from_secs(90);
         // Our own client, on a private runtime (callers may be sync or on another runtime).
@@ -152,7 +201,7 @@ exit 0"#;
         .join()
         .unwrap();
         if !ok {
-            let tail = std::fs::read_to_string(log).unwrap_or_default();
+            let tail = std::fs::read_to_string(&log).unwrap_or_default();
             let tail: String = tail
                 .lines()
                 .rev()
