@@ -237,7 +237,9 @@ impl ZkClient {
         r.unwrap_or(SessionState::Closed)
     }
 
-    /// Closes the session: its ephemeral nodes are removed at once.
+    /// Closes the session: its ephemeral nodes are removed at once. While no server is
+    /// reachable the close cannot be sent; the server then ends the session after its
+    /// timeout.
     pub async fn close(&self) {
         let (tx, rx) = oneshot::channel();
         if self.inner.tx.send(Cmd::Close(tx)).is_ok() {
