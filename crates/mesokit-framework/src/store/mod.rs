@@ -1,6 +1,8 @@
 //! Where a framework keeps what must survive a restart: its framework id and its task
 //! records. The scheduler core decides *what* to write (keys and opaque bytes); a [`Store`]
-//! only makes it durable. Implementations: [`MemoryStore`] (tests, `--store none`).
+//! only makes it durable. Implementations: [`MemoryStore`] (tests, `--store none`),
+//! [`FileStore`] (one redb file, the default) and [`ZkStore`] (ZooKeeper; with a fence for
+//! several instances, see [`crate::ha`]).
 
 mod file;
 pub(crate) mod zk;
