@@ -139,7 +139,8 @@ impl<'a> OfferPool<'a> {
         if !self.fits(needs) {
             return None;
         }
-        let mut resources = Vec::new();
+        // One entry per scalar kind and one for ports, unless an amount spans entries.
+        let mut resources = Vec::with_capacity(5);
         for k in 0..4 {
             let mut want = needs.scalars[k];
             for (idx, free) in self.scalars[k].iter_mut() {
@@ -161,7 +162,8 @@ impl<'a> OfferPool<'a> {
             self.scalars[k].retain(|(_, free)| *free > 0);
         }
         // Ports: fixed first, then the lowest free ones.
-        let mut ports: Vec<(usize, u64)> = Vec::new();
+        let mut ports: Vec<(usize, u64)> =
+            Vec::with_capacity(needs.fixed_ports.len() + needs.dynamic_ports as usize);
         for &p in &needs.fixed_ports {
             let entry = self
                 .ports

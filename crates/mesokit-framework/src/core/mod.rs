@@ -674,7 +674,8 @@ impl Scheduler {
         events: &mut Vec<TaskEvent>,
     ) -> Vec<mesokit_proto::v1::TaskInfo> {
         let mut pool = OfferPool::new(offer);
-        let mut tasks = Vec::new();
+        let ready: usize = self.groups.iter().map(|g| g.ready.len()).sum();
+        let mut tasks = Vec::with_capacity(ready.min(16));
         let role = offer_role(offer);
         for oi in 0..self.order.len() {
             let gi = self.order[oi];
