@@ -109,6 +109,25 @@ impl ZkHa {
         Ok((lead, store))
     }
 
+    /// Waits for leadership, then runs `scheduler` with the fenced store until it returns
+    /// or leadership is lost, whichever comes first: on loss the scheduler's future is
+    /// dropped at once (it must not outlive its leadership) and the result is
+    /// [`StoreError::Fenced`].
+    pub async fn run_as_leader<F, Fut, T>(&mut self, scheduler: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(ZkStore) -> Fut,
+        Fut: std::future::Future<Output = T>,
+    {
+        let (lead, store) = self.wait_for_leadership().await?;
+        tokio::select! {
+            r = scheduler(store) => Ok(r),
+            why = lead.lost() => {
+                tracing::warn!(reason = ?why, root = %self.root, "leadership lost; stopping the scheduler");
+                Err(StoreError::Fenced(format!("leadership lost ({why:?}); another instance may lead now")))
+            }
+        }
+    }
+
     /// The instance id of the current leader, if any.
     pub async fn leader_id(&self) -> Result<Option<String>, StoreError> {
         self.election.leader_id().await.map_err(election_err)

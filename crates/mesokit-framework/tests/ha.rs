@@ -194,3 +194,30 @@ async fn a_killed_leader_process_is_replaced_by_the_standby() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn the_scheduler_is_stopped_when_leadership_is_lost() {
+    let mut ha = ZkHa::connect(&shared().url(""), "fw-run", "one")
+        .await
+        .unwrap();
+    let session = ha.client().clone();
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let closer = tokio::spawn(async move {
+        started_rx.await.unwrap();
+        session.close().await;
+    });
+    let r = within(
+        30,
+        "scheduler stopped",
+        ha.run_as_leader(async move |store| {
+            store.apply(vec![put("framework_id", b"f")]).await.unwrap();
+            started_tx.send(()).unwrap();
+            // A scheduler that would run forever.
+            std::future::pending::<()>().await
+        }),
+    )
+    .await;
+    let e = r.unwrap_err();
+    assert!(matches!(e, StoreError::Fenced(_)), "{e:?}");
+    closer.await.unwrap();
+}
