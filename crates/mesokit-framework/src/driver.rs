@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use mesokit_client::scheduler::{SchedulerClient, SchedulerConfig, SchedulerEvent};
 use mesokit_client::{ContentType, Error as ClientError};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, watch};
 
 use crate::core::{Output, Scheduler, TaskEvent};
 use crate::store::{Store, StoreError};
@@ -23,6 +23,9 @@ pub struct DriverConfig {
     pub stop_timeout: Duration,
     /// Retry interval for a store that is unavailable.
     pub store_retry: Duration,
+    /// When set, the master list can change while running (ZooKeeper master detection): on a
+    /// change the driver drops its connection and subscribes to the new list.
+    pub master_updates: Option<watch::Receiver<Vec<String>>>,
 }
 
 impl DriverConfig {
@@ -33,6 +36,7 @@ impl DriverConfig {
             content_type: ContentType::Protobuf,
             stop_timeout: Duration::from_secs(30),
             store_retry: Duration::from_millis(500),
+            master_updates: None,
         }
     }
 }
@@ -165,11 +169,9 @@ impl<S: Store> Driver<S> {
     }
 
     /// Runs until a batch job ends, a stop completes, or Mesos ends the subscription.
-    pub async fn run(self) -> Result<Outcome, DriverError> {
-        let framework_info = self.handle.read(|s| s.framework_info());
-        let mut cfg = SchedulerConfig::new(self.config.masters.clone(), framework_info);
-        cfg.content_type = self.config.content_type;
-        let (client, mut stream) = SchedulerClient::start(cfg)?;
+    pub async fn run(mut self) -> Result<Outcome, DriverError> {
+        let mut master_updates = self.config.master_updates.take();
+        let (mut client, mut stream) = self.connect(self.config.masters.clone())?;
         let mut stop_deadline: Option<tokio::time::Instant> = None;
         loop {
             self.flush(&client).await?;
@@ -230,6 +232,27 @@ impl<S: Store> Driver<S> {
                     }
                 }
                 _ = self.handle.wake.notified() => {}
+                changed = async {
+                    match master_updates.as_mut() {
+                        Some(rx) => rx.changed().await.map(|()| rx.borrow_and_update().clone()),
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    match changed {
+                        Ok(masters) if !masters.is_empty() && masters != self.config.masters => {
+                            let _ = self.events.send(DriverEvent::Disconnected {
+                                reason: format!("leading master changed to {}", masters.join(", ")),
+                            });
+                            self.handle.lock().on_disconnected();
+                            drop(stream);
+                            self.config.masters = masters;
+                            (client, stream) = self.connect(self.config.masters.clone())?;
+                        }
+                        Ok(_) => {}
+                        // The detector is gone: keep the current master list.
+                        Err(_) => master_updates = None,
+                    }
+                }
                 _ = async {
                     match sleep_until {
                         Some(t) => tokio::time::sleep_until(t).await,
@@ -240,6 +263,18 @@ impl<S: Store> Driver<S> {
                 }
             }
         }
+    }
+
+    /// A scheduler client subscribing to `masters` with the core's current FrameworkInfo
+    /// (which carries the framework id once known, so a new connection is a failover).
+    fn connect(
+        &self,
+        masters: Vec<String>,
+    ) -> Result<(SchedulerClient, mesokit_client::scheduler::EventStream), DriverError> {
+        let framework_info = self.handle.read(|s| s.framework_info());
+        let mut cfg = SchedulerConfig::new(masters, framework_info);
+        cfg.content_type = self.config.content_type;
+        Ok(SchedulerClient::start(cfg)?)
     }
 
     /// Carries out the core's outputs in order.

@@ -11,7 +11,7 @@ use mesokit_framework::driver::{Driver, DriverConfig, DriverEvent, Handle, Outco
 use mesokit_framework::spec::{JobKind, JobSpec};
 use mesokit_framework::store::{FileStore, MemoryStore, Store, ZkStore};
 use mesokit_local::cluster::{ClusterConfig, LocalCluster};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::json::JsonLine;
 
@@ -67,6 +67,7 @@ async fn run_async(args: Args, job: JobSpec) -> Result<ExitCode, String> {
     let exe = exe.to_string_lossy().into_owned();
     let mut config = Config::default();
     let mut cluster = None;
+    let mut master_updates = None;
     let masters = if args.master.is_empty() {
         let c = LocalCluster::start(ClusterConfig {
             agents: args.agents,
@@ -93,7 +94,9 @@ async fn run_async(args: Args, job: JobSpec) -> Result<ExitCode, String> {
         cluster = Some(c);
         vec![url]
     } else {
-        resolve_masters(&args.master).await?
+        let (urls, updates) = resolve_masters(&args.master).await?;
+        master_updates = updates;
+        urls
     };
     let store = args.store.clone().unwrap_or_else(|| {
         if cluster.is_some() {
@@ -102,7 +105,8 @@ async fn run_async(args: Args, job: JobSpec) -> Result<ExitCode, String> {
             format!(".mesokit/{}.redb", job.name)
         }
     });
-    let driver_config = DriverConfig::new(masters);
+    let mut driver_config = DriverConfig::new(masters);
+    driver_config.master_updates = master_updates;
     let core = Scheduler::new(job.clone(), config);
     let result = if store == "none" {
         drive(core, MemoryStore::new(), driver_config, &args).await
@@ -135,34 +139,55 @@ async fn run_async(args: Args, job: JobSpec) -> Result<ExitCode, String> {
     })
 }
 
-/// `zk://` URLs become the leading master's URL; HTTP URLs are kept.
-async fn resolve_masters(masters: &[String]) -> Result<Vec<String>, String> {
-    let mut out = Vec::new();
-    for m in masters {
-        if m.starts_with("zk://") {
-            let detector = mesokit_framework::zk::master::MasterDetector::start(m)
-                .await
-                .map_err(|e| format!("--master {m}: {e}"))?;
-            let mut detector = detector;
-            let leader = match detector.current() {
-                Some(l) => l,
-                None => {
-                    eprintln!("waiting for a Mesos master to register under {m}");
-                    loop {
-                        match detector.changed().await {
-                            Ok(Some(l)) => break l,
-                            Ok(None) => continue,
-                            Err(e) => return Err(format!("--master {m}: {e}")),
-                        }
+/// HTTP URLs are kept as they are; a `zk://` URL (alone) is followed: the leading master now,
+/// and a watch that tells the driver when another master leads.
+async fn resolve_masters(
+    masters: &[String],
+) -> Result<(Vec<String>, Option<watch::Receiver<Vec<String>>>), String> {
+    let Some(zk) = masters.iter().find(|m| m.starts_with("zk://")) else {
+        let urls = masters.iter().map(|m| m.trim_end_matches('/').to_string());
+        return Ok((urls.collect(), None));
+    };
+    if masters.len() > 1 {
+        return Err(format!(
+            "--master {zk}: a zk:// URL finds the masters itself; give it alone"
+        ));
+    }
+    let mut detector = mesokit_framework::zk::master::MasterDetector::start(zk)
+        .await
+        .map_err(|e| format!("--master {zk}: {e}"))?;
+    let leader = match detector.current() {
+        Some(l) => l,
+        None => {
+            eprintln!("waiting for a Mesos master to register under {zk}");
+            loop {
+                match detector.changed().await {
+                    Ok(Some(l)) => break l,
+                    Ok(None) => continue,
+                    Err(e) => return Err(format!("--master {zk}: {e}")),
+                }
+            }
+        }
+    };
+    let (tx, rx) = watch::channel(vec![leader.base_url.clone()]);
+    tokio::spawn(async move {
+        // Owns the detector for the rest of the run.
+        loop {
+            match detector.changed().await {
+                Ok(Some(m)) => {
+                    if tx.send(vec![m.base_url]).is_err() {
+                        return;
                     }
                 }
-            };
-            out.push(leader.base_url);
-        } else {
-            out.push(m.trim_end_matches('/').to_string());
+                Ok(None) => {} // no master right now: keep trying the last one
+                Err(e) => {
+                    tracing::warn!(error = %e, "master detection stopped; keeping the last master");
+                    return;
+                }
+            }
         }
-    }
-    Ok(out)
+    });
+    Ok((vec![leader.base_url], Some(rx)))
 }
 
 async fn drive<S: Store>(
