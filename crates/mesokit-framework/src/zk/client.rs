@@ -815,19 +815,15 @@ impl Task {
         ping.tick().await;
         let mut last_recv = Instant::now();
 
-        // Re-arm the watches this session had before the reconnection.
-        if !(self.data_watches.is_empty()
-            && self.exist_watches.is_empty()
-            && self.child_watches.is_empty())
-        {
-            let keys = |m: &HashMap<String, Vec<WatchTx>>| m.keys().cloned().collect::<Vec<_>>();
-            let mut e = Encoder::frame();
-            e.header(xid::SET_WATCHES, op::SET_WATCHES)
-                .i64(self.creds.last_zxid)
-                .strs(&keys(&self.data_watches))
-                .strs(&keys(&self.exist_watches))
-                .strs(&keys(&self.child_watches));
-            if let Err(err) = wr.write_all(&e.finish()).await {
+        // Re-arm the watches this session had before the reconnection, in requests of at
+        // most ~128 KiB of paths (a server refuses a request over its 1 MiB limit).
+        let frames = set_watches_frames(
+            self.creds.last_zxid,
+            [&self.data_watches, &self.exist_watches, &self.child_watches]
+                .map(|m| m.keys().cloned().collect::<Vec<_>>()),
+        );
+        for f in frames {
+            if let Err(err) = wr.write_all(&f).await {
                 return fail(&mut pending, last_recv, format!("write: {err}"));
             }
         }
@@ -1037,6 +1033,40 @@ impl Task {
     }
 }
 
+/// SetWatches requests for (data, exist, child) watch paths, split so that no request
+/// carries more than ~128 KiB of paths. None when there is nothing to re-arm.
+fn set_watches_frames(last_zxid: i64, lists: [Vec<String>; 3]) -> Vec<Vec<u8>> {
+    const LIMIT: usize = 128 * 1024;
+    let mut frames = Vec::new();
+    let mut cur: [Vec<String>; 3] = Default::default();
+    let mut size = 0;
+    let flush = |cur: &mut [Vec<String>; 3], frames: &mut Vec<Vec<u8>>| {
+        if cur.iter().all(Vec::is_empty) {
+            return;
+        }
+        let mut e = Encoder::frame();
+        e.header(xid::SET_WATCHES, op::SET_WATCHES)
+            .i64(last_zxid)
+            .strs(&cur[0])
+            .strs(&cur[1])
+            .strs(&cur[2]);
+        frames.push(e.finish());
+        *cur = Default::default();
+    };
+    for (kind, list) in lists.into_iter().enumerate() {
+        for path in list {
+            if size + path.len() > LIMIT {
+                flush(&mut cur, &mut frames);
+                size = 0;
+            }
+            size += path.len() + 4;
+            cur[kind].push(path);
+        }
+    }
+    flush(&mut cur, &mut frames);
+    frames
+}
+
 /// Fails everything in flight with `ConnectionLoss`.
 fn fail(pending: &mut VecDeque<Pending>, last_recv: Instant, why: String) -> End {
     for p in pending.drain(..) {
@@ -1055,6 +1085,31 @@ fn d_pos(frame: &[u8], d: &Decoder<'_>) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn set_watches_are_split_under_the_request_limit() {
+        assert!(set_watches_frames(1, Default::default()).is_empty());
+        let long: Vec<String> = (0..5000)
+            .map(|i| format!("/some/long/path/{i:060}"))
+            .collect();
+        let frames = set_watches_frames(7, [long.clone(), vec!["/x".into()], long]);
+        assert!(frames.len() > 1);
+        let mut paths = 0;
+        for f in &frames {
+            assert!(f.len() < 140 * 1024, "{}", f.len());
+            let mut d = Decoder::new(&f[4..]);
+            assert_eq!(
+                (d.i32().unwrap(), d.i32().unwrap()),
+                (xid::SET_WATCHES, op::SET_WATCHES)
+            );
+            assert_eq!(d.i64().unwrap(), 7);
+            for _ in 0..3 {
+                paths += d.strings().unwrap().len();
+            }
+            assert_eq!(d.remaining(), 0);
+        }
+        assert_eq!(paths, 10_001);
+    }
 
     #[test]
     fn chroot_strip() {
