@@ -116,8 +116,11 @@ fn drain(s: &mut Scheduler) -> (usize, Vec<Write>) {
     drain_with(s, false)
 }
 
+/// What a store holds: keys and values.
+type Stored = Vec<(String, Vec<u8>)>;
+
 /// A scheduler with every task launched, the store it wrote, and the task ids.
-fn launched(tasks: u32) -> (Scheduler, Vec<(String, Vec<u8>)>, Vec<String>) {
+fn launched(tasks: u32) -> (Scheduler, Stored, Vec<String>) {
     let mut s = subscribed(tasks);
     s.on_offers(offers(AGENTS), Instant::now());
     let (n, writes) = drain_with(&mut s, true);

@@ -3,8 +3,8 @@
 //! leads), and when another master takes over, the scheduler follows it, re-subscribes with its
 //! framework id and gets its service running there.
 
+// The ZooKeeper server helper of the framework tests (it allows its own unused items).
 #[path = "../../mesokit-framework/tests/support/zk.rs"]
-#[allow(dead_code, unreachable_pub)]
 mod zk;
 
 use std::io::{BufRead, BufReader};

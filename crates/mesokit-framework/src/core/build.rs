@@ -239,10 +239,11 @@ pub(crate) fn task_info(ctx: &TaskContext<'_>, mut resources: Vec<Resource>) -> 
     let (command, data) = match &executor {
         Some(_) => {
             let mut out = Vec::new();
-            let mut w = mesokit_proto::json::Writer::new(&mut out);
-            w.begin_object();
-            w.key("command");
-            drop(w);
+            {
+                let mut w = mesokit_proto::json::Writer::new(&mut out);
+                w.begin_object();
+                w.key("command");
+            }
             mesokit_proto::json::encode_into(&command, &mut out);
             out.push(b'}');
             (None, Some(bytes::Bytes::from(out)))

@@ -347,17 +347,19 @@ fn group(at: At<'_>, kind: JobKind) -> Result<GroupSpec> {
 
 fn resources(at: At<'_>) -> Result<ResourceSpec> {
     let mut m = MapReader::new(at)?;
-    let mut r = ResourceSpec::default();
-    r.cpus = m.take("cpus", number)?.unwrap_or(0.0);
-    r.mem = m.take("mem", number)?.unwrap_or(0.0);
-    r.disk = m.take("disk", number)?.unwrap_or(0.0);
-    r.gpus = m.take("gpus", number)?.unwrap_or(0.0);
+    let mut r = ResourceSpec {
+        cpus: m.take("cpus", number)?.unwrap_or(0.0),
+        mem: m.take("mem", number)?.unwrap_or(0.0),
+        disk: m.take("disk", number)?.unwrap_or(0.0),
+        gpus: m.take("gpus", number)?.unwrap_or(0.0),
+        ..ResourceSpec::default()
+    };
     // `ports: 2` (two dynamic ports) or `ports: [8080, 0]` (fixed ports; 0 = any).
     if let Some((n, fixed)) = m.take("ports", |at| match &at.node.value {
         Value::Seq(_) => {
             let ports = list(at, |at| {
                 let v = number(at)?;
-                if v < 0.0 || v > 65535.0 || v.fract() != 0.0 {
+                if !(0.0..=65535.0).contains(&v) || v.fract() != 0.0 {
                     return fail(at, format!("{v} is not a port number (0 means any port)"));
                 }
                 Ok(v as u64)
@@ -649,12 +651,11 @@ fn restart(at: At<'_>, mut p: RestartPolicy) -> Result<RestartPolicy> {
         }
         b.finish(&["initial", "factor", "max"])
     })? {}
-    match m.take("max_restarts", |at| match scalar(at)?.0 {
+    if let Some(v) = m.take("max_restarts", |at| match scalar(at)?.0 {
         "unlimited" => Ok(None),
         _ => count(at).map(Some),
     })? {
-        Some(v) => p.max_restarts = v,
-        None => {}
+        p.max_restarts = v;
     }
     m.finish(&["on", "backoff", "max_restarts"])?;
     Ok(p)
