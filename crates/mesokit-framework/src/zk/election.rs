@@ -223,8 +223,10 @@ impl LeaderElection {
 
 /// The sequence number ZooKeeper appended (its last 10 digits).
 fn seq(name: &str) -> i64 {
-    let digits = &name[name.len().saturating_sub(10)..];
-    digits.parse().unwrap_or(i64::MAX)
+    // `get`: a node someone else put in the directory may end in a multi-byte character.
+    name.get(name.len().saturating_sub(10)..)
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(i64::MAX)
 }
 
 impl Leadership {
@@ -294,5 +296,6 @@ mod tests {
         assert_eq!(seq("candidate-0000000012"), 12);
         assert!(seq("candidate-0000000009") < seq("candidate-0000000010"));
         assert_eq!(seq("x"), i64::MAX);
+        assert_eq!(seq("candidate-ééééé"), i64::MAX);
     }
 }
