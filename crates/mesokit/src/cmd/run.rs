@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use mesokit_framework::core::{Config, GroupCounts, Scheduler, TaskEventKind};
 use mesokit_framework::driver::{Driver, DriverConfig, DriverEvent, Handle, Outcome};
+use mesokit_framework::ha::{AnyStore, ZkHa};
 use mesokit_framework::spec::{JobKind, JobSpec};
-use mesokit_framework::store::{FileStore, MemoryStore, Store, ZkStore};
+use mesokit_framework::store::{Store, StoreError};
 use mesokit_local::cluster::{ClusterConfig, LocalCluster};
 use tokio::sync::{mpsc, watch};
 
@@ -105,24 +106,45 @@ async fn run_async(args: Args, job: JobSpec) -> Result<ExitCode, String> {
             format!(".mesokit/{}.redb", job.name)
         }
     });
-    let mut driver_config = DriverConfig::new(masters);
-    driver_config.master_updates = master_updates;
-    let core = Scheduler::new(job.clone(), config);
-    let result = if store == "none" {
-        drive(core, MemoryStore::new(), driver_config, &args).await
-    } else if store.starts_with("zk://") {
-        let s = ZkStore::open(&store, &job.name)
-            .await
-            .map_err(|e| format!("--store {store}: {e}"))?;
-        drive(core, s, driver_config, &args).await
-    } else {
-        let path = PathBuf::from(&store);
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+    if !store.contains("://") && store != "none" && store != "memory" {
+        if let Some(dir) = std::path::Path::new(&store)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
             std::fs::create_dir_all(dir)
                 .map_err(|e| format!("--store {store}: cannot create {}: {e}", dir.display()))?;
         }
-        let s = FileStore::open(&path).map_err(|e| format!("--store {store}: {e}"))?;
-        drive(core, s, driver_config, &args).await
+    }
+    let mut driver_config = DriverConfig::new(masters);
+    driver_config.master_updates = master_updates;
+    let core = Scheduler::new(job.clone(), config);
+    let result = if store.starts_with("zk://") {
+        // Several `mesokit run` with the same ZooKeeper store: one leads, the others wait.
+        let id = mesokit_framework::ha::default_instance_id();
+        let mut ha = ZkHa::connect(&store, &job.name, &id)
+            .await
+            .map_err(|e| format!("--store {store}: {e}"))?;
+        if let Ok(Some(leader)) = ha.leader_id().await {
+            eprintln!("standby: {leader} leads {}; waiting to take over", job.name);
+        }
+        let led = ha
+            .run_as_leader(|zk_store| async {
+                eprintln!("leading {} as {id}", job.name);
+                drive(core, zk_store, driver_config, &args).await
+            })
+            .await;
+        match led {
+            Ok(r) => r,
+            Err(StoreError::Fenced(why)) => {
+                return Err(format!("{why}; exiting so that a standby can lead"));
+            }
+            Err(e) => return Err(format!("--store {store}: {e}")),
+        }
+    } else {
+        let any = AnyStore::open(&store, &job.name)
+            .await
+            .map_err(|e| format!("--store {store}: {e}"))?;
+        drive(core, any, driver_config, &args).await
     };
     if let Some(c) = cluster {
         c.shutdown().await;
