@@ -39,7 +39,7 @@ pub struct ZkStore {
     fence: Option<String>,
     /// Every node under the root, as far as this store knows (filled by a walk, kept up to
     /// date by our own writes, dropped when a write shows it was wrong).
-    known: Mutex<Option<BTreeSet<String>>>,
+    known: Mutex<View>,
     /// Whether the server answers multiRead (ZooKeeper 3.6+); cleared on the first refusal.
     multi_read: Arc<AtomicBool>,
 }
@@ -91,7 +91,7 @@ impl ZkStore {
             renew: None,
             root,
             fence: None,
-            known: Mutex::new(None),
+            known: Mutex::new(View::default()),
             multi_read: Arc::new(AtomicBool::new(true)),
         })
     }
@@ -273,6 +273,15 @@ fn plan(root: &str, known: &BTreeSet<String>, writes: &[Write]) -> (Vec<Op>, Ove
     (ops, exists)
 }
 
+/// What the store believes exists under its root.
+#[derive(Debug, Default)]
+struct View {
+    /// Every node, or `None` when the tree must be read again.
+    nodes: Option<BTreeSet<String>>,
+    /// Paths a write may or may not have changed (its answer was lost).
+    uncertain: BTreeSet<String>,
+}
+
 /// The nodes a batch adds to and removes from the known tree, so that planning a batch
 /// costs what the batch touches, not a copy of every node.
 #[derive(Debug, Default)]
@@ -442,7 +451,10 @@ impl Store for ZkStore {
             }
             known.insert(path);
         }
-        *self.known.lock().await = Some(known);
+        *self.known.lock().await = View {
+            nodes: Some(known),
+            uncertain: BTreeSet::new(),
+        };
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
     }
@@ -465,31 +477,52 @@ impl Store for ZkStore {
         if writes.is_empty() {
             return Ok(());
         }
-        let mut known = self.known.lock().await;
+        let mut view = self.known.lock().await;
         let mut attempts = 0;
         loop {
             attempts += 1;
-            if known.is_none() {
-                match self.walk().await {
-                    Ok(nodes) => *known = Some(nodes.into_iter().map(|(p, _)| p).collect()),
-                    Err(ZkError::SessionExpired) if attempts < 3 => {
-                        self.renew_session().await?;
-                        continue;
+            let ready = match &view.nodes {
+                None => match self.walk().await {
+                    Ok(nodes) => {
+                        view.nodes = Some(nodes.into_iter().map(|(p, _)| p).collect());
+                        view.uncertain.clear();
+                        Ok(())
                     }
-                    Err(e) => return Err(map_err(e, None)),
+                    Err(e) => Err(e),
+                },
+                Some(_) if !view.uncertain.is_empty() => self.resolve(&mut view).await,
+                Some(_) => Ok(()),
+            };
+            match ready {
+                Ok(()) => {}
+                Err(ZkError::SessionExpired) if attempts < 3 => {
+                    self.renew_session().await?;
+                    *view = View::default();
+                    continue;
                 }
+                Err(e) => return Err(map_err(e, None)),
             }
-            let (ops, change) = plan(&self.root, known.as_ref().unwrap(), &writes);
+            let Some(nodes) = view.nodes.as_ref() else {
+                continue;
+            };
+            let (ops, change) = plan(&self.root, nodes, &writes);
+            let touched: Vec<String> = ops.iter().map(|o| o.path().to_owned()).collect();
             match self.run(ops).await {
                 Ok(()) => {
-                    if let Some(k) = known.as_mut() {
+                    if let Some(k) = view.nodes.as_mut() {
                         change.apply_to(k);
                     }
                     return Ok(());
                 }
                 Err(e) => {
-                    // Whatever happened, our picture of the tree may be off now.
-                    *known = None;
+                    if matches!(e, ZkError::ConnectionLoss(_)) {
+                        // Some of these ops may have been applied: check just those paths
+                        // before the next plan rather than re-reading the whole tree.
+                        view.uncertain.extend(touched);
+                    } else {
+                        // Our picture of the tree was wrong or is moot: read it again.
+                        *view = View::default();
+                    }
                     let fenced = matches!(&e, ZkError::Server { path, .. } if Some(path) == self.fence.as_ref());
                     if !fenced && is_stale_view(&e) && attempts < 3 {
                         tracing::debug!(error = %e, "ZooKeeper store view was stale; re-reading");
@@ -507,6 +540,36 @@ impl Store for ZkStore {
 }
 
 impl ZkStore {
+    /// Settles the uncertain paths of the view with one (pipelined) `exists` each.
+    async fn resolve(&self, view: &mut View) -> Result<(), ZkError> {
+        let zk = self.client();
+        let mut set = JoinSet::new();
+        for p in view.uncertain.iter().cloned() {
+            let zk = zk.clone();
+            set.spawn(async move {
+                let r = zk.exists(&p).await;
+                (p, r)
+            });
+        }
+        let mut results = Vec::new();
+        while let Some(r) = set.join_next().await {
+            let (p, r) = r.map_err(|e| ZkError::Protocol(format!("reader task: {e}")))?;
+            results.push((p, r?));
+        }
+        if let Some(nodes) = view.nodes.as_mut() {
+            for (p, stat) in results {
+                if stat.is_some() {
+                    nodes.insert(p);
+                } else {
+                    let below = format!("{p}/");
+                    nodes.retain(|q| *q != p && !q.starts_with(&below));
+                }
+            }
+        }
+        view.uncertain.clear();
+        Ok(())
+    }
+
     /// Sends the ops as few `multi`s as the request size allows, each with the fence check.
     async fn run(&self, ops: Vec<Op>) -> Result<(), ZkError> {
         let check = self.fence.as_ref().map(|p| Op::Check {
