@@ -378,6 +378,14 @@ async fn every_module_method_sees_its_input_and_its_answer_takes_effect() {
                 assert!(stats.contains("\"timestamp\":12345"), "{stats}");
                 assert!(stats.contains("\"executor_id\":\"t1\""), "{stats}");
                 assert!(stats.contains("\"mem_limit_bytes\":"), "{stats}");
+                // /containers merges the same usage (with the container's id and status).
+                let containers = get(agent, "/containers").await;
+                assert!(
+                    containers.contains("\"mem_cache_bytes\":4242"),
+                    "{containers}"
+                );
+                assert!(containers.contains("\"container_id\":\""), "{containers}");
+                assert!(containers.contains("\"executor_pid\":"), "{containers}");
                 // Only now may the watch script report a limitation.
                 std::fs::write(s.path("limit"), "").unwrap();
             }

@@ -103,25 +103,23 @@ pub(crate) async fn route(ctx: Arc<Ctx>, req: Request) -> Response {
             Some(b) => jsonp(&req, b),
             None => gone(),
         },
-        "/monitor/statistics" => {
+        "/monitor/statistics" | "/containers" => {
+            let containers = path == "/containers";
             let usage = ctx
                 .config
                 .modules
                 .clone()
                 .filter(|m| m.has(mesokit_hooks::modules::Method::Usage));
-            let body = match usage {
-                Some(m) => statistics_with_usage(&ctx, m).await,
-                None => ask(&ctx, statistics_json).await,
+            let body = match (usage, containers) {
+                (Some(m), _) => statistics_with_usage(&ctx, m, containers).await,
+                (None, false) => ask(&ctx, statistics_json).await,
+                (None, true) => ask(&ctx, containers_json).await,
             };
             match body {
                 Some(b) => jsonp(&req, b),
                 None => gone(),
             }
         }
-        "/containers" => match ask(&ctx, containers_json).await {
-            Some(b) => jsonp(&req, b),
-            None => gone(),
-        },
         "/metrics/snapshot" => match ask(&ctx, metrics_json).await {
             Some(b) => jsonp(&req, b),
             None => gone(),
@@ -611,15 +609,18 @@ struct Entry {
     framework_id: String,
     source: String,
     container_id: String,
+    pid: Option<u32>,
     statistics: ResourceStatistics,
 }
 
-/// `/monitor/statistics` with the command isolators' `usage` merged into each container's
-/// statistics (protobuf merge, as Mesos does; the limits stay the agent's). The usage
-/// commands of all containers run at once; the agent's actor is not held meanwhile.
+/// `/monitor/statistics` (or, with `containers`, `/containers`) with the command isolators'
+/// `usage` merged into each container's statistics (protobuf merge, as Mesos does; the limits
+/// stay the agent's). The usage commands of all containers run at once; the agent's actor is
+/// not held meanwhile.
 async fn statistics_with_usage(
     ctx: &Ctx,
     m: Arc<mesokit_hooks::agent::CommandModules>,
+    containers: bool,
 ) -> Option<Vec<u8>> {
     use mesokit_proto::Message as _;
     let (tx, rx) = oneshot::channel();
@@ -637,6 +638,7 @@ async fn statistics_with_usage(
                 #[allow(deprecated)]
                 source: e.info.source.clone().unwrap_or_default(),
                 container_id: e.container_id.clone(),
+                pid: e.pid,
                 statistics: statistics(e, &groups),
             })
             .collect();
@@ -668,6 +670,10 @@ async fn statistics_with_usage(
     w.begin_array();
     for e in &entries {
         w.begin_object();
+        if containers {
+            w.key("container_id");
+            w.string(&e.container_id);
+        }
         w.key("executor_id");
         w.string(&e.executor_id);
         w.key("executor_name");
@@ -678,10 +684,26 @@ async fn statistics_with_usage(
         w.string(&e.source);
         w.key("statistics");
         w.message(&e.statistics);
+        if containers {
+            w.key("status");
+            w.message(&container_status(&e.container_id, e.pid));
+        }
         w.end_object();
     }
     w.end_array();
     Some(w.out)
+}
+
+/// `/containers`' `status` of a container.
+fn container_status(container_id: &str, pid: Option<u32>) -> mesokit_proto::v1::ContainerStatus {
+    mesokit_proto::v1::ContainerStatus {
+        container_id: Some(mesokit_proto::v1::ContainerId {
+            value: container_id.to_owned(),
+            parent: None,
+        }),
+        executor_pid: pid,
+        ..Default::default()
+    }
 }
 
 fn executors_json(a: &AgentCore, containers: bool) -> Vec<u8> {
@@ -710,16 +732,8 @@ fn executors_json(a: &AgentCore, containers: bool) -> Vec<u8> {
         w.key("statistics");
         w.message(&stats);
         if containers {
-            let status = mesokit_proto::v1::ContainerStatus {
-                container_id: Some(mesokit_proto::v1::ContainerId {
-                    value: e.container_id.clone(),
-                    parent: None,
-                }),
-                executor_pid: e.pid,
-                ..Default::default()
-            };
             w.key("status");
-            w.message(&status);
+            w.message(&container_status(&e.container_id, e.pid));
         }
         w.end_object();
     }
