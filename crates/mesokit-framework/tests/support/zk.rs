@@ -24,8 +24,17 @@ pub struct ZkServer {
 }
 
 fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().unwrap().port()
+    free_ports(1)[0]
+}
+
+/// `n` distinct free ports: all are held open until all are chosen, so none repeats.
+fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
 }
 
 fn unique_dir() -> PathBuf {
@@ -59,12 +68,14 @@ impl ZkServer {
 
     /// Starts an ensemble of `n` servers on 127.0.0.1 and waits until each answers.
     pub fn start_ensemble(n: usize) -> Vec<Self> {
+        // Client, peer and election port of each member, all distinct.
+        let ports = free_ports(3 * n);
         let mut lines = String::new();
         for id in 1..=n {
             lines.push_str(&format!(
                 "server.{id}=127.0.0.1:{}:{}\n",
-                free_port(),
-                free_port()
+                ports[3 * (id - 1) + 1],
+                ports[3 * (id - 1) + 2]
             ));
         }
         let mut servers: Vec<Self> = (1..=n)
@@ -74,7 +85,7 @@ impl ZkServer {
                 std::fs::write(dir.join("data/myid"), format!("{id}\n")).unwrap();
                 Self {
                     dir,
-                    port: free_port(),
+                    port: ports[3 * (id - 1)],
                     proc: None,
                     quorum: Some((id, lines.clone())),
                 }
