@@ -480,10 +480,18 @@ impl Driver {
                     executor_id,
                     event,
                 } => {
-                    if let Some(s) = self.streams.get(&(framework_id, executor_id))
-                        && s.tx.try_send(encode_event(&event, s.media)).is_err()
-                    {
-                        tracing::warn!("executor stream full or closed; event dropped");
+                    if let Some(s) = self.streams.get(&(framework_id, executor_id)) {
+                        match s.tx.try_send(encode_event(&event, s.media)) {
+                            Ok(()) => {}
+                            // The executor is gone (e.g. it exited after its last update):
+                            // nothing is waiting for the event.
+                            Err(mpsc::error::TrySendError::Closed(_)) => {
+                                tracing::debug!("executor stream closed; event dropped")
+                            }
+                            Err(mpsc::error::TrySendError::Full(_)) => {
+                                tracing::warn!("executor stream full; event dropped")
+                            }
+                        }
                     }
                 }
                 Action::CloseStream {
