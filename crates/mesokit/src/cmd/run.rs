@@ -43,6 +43,13 @@ pub(crate) struct Args {
     /// Serve the admin API and Prometheus metrics on 127.0.0.1:PORT.
     #[arg(long)]
     admin_port: Option<u16>,
+    /// Period of implicit reconciliation (explicit reconciliation follows every subscription).
+    #[arg(long, default_value = "10min", value_parser = parse_duration)]
+    reconcile_interval: Duration,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    mesokit_framework::spec::parse_duration(s)
 }
 
 pub(crate) fn run(args: Args) -> Result<ExitCode, String> {
@@ -66,7 +73,10 @@ async fn run_async(args: Args, job: JobSpec) -> Result<ExitCode, String> {
     let exe =
         std::env::current_exe().map_err(|e| format!("cannot find the mesokit binary: {e}"))?;
     let exe = exe.to_string_lossy().into_owned();
-    let mut config = Config::default();
+    let mut config = Config {
+        reconcile_interval: args.reconcile_interval,
+        ..Config::default()
+    };
     let mut cluster = None;
     let mut master_updates = None;
     let masters = if args.master.is_empty() {
