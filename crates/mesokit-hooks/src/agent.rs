@@ -160,15 +160,17 @@ impl fmt::Display for Verdict {
                 })
             ),
             Verdict::DecorateStatus(st) => {
-                let kept = TaskStatus {
-                    labels: st.labels.clone(),
-                    container_status: st.container_status.clone(),
-                    ..Default::default()
-                };
+                let labels = st
+                    .labels
+                    .as_ref()
+                    .map_or_else(|| "none".to_owned(), json::encode_string);
+                let container = st
+                    .container_status
+                    .as_ref()
+                    .map_or_else(|| "none".to_owned(), json::encode_string);
                 write!(
                     f,
-                    "the status update's labels and container_status become those of the answer: {}",
-                    json::encode_string(&kept)
+                    "the status update's labels become {labels} and its container_status {container}"
                 )
             }
         }

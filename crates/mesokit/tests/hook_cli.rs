@@ -196,3 +196,64 @@ fn local_refuses_bad_module_configurations_naming_the_key() {
     let err = local_fails("/nonexistent/modules.json", "", "");
     assert!(err.contains("--modules: cannot read modules file"), "{err}");
 }
+
+#[test]
+fn hook_test_covers_the_extension_hooks() {
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("hook-cli-ext-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = |name: &str, answer: &str| {
+        let path = dir.join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\ncp \"$1\" {}/{name}.in\necho '{answer}' > \"$2\"\n",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        path.display().to_string()
+    };
+    let status = script(
+        "status.sh",
+        r#"{"task_id":{"value":"x"},"state":"TASK_RUNNING","labels":{"labels":[{"key":"k","value":"v"}]}}"#,
+    );
+    let attributes = script(
+        "attributes.sh",
+        r#"{"attributes":[{"name":"rack","type":"TEXT","text":{"value":"r1"}}]}"#,
+    );
+    let modules = format!(
+        r#"{{"libraries":[{{"name":"x","modules":[{{"name":"com_criteo_mesos_CommandHook","parameters":[
+        {{"key":"module_name","value":"m"}},
+        {{"key":"hook_slave_task_status_decorator_command","value":"{status}"}},
+        {{"key":"hook_slave_attributes_decorator_command","value":"{attributes}"}}]}}]}}]}}"#
+    );
+    let run = |method: &str| {
+        let out = mesokit(&["hook", "test", "--modules", &modules, "--method", method]);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stdout} {stderr}");
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("result: "))
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(
+        run("slaveTaskStatusDecorator"),
+        r#"the status update's labels become {"labels":[{"key":"k","value":"v"}]} and its container_status none"#
+    );
+    let seen = std::fs::read_to_string(dir.join("status.sh.in")).unwrap();
+    assert!(
+        seen.starts_with(r#"{"framework_id":{"value":"#) && seen.contains(r#""task_status":{"#),
+        "{seen}"
+    );
+    assert_eq!(
+        run("hook_slave_attributes_decorator"),
+        r#"the agent's attributes are replaced by {"attributes":[{"name":"rack","type":"TEXT","text":{"value":"r1"}}]}"#
+    );
+    let seen = std::fs::read_to_string(dir.join("attributes.sh.in")).unwrap();
+    assert!(seen.starts_with(r#"{"slave_info":{"#), "{seen}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
