@@ -28,11 +28,13 @@ use mimalloc::MiMalloc;
 struct Counting;
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
+static CALLS: AtomicUsize = AtomicUsize::new(0);
 
 // SAFETY: every call is forwarded unchanged to mimalloc.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        CALLS.fetch_add(1, Ordering::Relaxed);
         unsafe { MiMalloc.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -42,6 +44,7 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
         LIVE.fetch_add(new, Ordering::Relaxed);
         LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        CALLS.fetch_add(1, Ordering::Relaxed);
         unsafe { MiMalloc.realloc(ptr, layout, new) }
     }
 }
@@ -149,6 +152,18 @@ fn status(task: &str, state: TaskState) -> TaskStatus {
 }
 
 fn footprint() {
+    {
+        let mut s = subscribed(100_000);
+        let o = offers(AGENTS);
+        let (calls, bytes) = (CALLS.load(Ordering::Relaxed), LIVE.load(Ordering::Relaxed));
+        s.on_offers(o, Instant::now());
+        let (calls2, bytes2) = (CALLS.load(Ordering::Relaxed), LIVE.load(Ordering::Relaxed));
+        println!(
+            "offer cycle of 100000 tasks: {} allocations and {} bytes per task",
+            (calls2 - calls) / 100_000,
+            (bytes2.saturating_sub(bytes)) / 100_000
+        );
+    }
     for tasks in [10_000u32, 100_000] {
         let before = LIVE.load(Ordering::Relaxed);
         let (mut s, store, ids) = launched(tasks);

@@ -494,3 +494,52 @@ fn subscribed_event_through_on_event() {
     assert_eq!(s.framework_id(), Some("f"));
 }
 
+
+#[test]
+fn implicit_reconciliation_and_idle_declines() {
+    let t0 = Instant::now();
+    let config = Config {
+        reconcile_interval: Duration::from_secs(60),
+        ..Config::default()
+    };
+    let mut job = JobSpec::new("job", JobKind::Batch);
+    job.groups.push(GroupSpec::new("w", 1, "x"));
+    let mut s = Scheduler::new(job, config);
+    subscribed(&mut s, t0);
+    assert_eq!(s.next_timeout(), Some(t0 + Duration::from_secs(60)));
+    s.tick(t0 + Duration::from_secs(59));
+    assert!(drain(&mut s).is_empty());
+    s.tick(t0 + Duration::from_secs(60));
+    let out = drain(&mut s);
+    let r = calls(&out)[0].reconcile.as_ref().unwrap();
+    assert!(r.tasks.is_empty(), "implicit: no task list");
+    assert_eq!(s.next_timeout(), Some(t0 + Duration::from_secs(120)));
+
+    // Launch the only instance; further offers are declined for long, and offers are suppressed.
+    s.on_offers(vec![offer("o1", "a1", "h1", 1.0, 100.0)], t0);
+    let out = drain(&mut s);
+    assert!(calls(&out).iter().any(|c| call_type(c) == call::Type::Suppress));
+    s.on_offers(vec![offer("o2", "a1", "h1", 1.0, 100.0)], t0);
+    let out = drain(&mut s);
+    let d = calls(&out)[0].decline.as_ref().unwrap();
+    assert_eq!(d.filters.as_ref().unwrap().refuse_seconds, Some(120.0));
+    assert!(!calls(&out).iter().any(|c| call_type(c) == call::Type::Suppress), "suppressed once");
+}
+
+#[test]
+fn odd_offers_are_declined_not_misused() {
+    use mesokit_proto::v1::resource::RevocableInfo;
+    let t0 = Instant::now();
+    let mut s = batch(vec![GroupSpec::new("w", 1, "x").resources(1.0, 10.0)]);
+    subscribed(&mut s, t0);
+    let mut revocable = helpers::cpus(16.0);
+    revocable.revocable = Some(RevocableInfo {});
+    let mut odd = offer("o1", "a1", "h1", 0.5, 100.0);
+    odd.resources.push(revocable);
+    odd.resources.push(helpers::scalar("bananas", 3.0));
+    s.on_offers(vec![odd], t0);
+    let out = drain(&mut s);
+    assert!(launched(&out).is_empty(), "0.5 usable cpus do not fit 1.0");
+    assert!(calls(&out).iter().any(|c| call_type(c) == call::Type::Decline));
+    assert_eq!(s.counts()[0].1.pending, 1);
+}
