@@ -719,3 +719,69 @@ async fn isolator_state_left_by_an_earlier_run_is_cleaned_up_at_start() {
     cluster.shutdown().await;
     s.assert_clean().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_modules_kill_a_task_that_creates_limit() {
+    let s = Scratch::new("examples");
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/modules")
+        .canonicalize()
+        .unwrap();
+    let modules = std::fs::read_to_string(examples.join("modules.json"))
+        .unwrap()
+        .replace("examples/modules/", &format!("{}/", examples.display()))
+        // Watch every second instead of every five.
+        .replace(
+            r#"{ "key": "isolator_watch_frequence", "value": "5" }"#,
+            r#"{ "key": "isolator_watch_frequence", "value": "1" }"#,
+        );
+    assert!(modules.contains(r#""value": "1" }"#));
+    let mut config = ClusterConfig::for_tests(vec![
+        env!("CARGO_BIN_EXE_mesokit").into(),
+        "executor".into(),
+    ]);
+    config.work_dir = Some(s.path("work"));
+    let defined = mesokit_hooks::modules::parse(&modules).unwrap();
+    config.modules = mesokit_hooks::modules::select(
+        &defined,
+        &["com_criteo_mesos_CommandHook"],
+        &["com_criteo_mesos_CommandIsolator"],
+    )
+    .unwrap();
+    let cluster = LocalCluster::start(config).await.expect("cluster starts");
+    let agent = cluster.agents()[0].endpoint();
+    let mut last = None;
+    let mut labels_seen = false;
+    run_task(
+        &cluster,
+        "env > \"$MESOS_SANDBOX/env\"; sleep 1; touch \"$MESOS_SANDBOX/LIMIT\"; exec sleep 100",
+        async |st: &TaskStatus| {
+            if st.state == TaskState::TaskRunning as i32 {
+                let state = get(agent, "/state").await;
+                labels_seen = state.contains("\"decorated-by\"");
+            }
+            if mesokit_proto::helpers::is_terminal_value(st.state) {
+                last = Some(st.clone());
+                return true;
+            }
+            false
+        },
+    )
+    .await;
+    let st = last.unwrap();
+    assert_eq!(st.state, TaskState::TaskFailed as i32, "{st:?}");
+    assert_eq!(
+        st.reason,
+        Some(task_status::Reason::ContainerLimitationDisk as i32)
+    );
+    assert_eq!(
+        st.message.as_deref(),
+        Some("LIMIT file found in the sandbox")
+    );
+    assert!(
+        labels_seen,
+        "the example label decorator's labels are in /state"
+    );
+    cluster.shutdown().await;
+    s.assert_clean().await;
+}
