@@ -176,3 +176,86 @@ fn the_job_survives_its_cluster_dying_midway() {
         "the crash cost some tasks, which were relaunched"
     );
 }
+
+#[test]
+fn a_restarted_scheduler_recovers_and_relaunches_nothing() {
+    let dir = std::env::temp_dir().join(format!("mesokit-restart-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let spec = dir.join("svc.yaml");
+    std::fs::write(
+        &spec,
+        "name: keeper\nkind: service\ngroups:\n  - name: k\n    instances: 3\n    resources: {cpus: 0.1, mem: 8}\n    command: sleep 600\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let _cluster = local_cluster(port, &dir.join("work"));
+    let start = || {
+        let mut p = Proc(
+            Command::new(env!("CARGO_BIN_EXE_mesokit"))
+                .arg("run")
+                .arg(&spec)
+                .args(["--master", &format!("http://127.0.0.1:{port}")])
+                .arg("--store")
+                .arg(dir.join("state.redb"))
+                .arg("--json")
+                .env("RUST_LOG", "error")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let (tx, rx) = mpsc::channel::<String>();
+        let stdout = p.0.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        (p, rx)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut first, rx) = start();
+    let mut running = 0;
+    let mut framework_id = String::new();
+    while running < 3 {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("tasks run");
+        match field(&line, "event") {
+            Some("running") => running += 1,
+            Some("connected") => framework_id = field(&line, "framework_id").unwrap().into(),
+            _ => {}
+        }
+    }
+    // Killed without a chance to clean up; the tasks keep running on the cluster.
+    first.0.kill().unwrap();
+    first.0.wait().unwrap();
+
+    let (_second, rx) = start();
+    let mut lines = Vec::new();
+    let connected = loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("subscribes again");
+        lines.push(line.clone());
+        if field(&line, "event") == Some("connected") {
+            break line;
+        }
+    };
+    assert_eq!(
+        field(&connected, "framework_id"),
+        Some(framework_id.as_str())
+    );
+    // Reconciliation answers within a moment; nothing may be launched or lost meanwhile.
+    let settle = Instant::now() + Duration::from_secs(3);
+    while let Ok(line) = rx.recv_timeout(settle.saturating_duration_since(Instant::now())) {
+        lines.push(line);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        !lines
+            .iter()
+            .any(|l| matches!(field(l, "event"), Some("launched" | "lost" | "failed"))),
+        "{lines:#?}"
+    );
+}
