@@ -277,31 +277,48 @@ impl<S: Store> Driver<S> {
         Ok(SchedulerClient::start(cfg)?)
     }
 
-    /// Carries out the core's outputs in order.
+    /// Carries out the core's outputs. Everything queued is taken at once: its store writes
+    /// are applied as one batch (in order) before any of its calls is sent, which keeps the
+    /// core's rule (a write before the calls that follow it) and turns a burst of updates
+    /// (100k reconciliation answers after a failover) into one durable commit instead of one
+    /// per update.
     async fn flush(&self, client: &SchedulerClient) -> Result<(), DriverError> {
         loop {
-            let (out, warnings) = {
+            let (batch, warnings) = {
                 let mut core = self.handle.lock();
-                (core.poll_output(), core.take_warnings())
+                let batch: Vec<Output> = std::iter::from_fn(|| core.poll_output()).collect();
+                (batch, core.take_warnings())
             };
             for w in warnings {
                 let _ = self.events.send(DriverEvent::Warning(w));
             }
-            let Some(out) = out else { return Ok(()) };
-            match out {
-                Output::Persist(writes) => self.persist(writes).await?,
-                Output::Call(call) => {
-                    if let Err(e) = client.call(*call).await {
-                        // Lost calls are recovered by design: offers expire, kills and acks
-                        // are repeated through reconciliation after the next SUBSCRIBED.
-                        let _ = self
-                            .events
-                            .send(DriverEvent::Warning(format!("call failed: {e}")));
-                    }
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let mut writes = Vec::new();
+            let mut calls = Vec::new();
+            let mut events = Vec::new();
+            for out in batch {
+                match out {
+                    Output::Persist(w) => writes.extend(w),
+                    Output::Call(c) => calls.push(c),
+                    Output::Event(e) => events.push(e),
                 }
-                Output::Event(e) => {
-                    let _ = self.events.send(DriverEvent::Task(e));
+            }
+            if !writes.is_empty() {
+                self.persist(writes).await?;
+            }
+            for call in calls {
+                if let Err(e) = client.call(*call).await {
+                    // Lost calls are recovered by design: offers expire, kills and acks
+                    // are repeated through reconciliation after the next SUBSCRIBED.
+                    let _ = self
+                        .events
+                        .send(DriverEvent::Warning(format!("call failed: {e}")));
                 }
+            }
+            for e in events {
+                let _ = self.events.send(DriverEvent::Task(e));
             }
         }
     }

@@ -44,8 +44,7 @@ fn var(name: &str, value: &str) -> environment::Variable {
 }
 
 fn command_info(c: &CommandSpec, ctx: &TaskContext<'_>) -> CommandInfo {
-    let mut env: Vec<environment::Variable> =
-        Vec::with_capacity(c.env.len() + 6 + ctx.ports.len());
+    let mut env: Vec<environment::Variable> = Vec::with_capacity(c.env.len() + 6 + ctx.ports.len());
     env.extend(c.env.iter().map(|(k, v)| var(k, v)));
     env.push(var("HOST", &ctx.offer.hostname));
     env.push(var("MESOKIT_JOB", &ctx.job.name));

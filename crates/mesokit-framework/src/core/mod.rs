@@ -781,6 +781,12 @@ impl Scheduler {
         };
         let mut events = Vec::new();
         let gi = self.instances[id].group;
+        // What the store holds for this instance now: an update that changes none of it
+        // (a reconciliation answer repeating the known state) needs no write.
+        let stored = {
+            let r = &self.instances[id].rec;
+            (r.phase, r.state, r.agent_id.clone(), r.attempt, r.restarts)
+        };
         let terminal =
             mesokit_proto::helpers::is_terminal(state) || matches!(state, TaskState::TaskUnknown);
         {
@@ -824,17 +830,22 @@ impl Scheduler {
             self.on_terminal(id, state, &status, now, &mut events);
         }
         let inst = &self.instances[id];
-        let write = if inst.removed {
-            Write::Delete {
-                key: Record::key(&inst.rec.group, inst.rec.index),
-            }
-        } else {
-            Write::Put {
-                key: Record::key(&inst.rec.group, inst.rec.index),
-                value: inst.rec.encode(),
-            }
-        };
-        self.out.push_back(Output::Persist(vec![write]));
+        let r = &inst.rec;
+        let changed = inst.removed
+            || (r.phase, r.state, r.agent_id.as_str(), r.attempt, r.restarts)
+                != (stored.0, stored.1, stored.2.as_str(), stored.3, stored.4);
+        if changed {
+            let key = Record::key(&r.group, r.index);
+            let write = if inst.removed {
+                Write::Delete { key }
+            } else {
+                Write::Put {
+                    key,
+                    value: r.encode(),
+                }
+            };
+            self.out.push_back(Output::Persist(vec![write]));
+        }
         if let Some(c) = ack {
             self.out.push_back(Output::Call(Box::new(c)));
         }

@@ -434,7 +434,9 @@ fn simulation_many_agents_many_tasks() {
     // task placed once, no agent over-committed, every task finished.
     let t0 = Instant::now();
     let mut s = batch(vec![
-        GroupSpec::new("a", 60_000, "x").resources(0.5, 64.0).ports(1),
+        GroupSpec::new("a", 60_000, "x")
+            .resources(0.5, 64.0)
+            .ports(1),
         GroupSpec::new("b", 40_000, "x")
             .resources(1.0, 128.0)
             .priority(1),
@@ -494,7 +496,6 @@ fn subscribed_event_through_on_event() {
     assert_eq!(s.framework_id(), Some("f"));
 }
 
-
 #[test]
 fn implicit_reconciliation_and_idle_declines() {
     let t0 = Instant::now();
@@ -518,12 +519,21 @@ fn implicit_reconciliation_and_idle_declines() {
     // Launch the only instance; further offers are declined for long, and offers are suppressed.
     s.on_offers(vec![offer("o1", "a1", "h1", 1.0, 100.0)], t0);
     let out = drain(&mut s);
-    assert!(calls(&out).iter().any(|c| call_type(c) == call::Type::Suppress));
+    assert!(
+        calls(&out)
+            .iter()
+            .any(|c| call_type(c) == call::Type::Suppress)
+    );
     s.on_offers(vec![offer("o2", "a1", "h1", 1.0, 100.0)], t0);
     let out = drain(&mut s);
     let d = calls(&out)[0].decline.as_ref().unwrap();
     assert_eq!(d.filters.as_ref().unwrap().refuse_seconds, Some(120.0));
-    assert!(!calls(&out).iter().any(|c| call_type(c) == call::Type::Suppress), "suppressed once");
+    assert!(
+        !calls(&out)
+            .iter()
+            .any(|c| call_type(c) == call::Type::Suppress),
+        "suppressed once"
+    );
 }
 
 #[test]
@@ -540,6 +550,42 @@ fn odd_offers_are_declined_not_misused() {
     s.on_offers(vec![odd], t0);
     let out = drain(&mut s);
     assert!(launched(&out).is_empty(), "0.5 usable cpus do not fit 1.0");
-    assert!(calls(&out).iter().any(|c| call_type(c) == call::Type::Decline));
+    assert!(
+        calls(&out)
+            .iter()
+            .any(|c| call_type(c) == call::Type::Decline)
+    );
     assert_eq!(s.counts()[0].1.pending, 1);
+}
+
+#[test]
+fn repeated_states_are_not_written_again() {
+    let t0 = Instant::now();
+    let mut s = batch(vec![GroupSpec::new("w", 1, "sleep 9")]);
+    subscribed(&mut s, t0);
+    s.on_offers(vec![offer("o1", "a1", "h1", 1.0, 100.0)], t0);
+    drain(&mut s);
+    s.on_update(update("job.w.0.1", TaskState::TaskRunning), t0);
+    let out = drain(&mut s);
+    assert!(
+        matches!(out[0], Output::Persist(_)),
+        "STAGING -> RUNNING is stored"
+    );
+    // A reconciliation answer (no uuid) repeating RUNNING: nothing to store, nothing to ack.
+    let mut again = update("job.w.0.1", TaskState::TaskRunning);
+    again.uuid = None;
+    s.on_update(again, t0);
+    assert!(drain(&mut s).is_empty());
+    // A health change alone is not stored either (health is not part of the record), but
+    // an update with a uuid is still acknowledged.
+    let mut healthy = update("job.w.0.1", TaskState::TaskRunning);
+    healthy.healthy = Some(true);
+    s.on_update(healthy, t0);
+    let out = drain(&mut s);
+    assert!(!out.iter().any(|o| matches!(o, Output::Persist(_))));
+    assert_eq!(calls(&out).len(), 1);
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Event(e) if e.kind == TaskEventKind::Healthy))
+    );
 }
