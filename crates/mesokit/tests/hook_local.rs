@@ -59,10 +59,18 @@ impl Scratch {
     /// Nothing may be left: no temp file of the runner, no isolator state file, no process
     /// running one of our scripts.
     async fn assert_clean(&self) {
+        // Hooks started by the last events (remove-executor, cleanup) may still be finishing.
         let tmp = self.path("work/tmp");
-        let left: Vec<_> = std::fs::read_dir(&tmp)
-            .map(|d| d.flatten().map(|e| e.file_name()).collect())
-            .unwrap_or_default();
+        let mut left: Vec<_> = Vec::new();
+        for _ in 0..100 {
+            left = std::fs::read_dir(&tmp)
+                .map(|d| d.flatten().map(|e| e.file_name()).collect())
+                .unwrap_or_default();
+            if left.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         assert!(
             left.is_empty(),
             "temp files left in {}: {left:?}",
@@ -783,5 +791,105 @@ async fn the_example_modules_kill_a_task_that_creates_limit() {
         "the example label decorator's labels are in /state"
     );
     cluster.shutdown().await;
+    s.assert_clean().await;
+}
+
+/// Runs one task under an isolator with these parameters and returns its terminal status.
+async fn task_under_isolator(s: &Scratch, params: &[(&str, String)]) -> TaskStatus {
+    let hook = [("module_name", "h".to_owned())];
+    let mut isolator = vec![("module_name", "iso".to_owned())];
+    isolator.extend(params.iter().cloned());
+    let cluster = LocalCluster::start(cluster_config(s, &modules_json(&hook, &isolator)))
+        .await
+        .expect("cluster starts");
+    let mut last = None;
+    run_task(&cluster, "exec sleep 100", async |st: &TaskStatus| {
+        if mesokit_proto::helpers::is_terminal_value(st.state) {
+            last = Some(st.clone());
+            return true;
+        }
+        false
+    })
+    .await;
+    cluster.shutdown().await;
+    last.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_prepare_answer_fails_the_launch_and_is_cleaned_up() {
+    let s = Scratch::new("prepare-fails");
+    let st = task_under_isolator(
+        &s,
+        &[
+            (
+                "isolator_prepare_command",
+                s.script("prepare.sh", "echo '[1]' > \"$2\""),
+            ),
+            (
+                "isolator_cleanup_command",
+                s.script("cleanup.sh", "echo ran > @/seen/cleanup.json"),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(st.state, TaskState::TaskFailed as i32, "{st:?}");
+    assert_eq!(
+        st.reason,
+        Some(task_status::Reason::ContainerLaunchFailed as i32)
+    );
+    let message = st.message.unwrap();
+    assert!(
+        message.contains(
+            "Unable to deserialize ContainerLaunchInfo: Malformed Protobuf. JSON object is expected."
+        ),
+        "{message}"
+    );
+    // prepare recorded the container before its command ran: cleanup runs.
+    s.wait_seen("cleanup").await;
+    s.assert_clean().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_isolate_kills_the_executor_and_fails_the_task_with_the_cause() {
+    let s = Scratch::new("isolate-fails");
+    let st = task_under_isolator(
+        &s,
+        &[(
+            "isolator_isolate_command",
+            s.script(
+                "isolate.sh",
+                "sed -n 's/.*\"pid\":\\([0-9]*\\).*/\\1/p' \"$1\" > @/seen/pid; echo 'no cgroup for you' > \"$3\"; exit 7",
+            ),
+        )],
+    )
+    .await;
+    assert_eq!(st.state, TaskState::TaskFailed as i32, "{st:?}");
+    assert_eq!(
+        st.reason,
+        Some(task_status::Reason::ContainerLaunchFailed as i32)
+    );
+    let message = st.message.unwrap();
+    assert!(
+        message.contains("exited with return code 7. Cause: no cgroup for you"),
+        "{message}"
+    );
+    let pid = std::fs::read_to_string(s.path("seen/pid")).unwrap();
+    let pid = pid.trim();
+    assert!(!pid.is_empty());
+    // The executor that was started is gone (or a zombie being reaped).
+    for _ in 0..100 {
+        let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| !s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')));
+        if !alive {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s
+            .rsplit_once(") ")
+            .is_some_and(|(_, r)| r.starts_with('Z'))),
+        "executor {pid} still runs"
+    );
     s.assert_clean().await;
 }

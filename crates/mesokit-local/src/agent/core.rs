@@ -938,9 +938,9 @@ impl AgentCore {
         }
     }
 
-    /// An isolator's watch reported a limitation for the container: its executor's tree is
-    /// killed, and its open tasks fail with `reason` and `message` when it has exited (as
-    /// Mesos destroys a limited container).
+    /// The container must be destroyed (an isolator's watch reported a limitation, or its
+    /// `isolate` failed): its executor's tree is killed, and its open tasks fail with
+    /// `reason` and `message` once it has exited (as Mesos destroys a limited container).
     pub(crate) fn limited(
         &mut self,
         now: Instant,
@@ -959,7 +959,7 @@ impl AgentCore {
         if e.state == ExecState::Terminated || e.limitation.is_some() {
             return;
         }
-        tracing::warn!(framework_id = fid, executor_id = eid, %message, "container limitation; destroying the container");
+        tracing::warn!(framework_id = fid, executor_id = eid, %message, "destroying the container");
         e.limitation = Some((reason, message));
         e.state = ExecState::Terminating;
         if let Some(pgid) = e.pid {

@@ -280,7 +280,8 @@ enum Input {
     Shutdown(oneshot::Sender<()>),
     /// A master message after the label decorator hooks ran on its tasks.
     Decorated(ToAgent),
-    /// An isolator's watch reported a limitation.
+    /// The container must be destroyed: an isolator's watch reported a limitation, or its
+    /// `isolate` failed. Its open tasks fail with `reason` and `message`.
     Limited {
         framework_id: String,
         executor_id: String,
@@ -584,23 +585,33 @@ impl Driver {
             };
             let pid = child.id();
             if let (Some(m), Some(pid)) = (&modules, pid) {
-                if let Err(message) = m.isolate(&container_id, pid).await {
-                    launcher::kill_tree(pid);
-                    let _ = child.wait().await;
-                    modules::cleanup(m, &container_id).await;
-                    let _ = tx.send(fail(message));
-                    return;
+                match m.isolate(&container_id, pid).await {
+                    Err(message) => {
+                        // The executor already runs (and may have been given its tasks):
+                        // destroy the container the usual way, so that every open task fails
+                        // with this reason once it has exited.
+                        let _ = tx.send(Input::Limited {
+                            framework_id: f.clone(),
+                            executor_id: e.clone(),
+                            container_id: c.clone(),
+                            reason: task_status::Reason::ContainerLaunchFailed,
+                            message,
+                        });
+                        launcher::kill_tree(pid);
+                    }
+                    Ok(()) => {
+                        let (tx, f, e, c) = (tx.clone(), f.clone(), e.clone(), c.clone());
+                        m.watch(&container_id, move |limited| {
+                            let _ = tx.send(Input::Limited {
+                                framework_id: f,
+                                executor_id: e,
+                                container_id: c,
+                                reason: limited.limitation.reason_or_default(),
+                                message: limited.limitation.message_or_default(),
+                            });
+                        });
+                    }
                 }
-                let (tx, f, e, c) = (tx.clone(), f.clone(), e.clone(), c.clone());
-                m.watch(&container_id, move |limited| {
-                    let _ = tx.send(Input::Limited {
-                        framework_id: f,
-                        executor_id: e,
-                        container_id: c,
-                        reason: limited.limitation.reason_or_default(),
-                        message: limited.limitation.message_or_default(),
-                    });
-                });
             }
             let launched = Input::Launched {
                 framework_id: f.clone(),
