@@ -9,7 +9,8 @@
 //! - every run has a timeout and runs the path directly, with no `/bin/sh -c` (Criteo's watch
 //!   loop uses `system()` with no timeout);
 //! - the temp files are removed on every path, also on error, timeout or cancellation;
-//! - processes the command leaves behind in its process group are killed when it exits;
+//! - processes the command leaves behind in its process group are killed when it exits
+//!   (on a timeout, the whole tree is killed, as Criteo does, also what left the group);
 //! - a command that deletes its own temp files is not an error (a missing output file reads
 //!   as empty output, a missing error file as no cause);
 //! - the error file's text is trimmed and bounded to [`ERROR_FILE_LIMIT`] bytes.
@@ -78,7 +79,8 @@ impl Runner {
     /// Runs `inv.command <input> <output> <error>` in a new process group, stdin = the input
     /// file, stdout and stderr inherited. Exit 0 gives the content of the output file.
     ///
-    /// On timeout the whole group gets SIGTERM, then SIGKILL [`KILL_GRACE`] later. When the
+    /// On timeout the whole process tree (the group, its descendants, and the groups and
+    /// sessions they lead) gets SIGTERM, then SIGKILL [`KILL_GRACE`] later. When the
     /// command exits, whatever is left in its group is killed (a daemon meant to outlive the
     /// command must leave the group, e.g. with `setsid`). The temp files are removed in every
     /// case, also when this future is dropped before it completes (the group is then killed).
@@ -115,10 +117,19 @@ impl Runner {
         let status = match tokio::time::timeout(inv.timeout, child.wait()).await {
             Ok(status) => status,
             Err(_) => {
+                // The whole tree, as Mesos's `os::killtree`: the group, and what left it
+                // (`setsid`) but descends from it, found while the leader still lives.
+                let tree = files.pgid.map(process_tree).unwrap_or_default();
                 files.signal(libc::SIGTERM);
-                // Whether or not the leader went, the rest of the group gets SIGKILL.
+                signal_each(&tree, libc::SIGTERM);
+                // Whether or not the leader went, the rest of the tree gets SIGKILL.
                 let _ = tokio::time::timeout(KILL_GRACE, child.wait()).await;
+                let mut tree = tree;
+                if let Some(pgid) = files.pgid {
+                    tree.extend(process_tree(pgid));
+                }
                 files.signal(libc::SIGKILL);
+                signal_each(&tree, libc::SIGKILL);
                 let _ = child.wait().await;
                 files.pgid = None;
                 drop(files);
@@ -446,6 +457,107 @@ impl Drop for RunFiles {
             // NotFound is fine: the command may delete its own files.
             let _ = std::fs::remove_file(path);
         }
+    }
+}
+
+/// A process as `/proc/<pid>/stat` shows it; `start` (clock ticks since boot) tells a
+/// process from a later one that reuses its pid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Proc {
+    pid: u32,
+    start: u64,
+}
+
+/// The processes of the group `pgid`, their descendants, and the members of the groups and
+/// sessions any of those lead: what Mesos's `os::killtree(pid, signal, groups, sessions)`
+/// reaches, so that a `setsid` child of a timed-out command is killed with it. Reads all of
+/// `/proc`, which is why it is only done on timeouts.
+fn process_tree(pgid: u32) -> Vec<Proc> {
+    struct Stat {
+        pid: u32,
+        ppid: u32,
+        pgrp: u32,
+        sid: u32,
+        start: u64,
+    }
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let all: Vec<Stat> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // After "pid (comm) ": state ppid pgrp session … starttime (field 22).
+            let rest = stat.get(stat.rfind(')')? + 2..)?;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(Stat {
+                pid,
+                ppid: f.get(1)?.parse().ok()?,
+                pgrp: f.get(2)?.parse().ok()?,
+                sid: f.get(3)?.parse().ok()?,
+                start: f.get(19)?.parse().ok()?,
+            })
+        })
+        .collect();
+    let me = std::process::id();
+    let mut members: std::collections::BTreeSet<u32> = all
+        .iter()
+        .filter(|p| p.pgrp == pgid || p.pid == pgid)
+        .map(|p| p.pid)
+        .collect();
+    loop {
+        let before = members.len();
+        for p in &all {
+            if !members.contains(&p.pid)
+                && (members.contains(&p.ppid)
+                    || members.contains(&p.pgrp)
+                    || members.contains(&p.sid))
+            {
+                members.insert(p.pid);
+            }
+        }
+        if members.len() == before {
+            break;
+        }
+    }
+    all.iter()
+        .filter(|p| members.contains(&p.pid) && p.pid != me)
+        .map(|p| Proc {
+            pid: p.pid,
+            start: p.start,
+        })
+        .collect()
+}
+
+/// Sends `signal` to each process of `procs` that is still the same process (same start
+/// time), so that a reused pid is never signalled.
+fn signal_each(procs: &[Proc], signal: libc::c_int) {
+    for p in procs {
+        let start = std::fs::read_to_string(format!("/proc/{}/stat", p.pid))
+            .ok()
+            .and_then(|stat| {
+                let rest = stat.get(stat.rfind(')')? + 2..)?;
+                rest.split_whitespace().nth(19)?.parse::<u64>().ok()
+            });
+        if start == Some(p.start) {
+            signal_pid(p.pid, signal);
+        }
+    }
+}
+
+/// Sends `signal` to the process `pid`; errors (it is gone) are ignored.
+#[allow(unsafe_code)]
+fn signal_pid(pid: u32, signal: libc::c_int) {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    if pid <= 1 {
+        return;
+    }
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    unsafe {
+        libc::kill(pid, signal);
     }
 }
 

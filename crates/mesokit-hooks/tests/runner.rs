@@ -267,6 +267,29 @@ async fn timeout_kills_the_whole_group() {
 }
 
 #[tokio::test]
+async fn timeout_kills_a_child_that_left_the_group_with_setsid() {
+    let s = Scratch::new("setsid");
+    let pid = s.path("daemon");
+    let cmd = s.script(
+        "daemon.sh",
+        &format!(
+            "setsid sh -c 'echo $$ > {p}.tmp; mv {p}.tmp {p}; exec sleep 60' & while :; do sleep 0.05; done",
+            p = pid.display()
+        ),
+    );
+    let err = s
+        .runner
+        .run(&inv(&cmd, "{}").with_timeout(Duration::from_millis(500)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RunError::Timeout { .. }), "{err:?}");
+    // A new session, outside the group: reached through the process tree, as Mesos's
+    // killtree reaches it.
+    assert_dies(read_pid(&pid)).await;
+    s.assert_no_temp_files();
+}
+
+#[tokio::test]
 async fn timeout_sigkills_a_group_that_ignores_sigterm() {
     let s = Scratch::new("stubborn");
     let pids = s.path("pids");
