@@ -561,3 +561,117 @@ pub fn post_fetch_input(container_id: &ContainerId, directory: &str) -> Vec<u8> 
     w.end_object();
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Answers a script may write, valid ones first; every corruption of them must give an
+    /// error or a value, never a panic.
+    const SEEDS: &[&str] = &[
+        r#"{"labels":[{"key":"a","value":"b"}]}"#,
+        r#"{"variables":[{"name":"A","value":"1","type":"VALUE"}]}"#,
+        r#"{"environment":{"variables":[{"name":"A","value":"1"}]},"pre_exec_commands":[{"value":"true"}],"working_directory":"wd","rootfs":"/x"}"#,
+        r#"{"message":"m","reason":"REASON_CONTAINER_LIMITATION_DISK","resources":[{"name":"disk","type":"SCALAR","scalar":{"value":1}}]}"#,
+        r#"{"timestamp":1.5,"mem_rss_bytes":"12","net_snmp_statistics":{"tcp_stats":{"CurrEstab":5}}}"#,
+        r#"{"command_info":{"value":"x"},"directory":"/d","resources":[],"user":"u"}"#,
+    ];
+
+    fn parse_all(bytes: &[u8]) {
+        let _ = parse_output::<v1::Labels>(bytes);
+        let _ = parse_output::<v1::Environment>(bytes);
+        let _ = parse_output::<ContainerLaunchInfo>(bytes);
+        let _ = parse_output::<ContainerLimitation>(bytes);
+        let _ = parse_output::<v1::ResourceStatistics>(bytes);
+        let _ = parse_output::<ContainerConfig>(bytes);
+        let _ = parse_output::<ResourceList>(bytes);
+        let _ = parse_output::<AttributeList>(bytes);
+        let _ = parse_output::<v1::TaskStatus>(bytes);
+    }
+
+    #[test]
+    fn corrupted_answers_never_panic() {
+        // A small xorshift: deterministic, no dependency.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for seed in SEEDS {
+            parse_all(seed.as_bytes());
+            for _ in 0..2000 {
+                let mut b = seed.as_bytes().to_vec();
+                for _ in 0..=(next() % 4) {
+                    let i = (next() as usize) % b.len();
+                    match next() % 3 {
+                        0 => b[i] = next() as u8,
+                        1 => {
+                            b.remove(i);
+                        }
+                        _ => b.truncate(i),
+                    }
+                    if b.is_empty() {
+                        break;
+                    }
+                }
+                parse_all(&b);
+            }
+        }
+    }
+
+    #[test]
+    fn the_stout_error_texts() {
+        assert_eq!(
+            parse_output::<v1::Labels>(b"").unwrap_err().to_string(),
+            "No content to parse"
+        );
+        assert!(
+            parse_output::<v1::Labels>(b"\n")
+                .unwrap_err()
+                .to_string()
+                .starts_with("Malformed JSON. ")
+        );
+        assert_eq!(
+            parse_output::<v1::Labels>(b"[1]").unwrap_err().to_string(),
+            "Malformed Protobuf. JSON object is expected."
+        );
+        assert!(
+            parse_output::<v1::Labels>(br#"{"labels":[{"value":"v"}]}"#)
+                .unwrap_err()
+                .to_string()
+                .starts_with("Error while converting JSON to protobuf. ")
+        );
+        // Unknown keys are ignored; numeric strings are numbers.
+        let s = parse_output::<v1::ResourceStatistics>(br#"{"timestamp":"2","x":{}}"#).unwrap();
+        assert_eq!(s.timestamp, 2.0);
+    }
+
+    #[test]
+    fn container_config_round_trips_and_nested_ids_stringify() {
+        let c = ContainerConfig {
+            executor_info: None,
+            task_info: None,
+            // Declared defaults are written (stout), so set them to compare.
+            command_info: CommandInfo {
+                value: Some("sleep 1".into()),
+                shell: Some(true),
+                ..Default::default()
+            },
+            resources: Vec::new(),
+            directory: "/d".into(),
+            user: Some("u".into()),
+        };
+        let back: ContainerConfig = json::decode(&json::encode(&c)).unwrap();
+        assert_eq!(back, c);
+        let id = ContainerId {
+            value: "c".into(),
+            parent: Some(Box::new(ContainerId {
+                value: "p".into(),
+                parent: None,
+            })),
+        };
+        assert_eq!(container_id_string(&id), "p.c");
+    }
+}
