@@ -2,9 +2,9 @@
 //!
 //! * `offer_cycle/<tasks>`: one OFFERS event from 10,000 agents placing 1k / 10k / 100k pending
 //!   tasks (matching, TaskInfo building, store records, ACCEPT calls), outputs drained;
-//! * `failover/100000`: a new scheduler restores 100,000 launched tasks from the store,
-//!   subscribes (explicit + implicit reconciliation calls) and processes the 100,000
-//!   reconciliation updates (store writes and acknowledgements), outputs drained.
+//! * `failover/…_100000`: a new scheduler restores 100,000 running tasks (from memory, or
+//!   first loaded from the file store), subscribes (explicit + implicit reconciliation calls)
+//!   and processes the 100,000 reconciliation answers, outputs drained.
 //!
 //! Memory per tracked task is printed by `cargo bench -p mesokit-framework --bench scheduler`
 //! before the timings (a counting allocator around mimalloc, the allocator of the `mesokit`
@@ -20,7 +20,7 @@ use std::time::Instant;
 use criterion::{BatchSize, Criterion, criterion_group};
 use mesokit_framework::core::{Config, Output, Scheduler};
 use mesokit_framework::spec::{ConstraintOp, GroupSpec, JobKind, JobSpec};
-use mesokit_framework::store::Write;
+use mesokit_framework::store::{FileStore, Store, Write};
 use mesokit_proto::helpers;
 use mesokit_proto::v1::{AgentId, FrameworkId, Offer, OfferId, TaskId, TaskState, TaskStatus};
 use mimalloc::MiMalloc;
@@ -211,30 +211,86 @@ fn bench(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("failover");
     g.sample_size(10);
-    let (_, store, ids) = launched(100_000);
+    // The state a scheduler stored before it died: 100,000 tasks, all RUNNING.
+    let (mut s, _, ids) = launched(100_000);
+    for id in &ids {
+        s.on_update(status(id, TaskState::TaskRunning), Instant::now());
+    }
+    let mut records = std::collections::BTreeMap::new();
+    records.insert("framework_id".to_string(), b"fw".to_vec());
+    while let Some(o) = s.poll_output() {
+        if let Output::Persist(ws) = o {
+            for w in ws {
+                if let Write::Put { key, value } = w {
+                    records.insert(key, value);
+                }
+            }
+        }
+    }
+    drop(s);
+    let store: Stored = records.into_iter().collect();
+    // Reconciliation answers: every task still RUNNING (no uuid: answers are not acked).
     let updates: Vec<TaskStatus> = ids
         .iter()
-        .map(|id| status(id, TaskState::TaskRunning))
+        .map(|id| TaskStatus {
+            uuid: None,
+            ..status(id, TaskState::TaskRunning)
+        })
         .collect();
-    g.bench_function("restore_subscribe_reconcile_100000", |b| {
+    let failover = |store: Stored, updates: Vec<TaskStatus>| {
+        let mut s = Scheduler::new(job(100_000), Config::default());
+        s.restore(store);
+        let now = Instant::now();
+        s.on_subscribed(&FrameworkId { value: "fw".into() }, now);
+        for u in updates {
+            s.on_update(u, now);
+        }
+        let (n, writes) = drain_with(&mut s, true);
+        assert_eq!(n, 0, "nothing relaunched");
+        assert!(writes.is_empty(), "nothing changed");
+        s
+    };
+    g.bench_function("core_restore_subscribe_reconcile_100000", |b| {
         b.iter_batched(
             || (store.clone(), updates.clone()),
-            |(store, updates)| {
-                let mut s = Scheduler::new(job(100_000), Config::default());
-                s.restore(store);
-                let now = Instant::now();
-                s.on_subscribed(&FrameworkId { value: "fw".into() }, now);
-                for u in updates {
-                    s.on_update(u, now);
-                }
-                let (n, _) = drain(&mut s);
-                assert_eq!(n, 0, "nothing relaunched");
-                s
+            |(store, updates)| failover(store, updates),
+            BatchSize::PerIteration,
+        )
+    });
+    // The same, reading the state from the file store first (a restarted scheduler).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("mesokit-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("state.redb");
+    rt.block_on(async {
+        let file = FileStore::open(&path).unwrap();
+        let writes: Vec<Write> = store
+            .iter()
+            .map(|(k, v)| Write::Put {
+                key: k.clone(),
+                value: v.clone(),
+            })
+            .collect();
+        file.apply(writes).await.unwrap();
+    });
+    g.bench_function("file_store_load_then_reconcile_100000", |b| {
+        b.iter_batched(
+            || updates.clone(),
+            |updates| {
+                let stored = rt.block_on(async {
+                    let file = FileStore::open(&path).unwrap();
+                    file.load().await.unwrap()
+                });
+                failover(stored, updates)
             },
             BatchSize::PerIteration,
         )
     });
     g.finish();
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 criterion_group!(benches, bench);
