@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use mesokit_client::scheduler::{SchedulerClient, SchedulerConfig, SchedulerEvent};
 use mesokit_client::{ContentType, Error as ClientError};
+use mesokit_proto::v1::scheduler::call;
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::core::{Output, Scheduler, TaskEvent};
@@ -309,7 +310,14 @@ impl<S: Store> Driver<S> {
                 self.persist(writes).await?;
             }
             for call in calls {
-                if let Err(e) = client.call(*call).await {
+                let teardown = call.r#type == Some(call::Type::Teardown as i32);
+                // TEARDOWN through the client's own method, which expects the stream to end.
+                let sent = if teardown {
+                    client.teardown().await
+                } else {
+                    client.call(*call).await
+                };
+                if let Err(e) = sent {
                     // Lost calls are recovered by design: offers expire, kills and acks
                     // are repeated through reconciliation after the next SUBSCRIBED.
                     let _ = self
