@@ -10,7 +10,7 @@ mod build;
 mod record;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::time::{Duration, Instant};
 
 use mesokit_proto::v1::scheduler::{Call, Event, call, event};
@@ -220,7 +220,6 @@ pub struct Scheduler {
     /// Group indices by priority, highest first (stable for equal priorities).
     order: Vec<usize>,
     instances: Vec<Instance>,
-    by_task: HashMap<String, usize, BuildFnv>,
     delayed: BinaryHeap<Reverse<(Instant, usize)>>,
     framework_id: Option<String>,
     subscribed_once: bool,
@@ -235,32 +234,6 @@ pub struct Scheduler {
     out: VecDeque<Output>,
     metrics: Metrics,
     warnings: Vec<String>,
-}
-
-/// FNV-1a for the task-id index: ids come from us, not from an attacker, and SipHash was a
-/// visible share of a 100k-task offer cycle.
-#[derive(Debug, Clone, Copy, Default)]
-struct BuildFnv;
-
-#[derive(Debug)]
-struct Fnv(u64);
-
-impl std::hash::BuildHasher for BuildFnv {
-    type Hasher = Fnv;
-    fn build_hasher(&self) -> Fnv {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl std::hash::Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
 }
 
 fn task_call(kind: call::Type) -> Call {
@@ -281,7 +254,6 @@ impl Scheduler {
             groups: Vec::new(),
             order: Vec::new(),
             instances: Vec::new(),
-            by_task: HashMap::default(),
             delayed: BinaryHeap::new(),
             framework_id: None,
             subscribed_once: false,
@@ -325,7 +297,6 @@ impl Scheduler {
         s.order.sort_by_key(|g| Reverse(s.job.groups[*g].priority));
         let total: usize = s.groups.iter().map(|g| g.target as usize).sum();
         s.instances.reserve(total);
-        s.by_task.reserve(total);
         for gi in 0..s.groups.len() {
             let target = s.groups[gi].target;
             s.groups[gi].slots.reserve(target as usize);
@@ -437,7 +408,6 @@ impl Scheduler {
                     let gi = self.instances[id].group;
                     let inst = &mut self.instances[id];
                     if rec.phase == Phase::Launched {
-                        self.by_task.insert(rec.task_id.clone(), id);
                         let g = &mut self.groups[gi];
                         g.placement.record(&g.constraints, &rec.placed, 1);
                     }
@@ -731,7 +701,6 @@ impl Scheduler {
                 };
                 tasks.push(build::task_info(&ctx, taken.resources));
                 inst.rec.ports = taken.ports;
-                self.by_task.insert(inst.rec.task_id.clone(), id);
                 writes.push(Write::Put {
                     key: Record::key(&inst.rec.group, inst.rec.index),
                     value: inst.rec.encode(),
@@ -762,9 +731,7 @@ impl Scheduler {
             });
             c
         });
-        let id = self.by_task.get(&status.task_id.value).copied();
-        let Some(id) = id.filter(|id| self.instances[*id].rec.task_id == status.task_id.value)
-        else {
+        let Some(id) = self.live_instance(&status.task_id.value) else {
             // Not one of ours (or an old attempt): make sure it does not run, then ack.
             if mesokit_proto::helpers::is_active(state) {
                 let agent = status
@@ -867,7 +834,6 @@ impl Scheduler {
         let kind = self.job.kind;
         let g = &mut self.groups[gi];
         let inst = &mut self.instances[id];
-        self.by_task.remove(&inst.rec.task_id);
         g.placement.record(&g.constraints, &inst.rec.placed, -1);
         let message = status.message.clone().unwrap_or_default();
         let ev = |inst: &Instance, kind| TaskEvent {
@@ -1120,9 +1086,8 @@ impl Scheduler {
 
     /// Kills one task; what follows is the group's restart policy for TASK_KILLED.
     pub fn kill_task(&mut self, task_id: &str) -> Result<(), String> {
-        let id = *self
-            .by_task
-            .get(task_id)
+        let id = self
+            .live_instance(task_id)
             .ok_or_else(|| format!("no live task {task_id:?}"))?;
         let inst = &mut self.instances[id];
         inst.kill = Some(KillReason::Operator);
@@ -1242,6 +1207,21 @@ impl Scheduler {
     /// Warnings since the last call (restore problems, framework id changes).
     pub fn take_warnings(&mut self) -> Vec<String> {
         std::mem::take(&mut self.warnings)
+    }
+
+    /// The instance whose current, launched task is `task_id`. Task ids are
+    /// `<job>.<group>.<index>.<attempt>` (group names have no dots), so the id itself says
+    /// where to look: no index of task ids to keep.
+    fn live_instance(&self, task_id: &str) -> Option<usize> {
+        let rest = task_id
+            .strip_prefix(self.job.name.as_str())?
+            .strip_prefix('.')?;
+        let (rest, _attempt) = rest.rsplit_once('.')?;
+        let (group, index) = rest.rsplit_once('.')?;
+        let gi = self.job.groups.iter().position(|g| g.name == group)?;
+        let id = *self.groups[gi].slots.get(index.parse::<usize>().ok()?)?;
+        let rec = &self.instances[id].rec;
+        (rec.phase == Phase::Launched && rec.task_id == task_id).then_some(id)
     }
 
     fn group_index(&self, group: &str) -> Result<usize, String> {

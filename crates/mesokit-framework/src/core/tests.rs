@@ -4,6 +4,7 @@ use super::*;
 use crate::spec::{ConstraintOp, GroupSpec, RestartPolicy};
 use mesokit_proto::helpers;
 use mesokit_proto::v1::scheduler::event;
+use std::collections::HashMap;
 
 fn offer(id: &str, agent: &str, host: &str, cpus: f64, mem: f64) -> Offer {
     Offer {
