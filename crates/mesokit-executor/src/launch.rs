@@ -36,17 +36,60 @@ pub fn process_env() -> Vec<(String, String)> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum InvalidTask {
-    /// No `TaskInfo.command`.
+    /// No `TaskInfo.command`, and no command in `TaskInfo.data`.
     #[error(
-        "the task has no command (TaskInfo.command is not set); this executor runs command tasks"
+        "the task has no command (neither TaskInfo.command nor a \"command\" in TaskInfo.data); \
+         this executor runs command tasks"
     )]
     NoCommand,
+    /// `TaskInfo.data` names a command that cannot be read.
+    #[error("TaskInfo.data: {0}")]
+    BadDataCommand(String),
     /// `CommandInfo.value` is missing or empty.
     #[error(
         "the task's command has no value: a shell command needs its script, and shell=false \
          needs the program to run"
     )]
     NoValue,
+}
+
+/// The key of `TaskInfo.data` (a JSON object) that carries the task's `CommandInfo`, in Mesos
+/// JSON, when the task comes with an `ExecutorInfo` naming this executor: Mesos takes a command
+/// or an executor, never both, so a framework using `mesokit executor` as a custom executor
+/// (as `mesokit run` does for `executor: mesokit`) puts the command here. Other keys of the
+/// object (e.g. `before_commands`) are left to their readers.
+pub const DATA_COMMAND_KEY: &str = "command";
+
+/// The command in `TaskInfo.data`, if the data is a JSON object with a [`DATA_COMMAND_KEY`].
+fn command_from_data(task: &TaskInfo) -> Result<Option<CommandInfo>, InvalidTask> {
+    let Some(data) = task.data.as_deref() else {
+        return Ok(None);
+    };
+    if data.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Ok(None);
+    }
+    let bad = |e: mesokit_proto::json::JsonError| {
+        InvalidTask::BadDataCommand(format!("not valid JSON: {e}"))
+    };
+    let mut p = mesokit_proto::json::Parser::new(data).map_err(bad)?;
+    p.begin_object().map_err(bad)?;
+    let mut first = true;
+    let mut command = None;
+    while let Some(key) = p.next_key(&mut first).map_err(bad)? {
+        if key == DATA_COMMAND_KEY {
+            let mut c = CommandInfo::default();
+            mesokit_proto::json::MesosJson::merge_json(&mut c, &mut p).map_err(|e| {
+                InvalidTask::BadDataCommand(format!(
+                    "`{DATA_COMMAND_KEY}` is not a CommandInfo: {e}"
+                ))
+            })?;
+            command = Some(c);
+        } else {
+            p.skip_value().map_err(bad)?;
+        }
+    }
+    p.finish().map_err(bad)?;
+    Ok(command)
 }
 
 /// Where a task lives.
@@ -73,7 +116,14 @@ pub fn command_spec(
     executor_env: &[(String, String)],
     placement: Placement<'_>,
 ) -> Result<CommandSpec, InvalidTask> {
-    let command = task.command.as_ref().ok_or(InvalidTask::NoCommand)?;
+    let from_data;
+    let command = match &task.command {
+        Some(c) => c,
+        None => {
+            from_data = command_from_data(task)?.ok_or(InvalidTask::NoCommand)?;
+            &from_data
+        }
+    };
     if let Some(user) = &command.user {
         tracing::warn!(
             task_id = %task.task_id.value,
@@ -246,6 +296,39 @@ mod tests {
         assert_eq!(get(&spec, "MESOS_EXECUTOR_AUTHENTICATION_TOKEN"), None);
         assert_eq!(get(&spec, "MESOKIT_EXECUTOR_HOOKS"), None);
         assert!(!format!("{spec:?}").contains("secret"));
+    }
+
+    #[test]
+    fn a_custom_executor_task_carries_its_command_in_data() {
+        let mut task = TaskBuilder::new("t", "t1", "a").build();
+        task.command = None;
+        task.data = Some(
+            br#" {"before_commands": [], "command": {"shell": true, "value": "echo $X",
+                "environment": {"variables": [{"name": "X", "value": "from-data"}]}}}"#
+                .to_vec()
+                .into(),
+        );
+        let spec = command_spec(&task, &base(), Placement::Shared(None)).unwrap();
+        assert_eq!(spec.args, ["-c", "echo $X"]);
+        assert_eq!(get(&spec, "X"), Some("from-data"));
+
+        task.data = Some(br#"{"command": {"shell": "yes"}}"#.to_vec().into());
+        let err = command_spec(&task, &base(), Placement::Shared(None)).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("TaskInfo.data: `command` is not a CommandInfo"),
+            "{err}"
+        );
+        task.data = Some(br#"{"other": 1}"#.to_vec().into());
+        assert_eq!(
+            command_spec(&task, &base(), Placement::Shared(None)).unwrap_err(),
+            InvalidTask::NoCommand
+        );
+        task.data = Some(b"plain bytes".to_vec().into());
+        assert_eq!(
+            command_spec(&task, &base(), Placement::Shared(None)).unwrap_err(),
+            InvalidTask::NoCommand
+        );
     }
 
     #[test]

@@ -305,3 +305,44 @@ fn service_scales_restarts_and_stops_through_the_admin_api() {
         "instances, finished, failed, killed: {row}"
     );
 }
+
+#[test]
+fn before_after_example_runs_its_steps_around_each_task() {
+    let dir = tempdir::Dir::new();
+    let out = mesokit()
+        .args(["run"])
+        .arg(example("before-after.yaml"))
+        .arg("--work-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // Each task ran under `mesokit executor` as a custom executor: its sandbox stdout holds
+    // the before step's file, the task's own line, then the after step's line.
+    let mut stdouts = Vec::new();
+    let mut stack = vec![dir.path().to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().map_while(Result::ok) {
+            let p = e.path();
+            // `runs/latest` is a symlink to the run directory: walk real directories only.
+            if e.file_type().unwrap().is_dir() {
+                stack.push(p);
+            } else if p.file_name().is_some_and(|n| n == "stdout")
+                && p.to_string_lossy().contains("/executors/steps.job.")
+            {
+                stdouts.push(std::fs::read_to_string(&p).unwrap());
+            }
+        }
+    }
+    assert_eq!(stdouts.len(), 2, "one sandbox per task");
+    for s in stdouts {
+        let lines: Vec<&str> = s.lines().collect();
+        let task = lines
+            .iter()
+            .position(|l| l.starts_with("work of instance"))
+            .expect(&s);
+        assert_eq!(lines[task - 1], "fetching inputs", "{s}");
+        assert_eq!(lines[task + 1], "cleaning up", "{s}");
+    }
+}
