@@ -32,6 +32,7 @@ pub mod commands;
 pub mod config;
 pub mod health;
 pub mod launch;
+pub mod log;
 pub mod process;
 pub mod rotate;
 mod runtime;

@@ -317,6 +317,66 @@ pub fn disable_huge_pages() -> io::Result<()> {
     Ok(())
 }
 
+/// Linux: keeps resident only the executable code this process really runs (the `r-xp`
+/// file mappings of its binary and shared libraries). The kernel maps file pages around each
+/// page fault in batches ("fault-around"), so code touched once at start-up, and its
+/// neighbours, stay in the RSS. `MADV_RANDOM` asks for no read-ahead on these mappings and
+/// `MADV_DONTNEED` drops what is mapped now; pages come back from the page cache when run (a
+/// minor fault each). Only read-only, executable, file-backed mappings are touched: their
+/// pages are never written, so nothing is lost. Returns the bytes of mappings advised;
+/// elsewhere 0.
+///
+/// Measured on Linux 6.18 (docs/benchmarks.md): libc's part of the executor's RSS went from
+/// 1.2 MiB to 0.7 MiB; the small executor binary stays mostly resident, its steady-state code
+/// being spread over most of its text.
+///
+/// Call it once at start and again when the steady state begins (the first task running), so
+/// that start-up code does not stay counted.
+pub fn trim_code_pages() -> usize {
+    #[cfg(target_os = "linux")]
+    {
+        let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+            return 0;
+        };
+        let mut advised = 0;
+        for line in maps.lines() {
+            let mut fields = line.split_whitespace();
+            let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
+                continue;
+            };
+            let path = fields.nth(3).unwrap_or("");
+            if perms != "r-xp" || !path.starts_with('/') {
+                continue;
+            }
+            let Some((start, end)) = range.split_once('-') else {
+                continue;
+            };
+            let (Ok(start), Ok(end)) = (
+                usize::from_str_radix(start, 16),
+                usize::from_str_radix(end, 16),
+            ) else {
+                continue;
+            };
+            let len = end.saturating_sub(start);
+            // SAFETY: madvise on a mapping the kernel just listed as ours, private, read-only
+            // and executable: MADV_RANDOM only changes read-ahead, and MADV_DONTNEED on a
+            // clean private file mapping only unmaps pages that fault back in unchanged from
+            // the file. No memory is read or written through these calls.
+            unsafe {
+                let addr = start as *mut libc::c_void;
+                if libc::madvise(addr, len, libc::MADV_RANDOM) == 0
+                    && libc::madvise(addr, len, libc::MADV_DONTNEED) == 0
+                {
+                    advised += len;
+                }
+            }
+        }
+        advised
+    }
+    #[cfg(not(target_os = "linux"))]
+    0
+}
+
 /// Starts the process in a new session (`setsid`), so that it leads a process group and a
 /// session of its own; stdin is `/dev/null`. Must be called within a Tokio runtime.
 ///

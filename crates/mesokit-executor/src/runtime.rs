@@ -99,6 +99,7 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
     let sender = tokio::spawn(send_updates(client.clone(), update_rx));
     let mut procs: HashMap<String, mpsc::UnboundedSender<Signal>> = HashMap::new();
     let mut stream_open = true;
+    let mut trimmed = false;
     let mut lost = None;
 
     loop {
@@ -146,7 +147,13 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
                             );
                             tokio::spawn(run);
                         });
+                    let first = result.is_ok() && procs.len() == 1 && !trimmed;
                     sup.handle_spawned(&task_id, result, Instant::now());
+                    if first && own_process {
+                        // Start-up is over: its code need not stay resident.
+                        trimmed = true;
+                        process::trim_code_pages();
+                    }
                 }
                 Action::Hooks {
                     task_id,

@@ -31,6 +31,8 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, String> {
     // of a few hundred KiB. mimalloc is built without its MADV_HUGEPAGE (`no_thp`); this keeps
     // anything else from bringing them back (docs/benchmarks.md, executor footprint).
     let thp = mesokit_executor::process::disable_huge_pages();
+    // Only the code really run stays resident (see trim_code_pages): the CLI binary is large.
+    mesokit_executor::process::trim_code_pages();
     init_logging();
     if let Err(e) = thp {
         tracing::debug!(error = %e, "cannot opt out of transparent huge pages");
