@@ -57,7 +57,8 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, String> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                // The client's connection warnings are reported as lines of our own.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,mesokit_client=error")),
         )
         .with_writer(std::io::stderr)
         .init();
