@@ -176,14 +176,37 @@ fn gen_protobuf(
     let _ = writeln!(out, "    {inline}");
     let _ = writeln!(
         out,
-        "    fn merge_pb(&mut self, r: &mut PbReader<'a>) -> Result<(), PbError> {{"
+        "    fn merge_pb(&mut self, outer: &mut PbReader<'a>) -> Result<(), PbError> {{"
     );
-    let _ = writeln!(out, "        while let Some((num, wt)) = r.key()? {{");
-    let _ = writeln!(out, "            match num {{");
-    for f in &m.field {
+    // Decode with a local copy of the reader (registers, not memory), stored back at the end.
+    let _ = writeln!(out, "        let mut r = *outer;");
+    if m.field.is_empty() {
+        let _ = writeln!(
+            out,
+            "        while let Some((_, wt)) = r.key()? {{ r.skip(wt)?; }}"
+        );
+        let _ = writeln!(out, "        *outer = r;\n        Ok(())\n    }}\n}}\n");
+        return;
+    }
+    // Encoders (prost, Mesos's C++) write fields in ascending number order. Instead of one
+    // `match` on the field number (an indirect jump that mispredicts as the fields change), the
+    // fields are tried in that order, each a plain compare: a well-formed message runs through
+    // the chain once, a repeated field loops on its own compare. A key out of order restarts
+    // the chain; an unknown one is skipped.
+    let next = "match r.key()? { Some((n, w)) => { num = n; wt = w; } None => break 'msg }";
+    let _ = writeln!(out, "        'msg: {{");
+    let _ = writeln!(
+        out,
+        "        let Some((mut num, mut wt)) = r.key()? else {{ break 'msg }};"
+    );
+    let _ = writeln!(out, "        loop {{");
+    let mut fields: Vec<&FieldDescriptorProto> = m.field.iter().collect();
+    fields.sort_by_key(|f| f.number());
+    for f in &fields {
         let field = escape_ident(f.name());
         let num = f.number();
         let is_msg = f.r#type() == Type::Message;
+        let repeated = f.label() == Label::Repeated;
         let body = if ctx.is_map(f) {
             let entry = ctx.map_entry(f.type_name());
             let vf = &entry.field[1];
@@ -199,8 +222,12 @@ fn gen_protobuf(
             )
         } else {
             match (f.label(), is_msg) {
+                // A long list (an OFFERS event's offers) is sized once from a count of its
+                // elements ahead instead of growing and moving its elements on each doubling.
                 (Label::Repeated, true) => format!(
-                    "let n = self.{field}.len(); self.{field}.resize_with(n + 1, Default::default); r.message(wt, &mut self.{field}[n])?;"
+                    "let n = self.{field}.len(); \
+                     if n == 0 {{ let c = r.count_ahead(num); if c > 4 {{ self.{field}.reserve(c); }} }} \
+                     self.{field}.resize_with(n + 1, Default::default); r.message(wt, &mut self.{field}[n])?;"
                 ),
                 (Label::Repeated, false) if packable(f) => format!(
                     "r.packed(wt, |r, wt| {{ self.{field}.push({}); Ok(()) }})?;",
@@ -222,12 +249,21 @@ fn gen_protobuf(
                 (Label::Optional, false) => format!("self.{field} = Some({});", pb_read(f)),
             }
         };
-        let _ = writeln!(out, "                {num} => {{ {body} }}");
+        let looping = if repeated { "while" } else { "if" };
+        let _ = writeln!(
+            out,
+            "            {looping} num == {num} {{ {{ {body} }} {next} }}"
+        );
     }
-    let _ = writeln!(out, "                _ => r.skip(wt)?,");
+    let known: Vec<String> = fields.iter().map(|f| f.number().to_string()).collect();
     let _ = writeln!(
         out,
-        "            }}\n        }}\n        Ok(())\n    }}\n}}\n"
+        "            if !matches!(num, {}) {{ r.skip(wt)?; {next} }}",
+        known.join(" | ")
+    );
+    let _ = writeln!(
+        out,
+        "        }}\n        }}\n        *outer = r;\n        Ok(())\n    }}\n}}\n"
     );
 }
 

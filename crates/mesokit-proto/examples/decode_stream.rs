@@ -8,6 +8,11 @@
 //! `scheduler::Event`, twice: into the owned prost type (`mesokit-owned` line) and into the
 //! borrowed view (`mesokit` line, the main figure). Prints the best of several runs (at least
 //! 2 s in total) of each.
+//!
+//! Environment: `DECODE_ONLY=mesokit|mesokit-owned` runs one decoder; `DECODE_RUNS=N` makes
+//! exactly N runs (for instruction counts under `valgrind --tool=cachegrind`);
+//! `DECODE_SAVE_PROTOBUF=PATH` writes the transcoded protobuf stream there. A FILE whose first
+//! record is not a JSON object is taken as a protobuf stream already and not transcoded.
 
 use std::time::{Duration, Instant};
 
@@ -27,11 +32,15 @@ fn main() {
     let raw = std::fs::read(&file).unwrap_or_else(|e| panic!("cannot read {file}: {e}"));
     let stream = match format.as_str() {
         "json" => raw,
+        "protobuf" if !first_record_is_json(&raw) => raw,
         "protobuf" => {
             let mut out = Vec::new();
             for rec in recordio::decode_all(&raw, usize::MAX).expect("valid RecordIO") {
                 let ev: Event = json::decode(&rec).expect("valid JSON event");
                 recordio::encode(&ev.encode_to_vec(), &mut out);
+            }
+            if let Ok(path) = std::env::var("DECODE_SAVE_PROTOBUF") {
+                std::fs::write(&path, &out).unwrap_or_else(|e| panic!("cannot write {path}: {e}"));
             }
             out
         }
@@ -60,6 +69,9 @@ fn main() {
         std::hint::black_box(&ev);
     };
     let only = std::env::var("DECODE_ONLY").ok();
+    let fixed_runs: Option<usize> = std::env::var("DECODE_RUNS")
+        .ok()
+        .map(|n| n.parse().expect("DECODE_RUNS is a number"));
     for (label, decode) in [
         ("mesokit-owned", &owned as &dyn Fn(bytes::Bytes)),
         ("mesokit", &borrowed),
@@ -86,7 +98,10 @@ fn main() {
         let mut events = 0;
         let start = Instant::now();
         let mut runs = 0;
-        while runs < 3 || start.elapsed() < Duration::from_secs(2) {
+        while match fixed_runs {
+            Some(n) => runs < n,
+            None => runs < 3 || start.elapsed() < Duration::from_secs(2),
+        } {
             let t = Instant::now();
             events = run();
             best = best.min(t.elapsed());
@@ -100,4 +115,11 @@ fn main() {
             events as f64 / secs
         );
     }
+}
+
+/// Whether the stream's first record starts with `{` (a JSON event).
+fn first_record_is_json(raw: &[u8]) -> bool {
+    let mut dec = recordio::Decoder::new(usize::MAX);
+    dec.feed_bytes(bytes::Bytes::copy_from_slice(raw));
+    matches!(dec.next_record(), Ok(Some(rec)) if rec.first() == Some(&b'{'))
 }

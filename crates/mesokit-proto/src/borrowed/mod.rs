@@ -65,3 +65,131 @@ mod generated {
 pub use generated::mesos;
 /// Views of the `mesos.v1` packages (`v1::TaskInfo<'a>`, `v1::scheduler::Event<'a>`, …).
 pub use generated::mesos::v1;
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use crate::json::testing::{Random, Rng};
+    use crate::v1;
+
+    fn varint(b: &[u8], at: &mut usize) -> u64 {
+        let mut v = 0;
+        for shift in (0..64).step_by(7) {
+            let c = b[*at];
+            *at += 1;
+            v |= u64::from(c & 0x7f) << shift;
+            if c < 0x80 {
+                break;
+            }
+        }
+        v
+    }
+
+    /// The top-level fields of an encoded message, each with its key.
+    fn fields(b: &[u8]) -> Vec<&[u8]> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < b.len() {
+            let start = at;
+            let key = varint(b, &mut at);
+            match key & 7 {
+                0 => drop(varint(b, &mut at)),
+                1 => at += 8,
+                2 => at += varint(b, &mut at) as usize,
+                5 => at += 4,
+                wt => panic!("wire type {wt}"),
+            }
+            out.push(&b[start..at]);
+        }
+        out
+    }
+
+    fn view_of_event(b: &[u8]) -> v1::scheduler::Event {
+        super::decode_protobuf::<super::v1::scheduler::Event<'_>>(b)
+            .expect("valid protobuf")
+            .to_owned_message()
+    }
+
+    /// The decoders try fields in ascending order; any other order must give the same message,
+    /// as must repeated occurrences of a singular field (merged, as protobuf says).
+    #[test]
+    fn field_order_and_repetition_do_not_change_the_result() {
+        for seed in 0..200 {
+            let mut r = Rng::new(seed);
+            let (a, b) = (
+                v1::scheduler::Event::random(&mut r, 5),
+                v1::scheduler::Event::random(&mut r, 5),
+            );
+            let (ea, eb) = (a.encode_to_vec(), b.encode_to_vec());
+            let mut reversed: Vec<u8> = Vec::new();
+            for f in fields(&ea).iter().rev() {
+                reversed.extend_from_slice(f);
+            }
+            // (Reversed, the elements of a repeated field come in reverse order too.)
+            let expected =
+                v1::scheduler::Event::decode(reversed.as_slice()).expect("prost decodes");
+            assert_eq!(
+                view_of_event(&reversed),
+                expected,
+                "seed {seed}: reversed fields"
+            );
+            let both = [ea.as_slice(), eb.as_slice()].concat();
+            let merged = v1::scheduler::Event::decode(both.as_slice()).expect("prost decodes");
+            assert_eq!(
+                view_of_event(&both),
+                merged,
+                "seed {seed}: two messages merged"
+            );
+        }
+        // Inside nested messages too: an Offer with its fields reversed.
+        for seed in 0..100 {
+            let mut r = Rng::new(seed);
+            let offer = v1::Offer::random(&mut r, 5);
+            let enc = offer.encode_to_vec();
+            let reversed: Vec<u8> = fields(&enc)
+                .iter()
+                .rev()
+                .flat_map(|f| f.iter().copied())
+                .collect();
+            let view = super::decode_protobuf::<super::v1::Offer<'_>>(&reversed).expect("valid");
+            let expected = v1::Offer::decode(reversed.as_slice()).expect("prost decodes");
+            assert_eq!(view.to_owned_message(), expected, "seed {seed}");
+        }
+    }
+
+    /// A long list is sized by counting its elements ahead; the count must not change what is
+    /// decoded, also when other fields and unknown fields sit between the elements.
+    #[test]
+    fn long_lists_decode_whole_with_other_fields_between_elements() {
+        let mut r = Rng::new(7);
+        let offers: Vec<v1::Offer> = (0..60).map(|_| v1::Offer::random(&mut r, 3)).collect();
+        let ev = v1::scheduler::event::Offers { offers };
+        let enc = ev.encode_to_vec();
+        assert!(
+            enc.len() > 4096,
+            "long enough to be counted ({} bytes)",
+            enc.len()
+        );
+        let view =
+            super::decode_protobuf::<super::v1::scheduler::event::Offers<'_>>(&enc).expect("valid");
+        assert_eq!(view.offers.len(), 60);
+        assert_eq!(view.to_owned_message(), ev);
+        // Unknown fields (number 1000, varint and bytes) between the offers are skipped.
+        let mut mixed = Vec::new();
+        for f in fields(&enc) {
+            mixed.extend_from_slice(f);
+            mixed.extend_from_slice(&[0xc0, 0x3e, 0x05, 0xc2, 0x3e, 0x02, b'h', b'i']);
+        }
+        let view = super::decode_protobuf::<super::v1::scheduler::event::Offers<'_>>(&mixed)
+            .expect("valid");
+        assert_eq!(view.to_owned_message(), ev);
+        // Cut short inside the list: an error, not a panic or a partial list.
+        assert!(
+            super::decode_protobuf::<super::v1::scheduler::event::Offers<'_>>(
+                &enc[..enc.len() - 3]
+            )
+            .is_err()
+        );
+    }
+}

@@ -6,19 +6,32 @@ use std::fmt;
 /// Deepest message nesting accepted.
 const MAX_DEPTH: u32 = 100;
 
-/// Whether every byte is ASCII, eight bytes at a time.
+/// Whether every byte is ASCII. Strings of 4 to 16 bytes (most names and values on the
+/// Mesos wire) are checked with two overlapping loads, longer ones 16 bytes per step with the
+/// last 16 bytes loaded apart (overlapping the steps): no loop over the remainder, few branches.
 #[inline(always)]
 fn is_ascii(b: &[u8]) -> bool {
-    let mut chunks = b.chunks_exact(8);
-    let mut acc = 0u64;
-    for c in &mut chunks {
-        acc |= u64::from_le_bytes(c.try_into().expect("8-byte chunk"));
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let n = b.len();
+    let word = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+    let half = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
+    if n >= 16 {
+        let mut acc = word(n - 16) | word(n - 8);
+        let mut i = 0;
+        while i + 16 < n {
+            acc |= word(i) | word(i + 8);
+            i += 16;
+        }
+        acc & HIGH == 0
+    } else if n >= 8 {
+        (word(0) | word(n - 8)) & HIGH == 0
+    } else if n >= 4 {
+        (half(0) | half(n - 4)) & 0x8080_8080 == 0
+    } else if n > 0 {
+        (b[0] | b[n / 2] | b[n - 1]) < 0x80
+    } else {
+        true
     }
-    let mut tail = 0u8;
-    for &c in chunks.remainder() {
-        tail |= c;
-    }
-    acc & 0x8080_8080_8080_8080 == 0 && tail < 0x80
 }
 
 /// Malformed protobuf input.
@@ -50,7 +63,11 @@ impl std::error::Error for PbError {}
 type R<T> = Result<T, PbError>;
 
 /// Reader over the bytes of one message.
-#[derive(Debug)]
+///
+/// It is `Copy` so that a decoder can work on a local copy: kept in registers, its position
+/// does not go through memory between one field and the next (no method lets the reader's
+/// address escape into a call that is not inlined).
+#[derive(Debug, Clone, Copy)]
 pub struct PbReader<'a> {
     buf: &'a [u8],
     pos: usize,
@@ -70,12 +87,9 @@ impl<'a> PbReader<'a> {
         }
     }
 
-    #[cold]
+    #[inline(always)]
     fn err(&self, what: &'static str) -> PbError {
-        PbError {
-            what,
-            offset: self.base + self.pos,
-        }
+        error_at(what, self.base + self.pos)
     }
 
     #[inline(always)]
@@ -90,21 +104,15 @@ impl<'a> PbReader<'a> {
         self.varint_slow()
     }
 
-    #[inline(never)]
+    #[inline(always)]
     fn varint_slow(&mut self) -> R<u64> {
-        let b = self.buf;
-        let mut v: u64 = 0;
-        for shift in (0..64).step_by(7) {
-            let Some(&byte) = b.get(self.pos) else {
-                return Err(self.err("truncated varint"));
-            };
-            self.pos += 1;
-            v |= u64::from(byte & 0x7f) << shift;
-            if byte < 0x80 {
-                return Ok(v);
+        match varint_from(self.buf, self.pos) {
+            (_, 0) => Err(varint_error(self.buf, self.pos, self.base)),
+            (v, end) => {
+                self.pos = end;
+                Ok(v)
             }
         }
-        Err(self.err("varint longer than 10 bytes"))
     }
 
     /// The next field's number and wire type, or `None` at the end of the message.
@@ -179,13 +187,12 @@ impl<'a> PbReader<'a> {
     /// A reader over an embedded message's bytes.
     #[inline(always)]
     pub fn sub(&mut self, wt: u8) -> R<PbReader<'a>> {
-        let base = self.base + self.pos;
         let buf = self.bytes(wt)?;
         if self.depth >= MAX_DEPTH {
             return Err(self.err("messages nested too deeply"));
         }
-        // `base` pointed at the length prefix; the payload starts at its end.
-        let base = base + (self.pos - (base - self.base)) - buf.len();
+        // The payload ends where the reader now stands.
+        let base = self.base + self.pos - buf.len();
         Ok(PbReader {
             buf,
             pos: 0,
@@ -202,7 +209,7 @@ impl<'a> PbReader<'a> {
     }
 
     /// A repeated scalar field: one value, or a packed run of them.
-    #[inline]
+    #[inline(always)]
     pub fn packed(&mut self, wt: u8, mut each: impl FnMut(&mut Self, u8) -> R<()>) -> R<()> {
         if wt != 2 {
             return each(self, wt);
@@ -301,7 +308,20 @@ impl<'a> PbReader<'a> {
         Ok(i64::from_le_bytes(self.fixed(wt, 1)?))
     }
 
+    /// How many length-delimited fields numbered `num` are left in this message, counting the
+    /// one whose key was just read; a sizing hint for a repeated field. Scans only when the rest
+    /// of the message is long (short lists are cheaper to grow than to count), and stops at the
+    /// first malformed key: the decoder itself reports errors.
+    #[inline(always)]
+    pub fn count_ahead(&self, num: u32) -> usize {
+        if self.buf.len() - self.pos < 2048 {
+            return 0;
+        }
+        count_fields(*self, num)
+    }
+
     /// Skips a field of an unknown number.
+    #[inline(always)]
     pub fn skip(&mut self, wt: u8) -> R<()> {
         match wt {
             0 => self.varint().map(drop),
@@ -310,5 +330,131 @@ impl<'a> PbReader<'a> {
             5 => self.take(4).map(drop),
             _ => Err(self.err("unsupported wire type (groups are not used by Mesos)")),
         }
+    }
+}
+
+/// The counting loop of [`PbReader::count_ahead`], out of line.
+#[inline(never)]
+fn count_fields(mut s: PbReader<'_>, num: u32) -> usize {
+    let mut n = 0;
+    if s.bytes(2).is_err() {
+        return 0;
+    }
+    n += 1;
+    while let Ok(Some((k, wt))) = s.key() {
+        if k == num && wt == 2 {
+            n += 1;
+        }
+        if s.skip(wt).is_err() {
+            break;
+        }
+    }
+    n
+}
+
+#[cold]
+#[inline(never)]
+fn error_at(what: &'static str, offset: usize) -> PbError {
+    PbError { what, offset }
+}
+
+/// A varint at `pos` (of any length; called for those of two bytes or more): its value and
+/// where it ends, or an end of 0 if it is malformed (see [`varint_error`]). Two words, so
+/// they come back in registers.
+#[inline(never)]
+fn varint_from(b: &[u8], mut pos: usize) -> (u64, usize) {
+    // Two-byte varints (lengths of 128..16383 bytes, ports) are the common case here.
+    if let (Some(&b0), Some(&b1)) = (b.get(pos), b.get(pos + 1)) {
+        if b0 >= 0x80 && b1 < 0x80 {
+            return (u64::from(b0 & 0x7f) | u64::from(b1) << 7, pos + 2);
+        }
+    }
+    let mut v: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let Some(&byte) = b.get(pos) else {
+            return (0, 0);
+        };
+        pos += 1;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte < 0x80 {
+            return (v, pos);
+        }
+    }
+    (0, 0)
+}
+
+/// The error for the malformed varint at `pos`, and where it was found (the first byte the
+/// decoder could not use).
+#[cold]
+#[inline(never)]
+fn varint_error(b: &[u8], pos: usize, base: usize) -> PbError {
+    let run = b[pos.min(b.len())..]
+        .iter()
+        .take_while(|&&c| c >= 0x80)
+        .count();
+    if run >= 10 {
+        error_at("varint longer than 10 bytes", base + pos + 10)
+    } else {
+        error_at("truncated varint", base + b.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn is_ascii_agrees_with_std_at_every_length_and_position() {
+        for n in 0..40 {
+            let clean = vec![b'a'; n];
+            assert!(is_ascii(&clean), "{n} ASCII bytes");
+            for at in 0..n {
+                let mut b = clean.clone();
+                b[at] = 0x80 | (at as u8);
+                assert_eq!(is_ascii(&b), b.is_ascii(), "length {n}, high byte at {at}");
+                assert!(!is_ascii(&b), "length {n}, high byte at {at}");
+            }
+        }
+    }
+
+    #[test]
+    fn varints_of_every_length_decode_and_malformed_ones_are_errors() {
+        for v in [
+            0u64,
+            1,
+            127,
+            128,
+            300,
+            16_383,
+            16_384,
+            31_000,
+            1 << 35,
+            u64::MAX,
+        ] {
+            let mut b = Vec::new();
+            let mut x = v;
+            while x >= 0x80 {
+                b.push((x as u8) | 0x80);
+                x >>= 7;
+            }
+            b.push(x as u8);
+            let mut r = PbReader::new(&b);
+            assert_eq!(r.uint64(0), Ok(v), "{v}");
+            assert_eq!(r.key(), Ok(None), "{v}: whole varint consumed");
+            // Cut anywhere before its last byte: truncated, reported at the end of the input.
+            for cut in 0..b.len() - 1 {
+                let e = PbReader::new(&b[..cut + 1]).uint64(0).unwrap_err();
+                if cut + 1 < b.len() {
+                    assert_eq!(e.reason(), "truncated varint", "{v} cut at {cut}");
+                    assert_eq!(
+                        e.to_string(),
+                        format!("invalid protobuf: truncated varint (at byte {})", cut + 1)
+                    );
+                }
+            }
+        }
+        let e = PbReader::new(&[0xff; 11]).uint64(0).unwrap_err();
+        assert_eq!(e.reason(), "varint longer than 10 bytes");
+        assert!(e.to_string().ends_with("(at byte 10)"), "{e}");
     }
 }
