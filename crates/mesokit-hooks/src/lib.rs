@@ -7,6 +7,9 @@
 //! `modules.json` (the agent's `--modules` value) into typed hook and isolator modules.
 //! [`mesos`] is the JSON exchanged with the scripts, and [`agent`] runs the hooks and
 //! isolators at an agent's hook and isolator points.
+//! [`events`] names the executor's hook events (before_task_start, after_task_start,
+//! task_healthy, before_terminate) and [`builtin`] the executor's built-in hooks (an
+//! external command through the runner, Consul, an HTTP webhook, VaaS) and their chain.
 
 pub mod agent;
 pub mod builtin;

@@ -308,7 +308,7 @@ echo '{"variables":[{"name":"FROM_HOOK","value":"1"}]}' > "$2""#,
     let hooks = chain(&[]);
     let ok = format!("command:{}", env.display());
     let r = hooks
-        .run(&[ok.clone()], Event::BeforeTaskStart, &task)
+        .run(std::slice::from_ref(&ok), Event::BeforeTaskStart, &task)
         .await;
     assert_eq!(r.errors, []);
     assert_eq!(r.env, [("FROM_HOOK".to_owned(), "1".to_owned())]);

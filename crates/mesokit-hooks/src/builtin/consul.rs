@@ -11,7 +11,7 @@
 
 use mesokit_proto::v1::TaskInfo;
 
-use super::{Settings, first_port, http, json_string, label, tag_labels};
+use super::{Settings, encode, first_port, http, json_string, label, tag_labels};
 use crate::events::Event;
 
 /// Consul's default agent address.
@@ -63,7 +63,10 @@ impl ConsulHook {
                 Some(self.body(&reg)),
             )
         } else {
-            (format!("/v1/agent/service/deregister/{}", reg.id), None)
+            (
+                format!("/v1/agent/service/deregister/{}", encode(&reg.id)),
+                None,
+            )
         };
         let url = format!("{}{path}", self.addr.trim_end_matches('/'));
         let mut headers = Vec::new();

@@ -245,6 +245,19 @@ pub(crate) fn first_port(task: &TaskInfo) -> Option<u32> {
     })
 }
 
+/// `s` percent-encoded for a URL path segment or query value.
+pub(crate) fn encode(s: &str) -> String {
+    use std::fmt::Write as _;
+    s.bytes().fold(String::new(), |mut out, b| {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+        out
+    })
+}
+
 /// A JSON string literal.
 pub(crate) fn json_string(s: &str) -> String {
     let mut out = Vec::with_capacity(s.len() + 2);

@@ -17,7 +17,7 @@ use std::sync::{Mutex, PoisonError};
 use mesokit_proto::json::Parser;
 use mesokit_proto::v1::TaskInfo;
 
-use super::{Settings, first_port, http, json_string, label};
+use super::{Settings, encode, first_port, http, json_string, label};
 use crate::events::Event;
 
 /// The VaaS hook. It remembers the backend id of each task it registered.
@@ -191,18 +191,6 @@ fn weight(task: &TaskInfo) -> Result<u32, String> {
             .parse()
             .map_err(|_| format!("VaaS weight `{w}` is not a whole number")),
     }
-}
-
-fn encode(s: &str) -> String {
-    use std::fmt::Write as _;
-    s.bytes().fold(String::new(), |mut out, b| {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-        out
-    })
 }
 
 /// The `id` of a JSON object.
