@@ -44,7 +44,14 @@ fn var(name: &str, value: &str) -> environment::Variable {
 }
 
 fn command_info(c: &CommandSpec, ctx: &TaskContext<'_>) -> CommandInfo {
-    let mut env: Vec<environment::Variable> = Vec::with_capacity(c.env.len() + 6 + ctx.ports.len());
+    // Exactly what is pushed below: the spec's, HOST and the three MESOKIT_ ones, then
+    // PORTS, PORT and PORTn when there are ports.
+    let port_vars = if ctx.ports.is_empty() {
+        0
+    } else {
+        2 + ctx.ports.len()
+    };
+    let mut env: Vec<environment::Variable> = Vec::with_capacity(c.env.len() + 4 + port_vars);
     env.extend(c.env.iter().map(|(k, v)| var(k, v)));
     env.push(var("HOST", &ctx.offer.hostname));
     env.push(var("MESOKIT_JOB", &ctx.job.name));

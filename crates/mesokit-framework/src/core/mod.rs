@@ -581,8 +581,11 @@ impl Scheduler {
         let mut declined: Vec<OfferId> = Vec::new();
         let mut launches: Vec<(OfferId, Vec<mesokit_proto::v1::TaskInfo>)> =
             Vec::with_capacity(offers.len().min(ready));
-        let mut writes: Vec<Write> = Vec::with_capacity(ready);
-        let mut events: Vec<TaskEvent> = Vec::with_capacity(ready);
+        // Bounded by what the offers could plausibly take, so a single offer does not reserve
+        // room for a whole pending backlog.
+        let expect = ready.min(offers.len().saturating_mul(32));
+        let mut writes: Vec<Write> = Vec::with_capacity(expect);
+        let mut events: Vec<TaskEvent> = Vec::with_capacity(expect);
         for offer in &offers {
             if !self.has_ready() {
                 declined.push(offer.id.clone());
@@ -644,8 +647,22 @@ impl Scheduler {
         events: &mut Vec<TaskEvent>,
     ) -> Vec<mesokit_proto::v1::TaskInfo> {
         let mut pool = OfferPool::new(offer);
-        let ready: usize = self.groups.iter().map(|g| g.ready.len()).sum();
-        let mut tasks = Vec::with_capacity(ready.min(16));
+        // Room for as many tasks of the first waiting group as the offer's scalars allow: a
+        // `TaskInfo` is 520 bytes, so guessing high costs as much as growing.
+        let fit = self
+            .order
+            .iter()
+            .map(|gi| &self.groups[*gi])
+            .find(|g| !g.ready.is_empty())
+            .map_or(0, |g| {
+                (0..4)
+                    .filter(|k| g.needs.scalars[*k] > 0)
+                    .map(|k| (pool.free(k) / g.needs.scalars[k]) as usize)
+                    .min()
+                    .unwrap_or(1)
+                    .min(g.ready.len())
+            });
+        let mut tasks = Vec::with_capacity(fit.min(64));
         let role = offer_role(offer);
         for oi in 0..self.order.len() {
             let gi = self.order[oi];
