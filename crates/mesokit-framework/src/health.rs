@@ -143,7 +143,7 @@ impl HealthHelper {
                     let port = *r.ports.get(self.config.port_index)?;
                     Some(Target {
                         task_id: r.task_id.clone(),
-                        host: r.hostname.clone(),
+                        host: r.hostname.to_string(),
                         port: u16::try_from(port).ok()?,
                     })
                 })

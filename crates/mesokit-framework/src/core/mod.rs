@@ -11,6 +11,7 @@ mod record;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mesokit_proto::v1::scheduler::{Call, Event, call, event};
@@ -90,7 +91,7 @@ pub enum TaskEventKind {
     /// Sent to an agent.
     Launched {
         /// Agent hostname.
-        hostname: String,
+        hostname: Arc<str>,
     },
     /// TASK_RUNNING.
     Running,
@@ -317,8 +318,8 @@ impl Scheduler {
                 restarts: 0,
                 phase: Phase::Pending,
                 task_id: String::new(),
-                agent_id: String::new(),
-                hostname: String::new(),
+                agent_id: "".into(),
+                hostname: "".into(),
                 ports: Vec::new(),
                 state: TaskState::TaskStaging,
                 placed: Vec::new(),
@@ -419,7 +420,7 @@ impl Scheduler {
                     // The spec shrank or changed: kill what still runs, forget the record.
                     if rec.phase == Phase::Launched {
                         self.orphans
-                            .push((rec.task_id.clone(), rec.agent_id.clone()));
+                            .push((rec.task_id.clone(), rec.agent_id.to_string()));
                     }
                     drop_keys.push(key);
                 }
@@ -501,7 +502,7 @@ impl Scheduler {
                     value: i.rec.task_id.clone(),
                 },
                 agent_id: (!i.rec.agent_id.is_empty()).then(|| AgentId {
-                    value: i.rec.agent_id.clone(),
+                    value: i.rec.agent_id.to_string(),
                 }),
             })
             .collect();
@@ -647,6 +648,9 @@ impl Scheduler {
         events: &mut Vec<TaskEvent>,
     ) -> Vec<mesokit_proto::v1::TaskInfo> {
         let mut pool = OfferPool::new(offer);
+        // One copy of the agent's id and hostname for every task placed on this offer.
+        let agent: Arc<str> = offer.agent_id.value.as_str().into();
+        let host: Arc<str> = offer.hostname.as_str().into();
         // Room for as many tasks of the first waiting group as the offer's scalars allow: a
         // `TaskInfo` is 520 bytes, so guessing high costs as much as growing.
         let fit = self
@@ -700,8 +704,8 @@ impl Scheduler {
                     inst.rec.attempt,
                 );
                 inst.rec.phase = Phase::Launched;
-                inst.rec.agent_id = offer.agent_id.value.clone();
-                inst.rec.hostname = offer.hostname.clone();
+                inst.rec.agent_id = agent.clone();
+                inst.rec.hostname = host.clone();
                 inst.rec.state = TaskState::TaskStaging;
                 inst.rec.placed = placed;
                 inst.healthy = None;
@@ -727,7 +731,7 @@ impl Scheduler {
                     index: inst.rec.index,
                     task_id: inst.rec.task_id.clone(),
                     kind: TaskEventKind::Launched {
-                        hostname: offer.hostname.clone(),
+                        hostname: host.clone(),
                     },
                 });
             }
@@ -769,7 +773,13 @@ impl Scheduler {
         // (a reconciliation answer repeating the known state) needs no write.
         let stored = {
             let r = &self.instances[id].rec;
-            (r.phase, r.state, r.agent_id.clone(), r.attempt, r.restarts)
+            (
+                r.phase,
+                r.state,
+                Arc::clone(&r.agent_id),
+                r.attempt,
+                r.restarts,
+            )
         };
         let terminal =
             mesokit_proto::helpers::is_terminal(state) || matches!(state, TaskState::TaskUnknown);
@@ -805,8 +815,11 @@ impl Scheduler {
                     TaskEventKind::Unhealthy
                 }));
             }
-            if !status.agent_id.as_ref().is_none_or(|a| a.value.is_empty()) {
-                inst.rec.agent_id = status.agent_id.as_ref().unwrap().value.clone();
+            if let Some(a) = status.agent_id.as_ref()
+                && !a.value.is_empty()
+                && *inst.rec.agent_id != *a.value
+            {
+                inst.rec.agent_id = a.value.as_str().into();
             }
             inst.rec.state = state;
         }
@@ -816,8 +829,8 @@ impl Scheduler {
         let inst = &self.instances[id];
         let r = &inst.rec;
         let changed = inst.removed
-            || (r.phase, r.state, r.agent_id.as_str(), r.attempt, r.restarts)
-                != (stored.0, stored.1, stored.2.as_str(), stored.3, stored.4);
+            || (r.phase, r.state, &*r.agent_id, r.attempt, r.restarts)
+                != (stored.0, stored.1, &*stored.2, stored.3, stored.4);
         if changed {
             let key = Record::key(&r.group, r.index);
             let write = if inst.removed {

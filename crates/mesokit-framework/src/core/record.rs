@@ -4,6 +4,8 @@
 //! have any). Readable with `cat`, stable across versions: unknown lines are ignored, missing
 //! ones take defaults.
 
+use std::sync::Arc;
+
 use mesokit_proto::v1::TaskState;
 
 /// Where an instance is in its life.
@@ -32,10 +34,10 @@ pub struct Record {
     pub phase: Phase,
     /// Current (or last) task id.
     pub task_id: String,
-    /// Agent of the current task.
-    pub agent_id: String,
-    /// Hostname of the agent.
-    pub hostname: String,
+    /// Agent of the current task (shared by the tasks of one offer).
+    pub agent_id: Arc<str>,
+    /// Hostname of the agent (shared by the tasks of one offer).
+    pub hostname: Arc<str>,
     /// Ports given to the task.
     pub ports: Vec<u64>,
     /// Last state Mesos reported (or TASK_STAGING right after launch).
@@ -113,8 +115,8 @@ impl Record {
             restarts: 0,
             phase: Phase::Pending,
             task_id: String::new(),
-            agent_id: String::new(),
-            hostname: String::new(),
+            agent_id: "".into(),
+            hostname: "".into(),
             ports: Vec::new(),
             state: TaskState::TaskStaging,
             placed: Vec::new(),
