@@ -188,8 +188,8 @@ async fn executor_footprint_and_latency_vs_pymesos() {
     let mut plan: Vec<Vec<(usize, String)>> =
         vec![vec![(0, "mesokit-0".into()), (1, "pymesos-0".into())]];
     for i in 1..rounds {
-        for k in 0..2 {
-            plan.push(vec![(k, format!("{}-{i}", kinds[k].0))]);
+        for (k, kind) in kinds.iter().enumerate() {
+            plan.push(vec![(k, format!("{}-{i}", kind.0))]);
         }
     }
     let mut plan = plan.into_iter();
