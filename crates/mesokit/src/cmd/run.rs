@@ -58,7 +58,9 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, String> {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 // The client's connection warnings are reported as lines of our own.
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,mesokit_client=error")),
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new("warn,mesokit_client=error")
+                }),
         )
         .with_writer(std::io::stderr)
         .init();
