@@ -118,10 +118,68 @@ fn gen_struct(
     if !uses_lifetime {
         fields.push_str("    pub _input: ::core::marker::PhantomData<&'a ()>,\n");
     }
+    // A required field starts at what prost starts it at: its declared default, or for an
+    // enum its first declared value (proto2), not 0. Otherwise a view of a message missing
+    // the field would convert to a different owned message than prost decodes.
+    let mut inits = Vec::new();
+    let mut special = false;
+    for f in &m.field {
+        let expr = if f.label() == Label::Required && !ctx.is_map(f) {
+            required_default(ctx, f)
+        } else {
+            None
+        };
+        special |= expr.is_some();
+        let expr = expr.unwrap_or_else(|| "::core::default::Default::default()".into());
+        inits.push(format!("{}: {expr}", escape_ident(f.name())));
+    }
+    if !uses_lifetime {
+        inits.push("_input: ::core::marker::PhantomData".into());
+    }
+    let doc = full.trim_start_matches('.');
+    if !special {
+        return format!(
+            "/// Borrowed view of `{doc}`.\n#[derive(Debug, Clone, PartialEq, Default)]\npub struct {name}<'a> {{\n{fields}}}\n"
+        );
+    }
     format!(
-        "/// Borrowed view of `{}`.\n#[derive(Debug, Clone, PartialEq, Default)]\npub struct {name}<'a> {{\n{fields}}}\n",
-        full.trim_start_matches('.')
+        "/// Borrowed view of `{doc}`.\n#[derive(Debug, Clone, PartialEq)]\npub struct {name}<'a> {{\n{fields}}}\n\
+         impl Default for {name}<'_> {{\n    fn default() -> Self {{\n        Self {{ {} }}\n    }}\n}}\n",
+        inits.join(", ")
     )
+}
+
+/// The starting value of a required field when it is not the type's zero, as prost has it.
+fn required_default(ctx: &Ctx<'_>, f: &FieldDescriptorProto) -> Option<String> {
+    let declared = f.default_value.as_deref();
+    match f.r#type() {
+        Type::Enum => {
+            let e = ctx
+                .enums
+                .iter()
+                .find(|(n, _)| n == f.type_name())
+                .map(|(_, e)| *e)?;
+            let v = match declared {
+                Some(name) => e.value.iter().find(|v| v.name() == name)?.number(),
+                None => e.value.first()?.number(),
+            };
+            (v != 0).then(|| v.to_string())
+        }
+        Type::Bool => (declared == Some("true")).then(|| "true".to_string()),
+        Type::Double | Type::Float => {
+            let d = declared?;
+            let v: f64 = d.parse().ok()?;
+            (v != 0.0).then(|| format!("{v:?}"))
+        }
+        Type::String => declared
+            .filter(|d| !d.is_empty())
+            .map(|d| format!("::std::borrow::Cow::Borrowed({d:?})")),
+        Type::Bytes | Type::Message | Type::Group => None,
+        _ => {
+            let d = declared?;
+            (d != "0").then(|| d.to_string())
+        }
+    }
 }
 
 /// The reader call for one value of a field (wire type checked by the reader).
