@@ -7,7 +7,10 @@ use mesokit_proto::{Message, borrowed, v1::scheduler};
 fn same_as_prost(input: &[u8]) {
     let view = borrowed::decode_protobuf::<borrowed::v1::scheduler::Event<'_>>(input).unwrap();
     let owned = scheduler::Event::decode(input).unwrap();
-    assert_eq!(view.to_owned_message().encode_to_vec(), owned.encode_to_vec());
+    assert_eq!(
+        view.to_owned_message().encode_to_vec(),
+        owned.encode_to_vec()
+    );
 }
 
 #[test]
@@ -17,5 +20,9 @@ fn missing_required_enum_starts_at_its_first_value() {
     // UPDATE whose status has a task id but no state.
     same_as_prost(b"\x2a\x06\x0a\x04\x0a\x02\x0a\x00");
     let owned = scheduler::Event::decode(&b"\x2a\x00"[..]).unwrap();
-    assert_eq!(owned.update.unwrap().status.state, 6, "prost's proto2 default");
+    assert_eq!(
+        owned.update.unwrap().status.state,
+        6,
+        "prost's proto2 default"
+    );
 }
