@@ -7,6 +7,9 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod support;
+use support::{Proc, free_port};
+
 fn mesokit() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_mesokit"));
     c.env("RUST_LOG", "error");
@@ -143,14 +146,6 @@ fn failing_tasks_restart_then_the_job_fails_with_json_events() {
     assert!(stdout.contains("\"task_id\":\"failing.f.0.2\""), "{stdout}");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn http(port: u16, method: &str, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
@@ -179,16 +174,6 @@ fn wait_for(port: u16, path: &str, what: &str, pred: impl Fn(&str) -> bool) -> S
     }
 }
 
-/// Kills the child on drop, so a failing test leaves nothing running.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn service_scales_restarts_and_stops_through_the_admin_api() {
     let (_dir, path) = temp_spec(
@@ -196,7 +181,7 @@ fn service_scales_restarts_and_stops_through_the_admin_api() {
         "name: svc\nkind: service\ngroups:\n  - name: web\n    instances: 2\n    resources: {cpus: 0.1, mem: 16, ports: 1}\n    command: sleep 600\n    restart: {backoff: {initial: 100ms}}\n",
     );
     let port = free_port();
-    let mut child = Child(
+    let mut child = Proc(
         mesokit()
             .arg("run")
             .arg(&path)

@@ -5,53 +5,18 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// Kills the process on drop, so a failing test leaves nothing running.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+mod support;
+use support::{Proc, free_port, json_field as field};
 
 fn local_cluster(port: u16, work: &std::path::Path) -> Proc {
-    Proc(
-        Command::new(env!("CARGO_BIN_EXE_mesokit"))
-            .args(["local", "--agents", "4", "--agent-port", "0"])
-            .args(["--port", &port.to_string()])
-            .args(["--allocation-interval-ms", "50"])
-            .arg("--work-dir")
-            .arg(work)
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    support::local_cluster(
+        port,
+        &["--agents", "4", "--work-dir", &work.to_string_lossy()],
     )
-}
-
-/// A field of a JSON event line (flat objects written by `--json`).
-fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    let pat = format!("\"{key}\":");
-    let rest = &line[line.find(&pat)? + pat.len()..];
-    if let Some(s) = rest.strip_prefix('"') {
-        Some(&s[..s.find('"')?])
-    } else {
-        Some(&rest[..rest.find([',', '}'])?])
-    }
 }
 
 #[test]

@@ -4,36 +4,15 @@
 //! stored framework id, reconciles, and launches nothing: no task is lost or doubled.
 
 // The ZooKeeper server helper of the framework tests (it allows its own unused items).
+mod support;
 #[path = "../../mesokit-framework/tests/support/zk.rs"]
 mod zk;
+use support::{Proc, free_port, json_field as field};
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    let pat = format!("\"{key}\":\"");
-    let rest = &line[line.find(&pat)? + pat.len()..];
-    Some(&rest[..rest.find('"')?])
-}
 
 /// A `mesokit run` whose JSON events (stdout) and log (stderr) arrive on one channel, tagged.
 fn scheduler(
@@ -72,22 +51,7 @@ fn scheduler(
 fn a_standby_takes_over_without_losing_or_doubling_tasks() {
     let server = zk::ZkServer::start();
     let port = free_port();
-    let _cluster = Proc(
-        Command::new(env!("CARGO_BIN_EXE_mesokit"))
-            .args([
-                "local",
-                "--agent-port",
-                "0",
-                "--allocation-interval-ms",
-                "50",
-            ])
-            .args(["--port", &port.to_string()])
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _cluster = support::local_cluster(port, &[]);
     let master = format!("http://127.0.0.1:{port}");
     let dir = std::env::temp_dir().join(format!("mesokit-run-ha-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -4,50 +4,20 @@
 //! framework id and gets its service running there.
 
 // The ZooKeeper server helper of the framework tests (it allows its own unused items).
+mod support;
 #[path = "../../mesokit-framework/tests/support/zk.rs"]
 mod zk;
+use support::{Proc, free_port, json_field as field};
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use mesokit_framework::zk::{CreateMode, ZkClient};
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn local_cluster(port: u16) -> Proc {
-    Proc(
-        Command::new(env!("CARGO_BIN_EXE_mesokit"))
-            .args([
-                "local",
-                "--agent-port",
-                "0",
-                "--allocation-interval-ms",
-                "50",
-            ])
-            .args(["--port", &port.to_string()])
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
+    support::local_cluster(port, &[])
 }
 
 /// MasterInfo JSON as a Mesos master writes it into ZooKeeper.
@@ -57,12 +27,6 @@ fn master_info(id: &str, port: u16) -> Vec<u8> {
         r#"{{"id":"{id}","ip":16777343,"port":{port},"hostname":"127.0.0.1","address":{{"hostname":"127.0.0.1","ip":"127.0.0.1","port":{port}}},"version":"1.12.0"}}"#
     )
     .into_bytes()
-}
-
-fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    let pat = format!("\"{key}\":\"");
-    let rest = &line[line.find(&pat)? + pat.len()..];
-    Some(&rest[..rest.find('"')?])
 }
 
 /// Reads events until `n` distinct tasks of attempt `attempt` run; returns the lines read.
