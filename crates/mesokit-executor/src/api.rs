@@ -170,6 +170,12 @@ impl TaskApi {
         }
     }
 
+    /// Progress and a message found elsewhere than in a PATCH (the progress regex, see
+    /// [`crate::progress`]): recorded and passed on as a PATCH's are (`None`: unchanged).
+    pub fn report(&self, task_id: &TaskId, progress: Option<u8>, message: Option<String>) {
+        self.shared.merge(&task_id.value, progress, message);
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Record>> {
         self.shared
             .tasks
@@ -333,35 +339,50 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Reply {
         Ok(p) => p,
         Err(e) => return reply(StatusCode::BAD_REQUEST, e),
     };
-    let change = {
+    {
         let mut tasks = shared.tasks.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(record) = tasks.get_mut(&id) else {
             return reply(StatusCode::NOT_FOUND, format!("unknown task `{id}`"));
         };
         record.env.extend(patch.env);
-        let mut changed = false;
-        if let Some(p) = patch.progress
-            && record.progress != Some(p)
-        {
-            record.progress = Some(p);
-            changed = true;
-        }
-        if let Some(m) = patch.message
-            && record.message.as_ref() != Some(&m)
-        {
-            record.message = Some(m);
-            changed = true;
-        }
-        changed.then(|| Progress {
-            task_id: TaskId { value: id.clone() },
-            progress: record.progress,
-            message: record.message.clone(),
-        })
-    };
-    if let Some(change) = change {
-        let _ = shared.changes.send(change);
     }
+    shared.merge(&id, patch.progress, patch.message);
     reply(StatusCode::NO_CONTENT, "")
+}
+
+impl Shared {
+    /// Records a task's progress and message (`None`: unchanged) and passes a change on.
+    fn merge(&self, id: &str, progress: Option<u8>, message: Option<String>) {
+        let change = {
+            let mut tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some(record) = tasks.get_mut(id) else {
+                return;
+            };
+            let mut changed = false;
+            if let Some(p) = progress
+                && record.progress != Some(p)
+            {
+                record.progress = Some(p);
+                changed = true;
+            }
+            if let Some(m) = message
+                && record.message.as_ref() != Some(&m)
+            {
+                record.message = Some(m);
+                changed = true;
+            }
+            changed.then(|| Progress {
+                task_id: TaskId {
+                    value: id.to_owned(),
+                },
+                progress: record.progress,
+                message: record.message.clone(),
+            })
+        };
+        if let Some(change) = change {
+            let _ = self.changes.send(change);
+        }
+    }
 }
 
 #[derive(Debug, Default, PartialEq)]
@@ -428,7 +449,7 @@ fn parse_patch(body: &[u8], max_message: usize) -> Result<Patch, String> {
 }
 
 /// `message` cut to `max` characters, ending in `...` when cut (Cook's rule).
-fn cut(message: String, max: usize) -> String {
+pub(crate) fn cut(message: String, max: usize) -> String {
     if message.chars().count() <= max {
         return message;
     }

@@ -12,6 +12,8 @@
 //! | `MESOKIT_EXECUTOR_TASK_API` | `task_api` | `false`/`0` turns the task API off |
 //! | `MESOKIT_EXECUTOR_LOG_MAX_SIZE` | `log_max_size` | rotate a task's `stdout`/`stderr` at this size (`10MB`; off by default) |
 //! | `MESOKIT_EXECUTOR_LOG_MAX_FILES` | `log_max_files` | rotated files kept (`.1` … `.N`, default 5) |
+//! | `MESOKIT_EXECUTOR_PROGRESS_REGEX` | `progress_regex` | progress regex of tasks without a `progress_regex` label ([`crate::progress`]; off by default) |
+//! | `MESOKIT_EXECUTOR_PROGRESS_FILE` | `progress_file` | progress file of tasks without a `progress_file` label (turns tracking on) |
 //!
 //! A variable wins over the file. Every error names the variable or key and what was wrong.
 
@@ -46,6 +48,8 @@ pub fn apply(settings: &mut Settings, env: &[(String, String)]) -> Result<(), St
         ("MESOKIT_EXECUTOR_TASK_API", "task_api"),
         ("MESOKIT_EXECUTOR_LOG_MAX_SIZE", "log_max_size"),
         ("MESOKIT_EXECUTOR_LOG_MAX_FILES", "log_max_files"),
+        ("MESOKIT_EXECUTOR_PROGRESS_REGEX", "progress_regex"),
+        ("MESOKIT_EXECUTOR_PROGRESS_FILE", "progress_file"),
     ] {
         if let Some(value) = var(name) {
             set(settings, key, value).map_err(|e| format!("{name}: {e}"))?;
@@ -89,6 +93,10 @@ fn set(settings: &mut Settings, key: &str, value: &str) -> Result<(), String> {
                 .filter(|n| *n >= 1)
                 .ok_or_else(|| format!("`{value}` is not a whole number of at least 1"))?;
         }
+        "progress_regex" => {
+            settings.progress_regex = Some(crate::progress::Pattern::new(value.trim())?);
+        }
+        "progress_file" => settings.progress_file = Some(value.trim().to_owned()),
         _ => return Err(format!("unknown setting `{key}`")),
     }
     Ok(())
@@ -152,13 +160,14 @@ fn apply_file(settings: &mut Settings, text: &[u8]) -> Result<(), String> {
                 .bool()
                 .map_err(|e| format!("`task_api` must be a boolean: {e}"))?
                 .to_string(),
-            "hook_timeout" | "log_max_size" => p
+            "hook_timeout" | "log_max_size" | "progress_regex" | "progress_file" => p
                 .string()
                 .map_err(|e| format!("`{key}` must be a string: {e}"))?,
             other => {
                 return Err(format!(
                     "unknown key `{other}` (expected hooks, hook_timeout, before_commands, \
-                     after_commands, max_message_length, task_api, log_max_size, log_max_files)"
+                     after_commands, max_message_length, task_api, log_max_size, log_max_files, \
+                     progress_regex, progress_file)"
                 ));
             }
         };
@@ -187,7 +196,8 @@ mod tests {
             &path,
             r#"{"hooks": ["consul", "webhook:http://h/x"], "hook_timeout": "2secs",
                 "before_commands": [{"value": "echo hi", "guard": true}],
-                "max_message_length": 100, "task_api": false, "log_max_size": "1MB"}"#,
+                "max_message_length": 100, "task_api": false, "log_max_size": "1MB",
+                "progress_regex": "done ([0-9]+)", "progress_file": "p.txt"}"#,
         )
         .unwrap();
         let mut s = Settings::default();
@@ -210,6 +220,8 @@ mod tests {
         assert_eq!(s.max_message_length, 64, "the variable wins");
         assert!(!s.task_api);
         assert_eq!(s.log_rotation.max_size, 1 << 20);
+        assert_eq!(s.progress_regex.unwrap().as_str(), "done ([0-9]+)");
+        assert_eq!(s.progress_file.as_deref(), Some("p.txt"));
         let _ = std::fs::remove_file(path);
     }
 
@@ -241,6 +253,22 @@ mod tests {
         std::fs::write(&path, r#"{"colour": 1}"#).unwrap();
         let e = err(&[(CONFIG_VAR, path.to_str().unwrap())]);
         assert!(e.contains(": unknown key `colour`"), "{e}");
+        assert_eq!(
+            err(&[("MESOKIT_EXECUTOR_PROGRESS_REGEX", "progress: [0-9]+")]),
+            "MESOKIT_EXECUTOR_PROGRESS_REGEX: `progress: [0-9]+` has no capture group: the first \
+             group must capture the percentage"
+        );
+        assert!(
+            err(&[("MESOKIT_EXECUTOR_PROGRESS_REGEX", "(")]).starts_with(
+                "MESOKIT_EXECUTOR_PROGRESS_REGEX: `(` is not a valid regular expression: "
+            )
+        );
+        std::fs::write(&path, r#"{"progress_regex": "(x"}"#).unwrap();
+        let e = err(&[(CONFIG_VAR, path.to_str().unwrap())]);
+        assert!(
+            e.contains(": `progress_regex`: `(x` is not a valid regular expression"),
+            "{e}"
+        );
         let _ = std::fs::remove_file(path);
     }
 }

@@ -11,6 +11,8 @@
 //!   (no IO), the HTTP, TCP and COMMAND probes, and the status updates they give.
 //! * [`commands`]: before and after commands around a task's own (Cook's design).
 //! * [`api`]: the task HTTP API (progress, message, environment, exit statuses).
+//! * [`progress`]: optional progress regex over the task's `stdout`, `stderr` and progress
+//!   file (Cook's design), reported as the task API reports progress.
 //! * [`rotate`]: optional size-based rotation of the tasks' `stdout`/`stderr`.
 //! * [`config`]: the operator's settings (`MESOKIT_EXECUTOR_*`, a JSON file).
 //! * [`run`]: the async driver that connects them to the agent through
@@ -34,6 +36,7 @@ pub mod health;
 pub mod launch;
 pub mod log;
 pub mod process;
+pub mod progress;
 pub mod rotate;
 mod runtime;
 mod sequence;

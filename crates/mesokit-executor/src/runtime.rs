@@ -80,6 +80,15 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
     } else {
         (None, None)
     };
+    // Progress found by the progress regex of a task takes the API's way when there is one;
+    // without, this channel takes it to the supervisor.
+    let direct_progress = if progress_rx.is_none() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        progress_rx = Some(rx);
+        Some(tx)
+    } else {
+        None
+    };
     // Built on first use of each hook: costs nothing for an executor without hooks.
     let chain = {
         let dir = settings.sandbox.clone().unwrap_or_else(std::env::temp_dir);
@@ -118,6 +127,7 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
                     task_id,
                     mut command,
                     plan,
+                    progress,
                 } => {
                     if let Some(api) = &api {
                         let vars = api.register(&task_id, plan.before.len(), plan.after.len());
@@ -136,6 +146,18 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
                             tracing::info!(task_id = %task_id.value, pid = child.id(), "forked command");
                             let (tx, rx) = mpsc::unbounded_channel();
                             procs.insert(task_id.value.clone(), tx);
+                            let exit_tx = match progress {
+                                // The end goes through the tracker, which reports the last
+                                // progress first.
+                                Some(tracking) => track(
+                                    &task_id,
+                                    *tracking,
+                                    api.clone(),
+                                    direct_progress.clone(),
+                                    exit_tx.clone(),
+                                ),
+                                None => exit_tx.clone(),
+                            };
                             let run = sequence::drive(
                                 task_id.clone(),
                                 steps,
@@ -143,7 +165,7 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
                                 api.clone(),
                                 sinks,
                                 rx,
-                                exit_tx.clone(),
+                                exit_tx,
                             );
                             tokio::spawn(run);
                         });
@@ -218,6 +240,14 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
             },
             Some((task_id, end)) = exit_rx.recv() => {
                 procs.remove(&task_id.value);
+                // Progress reported before the end (by a PATCH or the task's last lines) goes
+                // out before the terminal update.
+                while let Some(Ok(change)) =
+                    progress_rx.as_mut().map(mpsc::UnboundedReceiver::try_recv)
+                {
+                    let crate::api::Progress { task_id, progress, message } = change;
+                    sup.handle_progress(&task_id, progress, message, Instant::now());
+                }
                 match end {
                     End::Main(Ok(how)) => sup.handle_exit(&task_id, how, Instant::now()),
                     End::Main(Err(e)) => {
@@ -273,6 +303,39 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
         Some(e) => Err(Error::AgentLost(e)),
         None => Ok(()),
     }
+}
+
+/// Starts tracking the progress of `task_id` ([`crate::progress`]); returns the sender its
+/// end must go to, which the tracker passes on to `exit_tx` after a last read.
+fn track(
+    task_id: &TaskId,
+    tracking: crate::progress::Tracking,
+    api: Option<TaskApi>,
+    direct: Option<mpsc::UnboundedSender<crate::api::Progress>>,
+    exit_tx: mpsc::UnboundedSender<(TaskId, End)>,
+) -> mpsc::UnboundedSender<(TaskId, End)> {
+    tracing::info!(
+        task_id = %task_id.value,
+        regex = tracking.pattern.as_str(),
+        file = %tracking.progress_file.display(),
+        "tracking progress"
+    );
+    let id = task_id.clone();
+    let report = move |progress, message| match (&api, &direct) {
+        (Some(api), _) => api.report(&id, progress, message),
+        (None, Some(tx)) => {
+            let _ = tx.send(crate::api::Progress {
+                task_id: id.clone(),
+                progress,
+                message,
+            });
+        }
+        (None, None) => {}
+    };
+    let (tx, rx) = mpsc::unbounded_channel();
+    let tracker = crate::progress::Tracker::new(tracking);
+    tokio::spawn(crate::progress::watch(tracker, report, rx, exit_tx));
+    tx
 }
 
 async fn sleep_until(at: Option<Instant>) {

@@ -33,6 +33,7 @@ use mesokit_hooks::events::{ChainResult, Event as HookEvent};
 use crate::health::{self, CheckRunner, HealthChecker, HealthVerdict, Probe, ProbeError};
 use crate::launch::{self, Placement};
 use crate::process::{CommandSpec, Signal, Termination};
+use crate::progress::{self, Tracking};
 
 /// Grace period between SIGTERM and SIGKILL when neither the KILL event nor the task has a
 /// kill policy: Mesos keeps 3 s "for backwards compatibility", and so do we.
@@ -89,6 +90,12 @@ pub struct Settings {
     pub hook_timeout: Duration,
     /// Size-based rotation of the tasks' `stdout`/`stderr` ([`crate::rotate`]); off by default.
     pub log_rotation: crate::rotate::LogRotation,
+    /// The progress regex of tasks without a `progress_regex` label ([`crate::progress`]);
+    /// none by default.
+    pub progress_regex: Option<crate::progress::Pattern>,
+    /// The progress file of tasks without a `progress_file` label, relative to the task's
+    /// sandbox unless absolute ([`crate::progress`]).
+    pub progress_file: Option<String>,
 }
 
 impl fmt::Debug for Settings {
@@ -111,6 +118,11 @@ impl fmt::Debug for Settings {
             .field("hooks", &self.hooks)
             .field("hook_timeout", &self.hook_timeout)
             .field("log_rotation", &self.log_rotation)
+            .field(
+                "progress_regex",
+                &self.progress_regex.as_ref().map(|p| p.as_str()),
+            )
+            .field("progress_file", &self.progress_file)
             .finish()
     }
 }
@@ -133,6 +145,8 @@ impl Default for Settings {
             hooks: Vec::new(),
             hook_timeout: mesokit_hooks::builtin::DEFAULT_TIMEOUT,
             log_rotation: crate::rotate::LogRotation::default(),
+            progress_regex: None,
+            progress_file: None,
         }
     }
 }
@@ -150,6 +164,8 @@ pub enum Action {
         /// Its before and after commands, to run around `command` with the same
         /// environment, directory and output.
         plan: Box<Plan>,
+        /// Its progress regex and the files to read it from ([`crate::progress`]), if any.
+        progress: Option<Box<Tracking>>,
     },
     /// Signal the task's process tree (see [`crate::process::signal_tree`]).
     Signal {
@@ -257,7 +273,7 @@ struct Task {
     hooks: Vec<String>,
     info: Option<Box<TaskInfo>>,
     /// The launch waiting for the before_task_start hooks.
-    pending_launch: Option<(Box<CommandSpec>, Box<Plan>)>,
+    pending_launch: Option<PendingLaunch>,
     /// The task_healthy hooks ran (they run for the first passing health check only).
     healthy_hooked: bool,
     /// The before_terminate hooks were asked for.
@@ -265,6 +281,9 @@ struct Task {
     /// A hook failed at task_healthy: the task is killed, and fails with this message.
     hook_failure: Option<String>,
 }
+
+/// A launch's command, plan and progress tracking.
+type PendingLaunch = (Box<CommandSpec>, Box<Plan>, Option<Box<Tracking>>);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -674,7 +693,7 @@ impl Supervisor {
         let fatal = result.fatal(event).map(ToString::to_string);
         match event {
             HookEvent::BeforeTaskStart => {
-                let Some((mut spec, plan)) = self.tasks[i].pending_launch.take() else {
+                let Some((mut spec, plan, progress)) = self.tasks[i].pending_launch.take() else {
                     return;
                 };
                 if self.tasks[i].phase != Phase::Starting {
@@ -699,6 +718,7 @@ impl Supervisor {
                         task_id: task_id.clone(),
                         command: spec,
                         plan,
+                        progress,
                     });
                 }
             }
@@ -891,23 +911,30 @@ impl Supervisor {
             &self.settings.after_commands,
         );
         let hooks = mesokit_hooks::builtin::task_hooks(&self.settings.hooks, task);
-        let spec = launch::command_spec(task, &self.settings.executor_env, placement)
+        let s = &self.settings;
+        let spec = launch::command_spec(task, &s.executor_env, placement)
             .map_err(|e| e.to_string())
-            .and_then(|spec| Ok((spec, plan?, hooks?)));
+            .and_then(|mut spec| {
+                let operator = (s.progress_regex.as_ref(), s.progress_file.as_deref());
+                let progress =
+                    progress::tracking(task, operator, sandbox, s.max_message_length, &mut spec)?;
+                Ok((spec, plan?, hooks?, progress.map(Box::new)))
+            });
         match spec {
-            Ok((spec, plan, hooks)) => {
+            Ok((spec, plan, hooks, progress)) => {
                 self.prepare_checks(i, task, spec.cwd.as_deref());
                 if hooks.is_empty() {
                     self.actions.push_back(Action::Launch {
                         task_id: id.clone(),
                         command: Box::new(spec),
                         plan: Box::new(plan),
+                        progress,
                     });
                 } else {
                     let t = &mut self.tasks[i];
                     t.hooks = hooks;
                     t.info = Some(Box::new(task.clone()));
-                    t.pending_launch = Some((Box::new(spec), Box::new(plan)));
+                    t.pending_launch = Some((Box::new(spec), Box::new(plan), progress));
                     self.run_hooks(i, HookEvent::BeforeTaskStart);
                 }
             }
