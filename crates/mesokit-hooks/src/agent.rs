@@ -800,6 +800,17 @@ impl CommandModules {
         }
     }
 
+    /// Stops every watch loop, keeping the containers and their state files: the agent stops
+    /// with its containers still running, and its next run resumes the loops after
+    /// [`CommandModules::recover`].
+    pub fn stop_watches(&self) {
+        for (_, handles) in self.watches.lock().expect("poisoned").drain() {
+            for h in handles {
+                h.abort();
+            }
+        }
+    }
+
     /// Reads back the containers of every isolator's state directory (an agent restart).
     /// Returns their ids; a file that does not parse is logged and left alone.
     pub fn recover(&self) -> Vec<ContainerId> {

@@ -13,7 +13,9 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use crate::agent::{self, AgentConfig, AgentHandle};
+use crate::master::actor::MasterHandle;
 use crate::master::{Master, MasterConfig, actor, http as master_http};
+use crate::messages::ToMaster;
 
 /// What to start.
 #[derive(Debug, Clone)]
@@ -44,6 +46,13 @@ pub struct ClusterConfig {
     pub status_retry_initial: Duration,
     /// Executor registration timeout (Mesos: 1 min).
     pub executor_registration_timeout: Duration,
+    /// After an agent restart ([`LocalCluster::restart_agent`]), the time its executors have
+    /// to re-subscribe (Mesos's `--executor_reregistration_timeout`: 2 s); also their
+    /// `MESOS_SUBSCRIPTION_BACKOFF_MAX`.
+    pub executor_reregistration_timeout: Duration,
+    /// How long the master waits for a stopped agent to come back before it marks it
+    /// unreachable and runs the agent-lost hooks (75 s, Mesos's 5 missed pings of 15 s).
+    pub agent_lost_timeout: Duration,
     /// Criteo command modules, already selected by `--hooks` / `--isolation`
     /// ([`mesokit_hooks::modules::select`]); empty by default. Each agent's isolator state
     /// goes to `<work_dir>/runtime/agent-<n>/isolators/command/<module_name>/<container id>`.
@@ -69,6 +78,8 @@ impl Default for ClusterConfig {
             allocation_interval: Duration::from_secs(1),
             status_retry_initial: Duration::from_secs(10),
             executor_registration_timeout: Duration::from_secs(60),
+            executor_reregistration_timeout: Duration::from_secs(2),
+            agent_lost_timeout: Duration::from_secs(75),
             modules: ModulesConfig::default(),
             modules_tmp_dir: None,
         }
@@ -108,9 +119,36 @@ pub enum StartError {
 pub struct LocalCluster {
     master_addr: SocketAddr,
     agents: Vec<AgentHandle>,
+    /// What each agent was started with (to start it again).
+    agent_configs: Vec<AgentConfig>,
+    /// Whether each agent is stopped ([`LocalCluster::stop_agent`]).
+    stopped: Vec<bool>,
+    master: MasterHandle,
+    to_master: mpsc::UnboundedSender<ToMaster>,
+    modules: ModulesConfig,
+    modules_tmp: PathBuf,
     work_dir: PathBuf,
     remove_work_dir: bool,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Why an agent could not be stopped or started again.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// There is no agent with this index.
+    #[error("no agent {index}: the cluster has {count} agents")]
+    NoSuchAgent { index: usize, count: usize },
+    /// `start_agent` of an agent that runs, or `stop_agent` of one that is stopped.
+    #[error("agent {index} is already {state}")]
+    WrongState { index: usize, state: &'static str },
+    /// Its port could not be bound again.
+    #[error("cannot bind agent {index} to {addr} again: {source}")]
+    Bind {
+        index: usize,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl LocalCluster {
@@ -168,6 +206,7 @@ impl LocalCluster {
                 port: master_addr.port(),
                 heartbeat_interval: config.heartbeat_interval,
                 allocation_interval: config.allocation_interval,
+                agent_lost_timeout: config.agent_lost_timeout,
                 ..MasterConfig::default()
             },
             now,
@@ -175,6 +214,7 @@ impl LocalCluster {
 
         let (to_master, from_agents) = mpsc::unbounded_channel();
         let mut agents = Vec::new();
+        let mut agent_configs = Vec::new();
         for i in 0..config.agents {
             let port = if config.agent_port == 0 {
                 0
@@ -195,17 +235,8 @@ impl LocalCluster {
                 attributes: attributes.clone(),
                 ..Default::default()
             };
-            let modules = has_modules.then(|| {
-                let state_root = work_dir
-                    .join("runtime")
-                    .join(format!("agent-{i}"))
-                    .join("isolators/command");
-                std::sync::Arc::new(CommandModules::new(
-                    &config.modules,
-                    Runner::new(&modules_tmp),
-                    &state_root,
-                ))
-            });
+            let modules =
+                has_modules.then(|| agent_modules(&config.modules, &modules_tmp, &work_dir, i));
             if let Some(m) = &modules {
                 // As Mesos at agent start: the resources and attributes decorator hooks.
                 m.decorate_agent(&mut info).await;
@@ -225,31 +256,40 @@ impl LocalCluster {
             ac.attributes = agent_attributes;
             ac.status_retry_initial = config.status_retry_initial;
             ac.executor_registration_timeout = config.executor_registration_timeout;
+            ac.executor_reregistration_timeout = config.executor_reregistration_timeout;
             ac.modules = modules;
+            agent_configs.push(ac.clone());
             agents.push(agent::start(ac, listener, to_master.clone()));
         }
-        drop(to_master);
 
-        let (mut handle, master_task) = actor::spawn(master, agents.clone(), from_agents);
-        if !config.modules.hooks.is_empty() {
+        let master_modules = (!config.modules.hooks.is_empty()).then(|| {
             // The master's hook points need no isolator state: a hooks-only instance.
             let hooks_only = ModulesConfig {
                 hooks: config.modules.hooks.clone(),
                 isolators: Vec::new(),
             };
-            handle.modules = Some(std::sync::Arc::new(CommandModules::new(
+            std::sync::Arc::new(CommandModules::new(
                 &hooks_only,
                 Runner::new(&modules_tmp),
                 &work_dir.join("runtime/master"),
-            )));
-        }
+            ))
+        });
+        let (handle, master_task) =
+            actor::spawn(master, agents.clone(), from_agents, master_modules);
+        let master_handle = handle.clone();
         let server = crate::http::serve(master_listener, move |req| {
             master_http::handle(handle.clone(), req)
         });
         tracing::info!(master = %master_addr, agents = agents.len(), work_dir = %work_dir.display(), "local cluster started");
         Ok(LocalCluster {
             master_addr,
+            stopped: vec![false; agents.len()],
             agents,
+            agent_configs,
+            master: master_handle,
+            to_master,
+            modules: config.modules.clone(),
+            modules_tmp,
             work_dir,
             remove_work_dir,
             tasks: vec![master_task, server],
@@ -276,6 +316,63 @@ impl LocalCluster {
         &self.work_dir
     }
 
+    /// Stops agent `index` as if its process ended ([`AgentHandle::stop`]): the executors of
+    /// checkpointing frameworks keep running, the others are killed; the master marks the
+    /// agent disconnected and, unless it is started again within
+    /// [`ClusterConfig::agent_lost_timeout`], unreachable (running the agent-lost hooks).
+    pub async fn stop_agent(&mut self, index: usize) -> Result<(), AgentError> {
+        self.check(index, false)?;
+        self.agents[index].stop().await;
+        self.stopped[index] = true;
+        Ok(())
+    }
+
+    /// Starts a stopped agent again on the same port, with the same id and work dir: it
+    /// recovers its checkpointed executors (their isolators' watch loops resume, the executors
+    /// re-subscribe or are killed), cleans up the rest, and re-registers with the master.
+    pub async fn start_agent(&mut self, index: usize) -> Result<(), AgentError> {
+        self.check(index, true)?;
+        let mut config = self.agent_configs[index].clone();
+        let addr = SocketAddr::from((config.ip, config.port));
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| AgentError::Bind {
+                index,
+                addr,
+                source,
+            })?;
+        let has_modules = !self.modules.hooks.is_empty() || !self.modules.isolators.is_empty();
+        config.modules = has_modules
+            .then(|| agent_modules(&self.modules, &self.modules_tmp, &self.work_dir, index));
+        config.recover = true;
+        let handle = agent::start(config, listener, self.to_master.clone());
+        self.master.set_agent(handle.clone());
+        self.agents[index] = handle;
+        self.stopped[index] = false;
+        tracing::info!(agent = index, "agent started again");
+        Ok(())
+    }
+
+    /// [`LocalCluster::stop_agent`] then [`LocalCluster::start_agent`].
+    pub async fn restart_agent(&mut self, index: usize) -> Result<(), AgentError> {
+        self.stop_agent(index).await?;
+        self.start_agent(index).await
+    }
+
+    fn check(&self, index: usize, stopped: bool) -> Result<(), AgentError> {
+        match self.stopped.get(index) {
+            None => Err(AgentError::NoSuchAgent {
+                index,
+                count: self.agents.len(),
+            }),
+            Some(s) if *s != stopped => Err(AgentError::WrongState {
+                index,
+                state: if *s { "stopped" } else { "running" },
+            }),
+            Some(_) => Ok(()),
+        }
+    }
+
     /// Stops serving, kills every executor and removes a temporary work dir.
     pub async fn shutdown(self) {
         for a in &self.agents {
@@ -283,6 +380,21 @@ impl LocalCluster {
         }
         // The rest (tasks, work dir) is what dropping does.
     }
+}
+
+/// An agent's command modules; isolator state goes to
+/// `<work_dir>/runtime/agent-<index>/isolators/command/<module_name>/`.
+fn agent_modules(
+    modules: &ModulesConfig,
+    tmp: &std::path::Path,
+    work_dir: &std::path::Path,
+    index: usize,
+) -> std::sync::Arc<CommandModules> {
+    let state_root = work_dir
+        .join("runtime")
+        .join(format!("agent-{index}"))
+        .join("isolators/command");
+    std::sync::Arc::new(CommandModules::new(modules, Runner::new(tmp), &state_root))
 }
 
 /// Dropping the cluster (also when a test panics) leaves no executor or task running.

@@ -26,14 +26,18 @@ pub type Request = http::Request<Incoming>;
 /// Largest request body accepted (calls are small; LAUNCH of many tasks stays well below).
 pub const MAX_BODY: usize = 16 << 20;
 
-/// Serves `listener` until the returned task is aborted; each connection gets its own task.
+/// Serves `listener` until the returned task is aborted; each connection gets its own task,
+/// and aborting the server ends its open connections too (an agent that stops must not
+/// answer executors on connections it accepted before).
 pub fn serve<H, F>(listener: TcpListener, handler: H) -> tokio::task::JoinHandle<()>
 where
     H: Fn(Request) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response> + Send + 'static,
 {
     tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
         loop {
+            while connections.try_join_next().is_some() {}
             let (stream, peer) = match listener.accept().await {
                 Ok(x) => x,
                 Err(e) => {
@@ -44,7 +48,7 @@ where
             };
             let _ = stream.set_nodelay(true);
             let handler = handler.clone();
-            tokio::spawn(async move {
+            connections.spawn(async move {
                 let svc = hyper::service::service_fn(move |req| {
                     let h = handler.clone();
                     async move { Ok::<_, Infallible>(h(req).await) }

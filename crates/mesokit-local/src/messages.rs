@@ -83,4 +83,13 @@ pub enum ToMaster {
         status: i32,
         command_executor: bool,
     },
+    /// The agent stopped serving (it is restarting, or gone for good); its executors of
+    /// checkpointing frameworks keep running.
+    AgentDisconnected { agent_id: AgentId },
+    /// The agent restarted with its checkpointed state; these are every (framework, task) it
+    /// knows. Its recovered status updates follow on the same channel.
+    AgentReregistered {
+        agent_id: AgentId,
+        tasks: Vec<(FrameworkId, TaskId)>,
+    },
 }

@@ -16,6 +16,7 @@ use mesokit_proto::v1::{
 };
 
 use super::AgentConfig;
+use super::checkpoint::Record;
 use super::executor_api::{ExecutorCall, Kind};
 use super::updates::{Forward, Recorded, StatusUpdateManager};
 use super::{launcher, sandbox};
@@ -67,6 +68,14 @@ pub(crate) enum Action {
         /// Executor.
         executor_id: String,
     },
+    /// Run the task status decorator hooks on an update the agent made up, then hand it back
+    /// with [`AgentCore::decorated_update`].
+    DecorateStatus {
+        /// Framework.
+        framework_id: FrameworkId,
+        /// The update (with its uuid).
+        status: Box<TaskStatus>,
+    },
     /// Call [`AgentCore::timer`] with `timer` after `after`.
     Timer {
         /// Delay.
@@ -111,6 +120,8 @@ pub(crate) enum Timer {
         executor_id: String,
         container_id: String,
     },
+    /// After a restart: recovered executors must have re-subscribed by now.
+    Reregistration,
 }
 
 /// How the HTTP front answers an executor call.
@@ -176,6 +187,9 @@ pub(super) struct Executor {
     pub(super) registration_timed_out: bool,
     /// An isolator's watch reported a limitation: the reason and message of the failure.
     pub(super) limitation: Option<(task_status::Reason, String)>,
+    /// Recovered after an agent restart and not yet re-subscribed.
+    pub(super) recovered: bool,
+    pub(super) reregistration_timed_out: bool,
 }
 
 impl Executor {
@@ -218,6 +232,8 @@ pub(crate) struct AgentCore {
     pub(super) terminal_counts: BTreeMap<&'static str, u64>,
     actions: VecDeque<Action>,
     now: Instant,
+    /// Agent-made updates go through the task status decorator hooks first.
+    decorate_agent_updates: bool,
 }
 
 fn event_of(t: event::Type) -> Event {
@@ -393,7 +409,14 @@ impl AgentCore {
             terminal_counts: BTreeMap::new(),
             actions: VecDeque::new(),
             now,
+            decorate_agent_updates: false,
         }
+    }
+
+    /// Sends the updates the agent makes up through [`Action::DecorateStatus`] first (the
+    /// driver runs the task status decorator hooks), as Mesos decorates every update once.
+    pub(crate) fn decorate_agent_updates(&mut self) {
+        self.decorate_agent_updates = true;
     }
 
     /// Seconds since the epoch at `self.now`.
@@ -484,6 +507,25 @@ impl AgentCore {
                         "shutdown grace period over; killing the executor"
                     );
                     self.actions.push_back(Action::Kill { pgid });
+                }
+            }
+            Timer::Reregistration => {
+                for (fid, fw) in &mut self.frameworks {
+                    for (eid, e) in &mut fw.executors {
+                        if !e.recovered || e.state != ExecState::Registering {
+                            continue;
+                        }
+                        tracing::warn!(
+                            framework_id = %fid,
+                            executor_id = %eid,
+                            "executor did not re-subscribe after the agent restart; killing it"
+                        );
+                        e.reregistration_timed_out = true;
+                        e.state = ExecState::Terminating;
+                        if let Some(pgid) = e.pid {
+                            self.actions.push_back(Action::Kill { pgid });
+                        }
+                    }
                 }
             }
         }
@@ -700,6 +742,8 @@ impl AgentCore {
                 ever_launched: false,
                 registration_timed_out: false,
                 limitation: None,
+                recovered: false,
+                reregistration_timed_out: false,
             },
         );
     }
@@ -1017,8 +1061,24 @@ impl AgentCore {
         );
         let executor_id = e.info.executor_id.clone();
         let command = e.command;
+        let mut state = TaskState::TaskFailed;
         let (reason, message) = if let Some((reason, message)) = e.limitation.clone() {
             (reason, message)
+        } else if e.reregistration_timed_out {
+            // Mesos's `reregisterExecutorTimeout`: the container is destroyed with TASK_GONE
+            // (partition-aware) or TASK_LOST.
+            state = if partition_aware(&fw.info) {
+                TaskState::TaskGone
+            } else {
+                TaskState::TaskLost
+            };
+            (
+                task_status::Reason::ExecutorReregistrationTimeout,
+                format!(
+                    "Executor did not re-subscribe within {}",
+                    format_duration(self.config.executor_reregistration_timeout)
+                ),
+            )
         } else if e.registration_timed_out {
             (
                 task_status::Reason::ExecutorRegistrationTimeout,
@@ -1039,14 +1099,7 @@ impl AgentCore {
         };
         if !terminating {
             for tid in &open {
-                self.agent_update(
-                    &fid_v,
-                    tid,
-                    Some(&executor_id),
-                    TaskState::TaskFailed,
-                    reason,
-                    &message,
-                );
+                self.agent_update(&fid_v, tid, Some(&executor_id), state, reason, &message);
             }
         }
         let fw = self.frameworks.get_mut(fid).expect("framework");
@@ -1090,7 +1143,41 @@ impl AgentCore {
             uuid: Some(new_uuid()),
             ..Default::default()
         };
-        self.record(fid, eid.map(|e| e.value.as_str()), status);
+        if !self.decorate_agent_updates {
+            self.record(fid, eid.map(|e| e.value.as_str()), status);
+            return;
+        }
+        if self
+            .frameworks
+            .get(&fid.value)
+            .is_some_and(|f| f.terminating)
+            || self.updates.is_terminated(fid, tid)
+        {
+            return;
+        }
+        // The task's bookkeeping changes now (the executor may be gone by the time the hooks
+        // answer); the update enters its stream when they have.
+        self.note_task_state(fid, eid.map(|e| e.value.as_str()), &status);
+        self.actions.push_back(Action::DecorateStatus {
+            framework_id: fid.clone(),
+            status: Box::new(status),
+        });
+    }
+
+    /// An agent-made update back from the task status decorator hooks: into its stream.
+    pub(crate) fn decorated_update(&mut self, now: Instant, fid: &FrameworkId, status: TaskStatus) {
+        self.now = now;
+        if self
+            .frameworks
+            .get(&fid.value)
+            .is_some_and(|f| f.terminating)
+        {
+            return;
+        }
+        let (_, fwd) = self.updates.update(fid, status, self.now);
+        if let Some(f) = fwd {
+            self.forward(f);
+        }
     }
 
     /// Notes the update in the task bookkeeping and the status-update manager, and forwards
@@ -1197,6 +1284,7 @@ impl AgentCore {
         };
         let fw_terminating = fw.terminating;
         let fw_info = fw.info.clone();
+        let pa = partition_aware(&fw_info);
         let Some(e) = fw.executors.get_mut(&eid) else {
             return CallReply::BadRequest("Executor cannot be found");
         };
@@ -1229,10 +1317,43 @@ impl AgentCore {
                 e.send(&mut self.actions, ev);
                 let was = e.state;
                 e.state = ExecState::Running;
+                let mut dropped = Vec::new();
+                if std::mem::take(&mut e.recovered) {
+                    // Mesos: a task still STAGING that the executor does not list as
+                    // unacknowledged never reached it (launched during the agent restart).
+                    dropped = e
+                        .launched
+                        .values()
+                        .filter(|t| t.state == TaskState::TaskStaging)
+                        .filter(|t| {
+                            !subscribe
+                                .unacknowledged_tasks
+                                .iter()
+                                .any(|u| u.task_id == t.info.task_id)
+                        })
+                        .map(|t| t.info.task_id.clone())
+                        .collect();
+                }
                 if was == ExecState::Registering {
                     for work in std::mem::take(&mut e.queued) {
                         launch_on(&mut self.actions, e, work);
                     }
+                }
+                let executor_id = e.info.executor_id.clone();
+                let state = if pa {
+                    TaskState::TaskDropped
+                } else {
+                    TaskState::TaskLost
+                };
+                for tid in dropped {
+                    self.agent_update(
+                        &fid,
+                        &tid,
+                        Some(&executor_id),
+                        state,
+                        task_status::Reason::AgentRestarted,
+                        "Task launched during agent restart",
+                    );
                 }
                 // Re-subscription: updates the executor never saw acknowledged are processed
                 // as new ones (duplicates are re-acknowledged).
@@ -1311,6 +1432,207 @@ impl AgentCore {
             ev.acknowledged = Some(event::Acknowledged { task_id, uuid });
             e.send(&mut self.actions, ev);
         }
+    }
+}
+
+// ----- checkpoints and recovery -----
+
+impl AgentCore {
+    /// The checkpoint records of a checkpointing framework's executor runs: every live
+    /// executor, and every exited one that still has unacknowledged updates. Keyed by
+    /// (executor id, container id). Empty for a framework that does not checkpoint (or is gone).
+    pub(crate) fn checkpoint_records(&self, fid: &str) -> Vec<((String, String), Record)> {
+        let Some(fw) = self
+            .frameworks
+            .get(fid)
+            .filter(|f| f.info.checkpoint == Some(true) && !f.terminating)
+        else {
+            return Vec::new();
+        };
+        let fid_v = FrameworkId {
+            value: fid.to_owned(),
+        };
+        let unacked = |ids: &mut dyn Iterator<Item = &TaskId>| -> Vec<TaskStatus> {
+            ids.flat_map(|t| self.updates.unacknowledged(&fid_v, t))
+                .collect()
+        };
+        let mut out = Vec::new();
+        for e in fw.executors.values() {
+            let mut ids = e
+                .queued
+                .iter()
+                .flat_map(|p| p.tasks())
+                .map(|t| &t.task_id)
+                .chain(e.launched.values().map(|t| &t.info.task_id))
+                .chain(e.completed.iter().map(|t| &t.info.task_id));
+            let updates = unacked(&mut ids);
+            out.push((
+                (e.info.executor_id.value.clone(), e.container_id.clone()),
+                record_of(&fw.info, e, true, updates),
+            ));
+        }
+        for e in &fw.completed_executors {
+            if fw.executors.contains_key(&e.info.executor_id.value) {
+                continue;
+            }
+            let mut ids = e.completed.iter().map(|t| &t.info.task_id);
+            let updates = unacked(&mut ids);
+            if !updates.is_empty() {
+                out.push((
+                    (e.info.executor_id.value.clone(), e.container_id.clone()),
+                    record_of(&fw.info, e, false, updates),
+                ));
+            }
+        }
+        out
+    }
+
+    /// Puts back what the agent checkpointed before its restart. Live executors wait for
+    /// their executor to re-subscribe (until [`Timer::Reregistration`]); the driver watches
+    /// their processes and reports [`AgentCore::exited`]. Unacknowledged updates are resent.
+    pub(crate) fn recover(&mut self, now: Instant, records: Vec<Record>) {
+        self.now = now;
+        let mut waiting = false;
+        for r in records {
+            let fid = r.framework.id.clone().unwrap_or_default();
+            let fw = self
+                .frameworks
+                .entry(fid.value.clone())
+                .or_insert_with(|| Framework {
+                    info: r.framework.clone(),
+                    executors: BTreeMap::new(),
+                    completed_executors: Vec::new(),
+                    terminating: false,
+                });
+            let mut e = Executor {
+                info: r.executor,
+                container_id: r.container_id,
+                directory: r.directory,
+                command: r.command,
+                state: if r.live {
+                    ExecState::Registering
+                } else {
+                    ExecState::Terminated
+                },
+                pid: r.pid,
+                framework_id: fid.value.clone(),
+                queued: r.queued,
+                launched: BTreeMap::new(),
+                completed: Vec::new(),
+                ever_launched: r.ever_launched,
+                registration_timed_out: false,
+                limitation: None,
+                recovered: r.live,
+                reregistration_timed_out: false,
+            };
+            for (info, state) in r.launched {
+                let t = Task {
+                    info,
+                    state,
+                    statuses: Vec::new(),
+                };
+                if is_terminal(state) {
+                    e.completed.push(t);
+                } else {
+                    e.launched.insert(t.info.task_id.value.clone(), t);
+                }
+            }
+            tracing::info!(
+                framework_id = %fid.value,
+                executor_id = %e.info.executor_id.value,
+                container_id = %e.container_id,
+                live = r.live,
+                pid = ?e.pid,
+                "recovered executor"
+            );
+            if r.live {
+                waiting = true;
+                fw.executors.insert(e.info.executor_id.value.clone(), e);
+            } else {
+                fw.completed_executors.push(e);
+            }
+            for u in r.updates {
+                let (_, fwd) = self.updates.update(&fid, u, now);
+                if let Some(f) = fwd {
+                    self.forward(f);
+                }
+            }
+        }
+        if waiting {
+            self.actions.push_back(Action::Timer {
+                after: self.config.executor_reregistration_timeout,
+                timer: Timer::Reregistration,
+            });
+        }
+    }
+
+    /// Every (framework, task) the agent knows, for its re-registration with the master.
+    pub(crate) fn known_tasks(&self) -> Vec<(FrameworkId, TaskId)> {
+        let mut out = Vec::new();
+        for (fid, fw) in &self.frameworks {
+            let f = FrameworkId { value: fid.clone() };
+            for e in fw.executors.values() {
+                for t in e.queued.iter().flat_map(|p| p.tasks()) {
+                    out.push((f.clone(), t.task_id.clone()));
+                }
+                for t in e.launched.values() {
+                    out.push((f.clone(), t.info.task_id.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// (framework id, executor id, container id, pid) of the executors recovered and not
+    /// yet re-subscribed or exited, whose processes the driver must watch.
+    pub(crate) fn recovered_executors(&self) -> Vec<(String, String, String, Option<u32>)> {
+        self.frameworks
+            .values()
+            .flat_map(|f| f.executors.values())
+            .filter(|e| e.recovered)
+            .map(|e| {
+                (
+                    e.framework_id.clone(),
+                    e.info.executor_id.value.clone(),
+                    e.container_id.clone(),
+                    e.pid,
+                )
+            })
+            .collect()
+    }
+
+    /// Process groups of the live executors of frameworks that do not checkpoint (they do not
+    /// survive an agent restart).
+    pub(crate) fn uncheckpointed_process_groups(&self) -> Vec<u32> {
+        self.frameworks
+            .values()
+            .filter(|f| f.info.checkpoint != Some(true))
+            .flat_map(|f| f.executors.values())
+            .filter_map(|e| e.pid)
+            .collect()
+    }
+}
+
+fn record_of(fw: &FrameworkInfo, e: &Executor, live: bool, updates: Vec<TaskStatus>) -> Record {
+    Record {
+        framework: fw.clone(),
+        executor: e.info.clone(),
+        container_id: e.container_id.clone(),
+        directory: e.directory.clone(),
+        command: e.command,
+        pid: e.pid,
+        live,
+        ever_launched: e.ever_launched,
+        queued: if live { e.queued.clone() } else { Vec::new() },
+        launched: if live {
+            e.launched
+                .values()
+                .map(|t| (t.info.clone(), t.state))
+                .collect()
+        } else {
+            Vec::new()
+        },
+        updates,
     }
 }
 

@@ -143,6 +143,20 @@ pub(crate) fn kill_tree(pgid: u32) {
     kill_group(pgid, SIGKILL);
 }
 
+/// Whether the process `pid` is running (a zombie is not): how an agent watches an executor
+/// that is not its child (recovered after a restart), as Mesos's `process::reap` polls.
+pub(crate) fn alive(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // After "pid (comm) " comes the state letter.
+    let state = stat
+        .rfind(')')
+        .and_then(|i| stat.get(i + 2..))
+        .and_then(|r| r.chars().next());
+    !matches!(state, None | Some('Z') | Some('X'))
+}
+
 #[derive(Debug)]
 struct Proc {
     pid: u32,

@@ -21,10 +21,17 @@
 //! * serves `/state`, `/health`, `/version`, `/flags`, `/files/*`, `/monitor/statistics`,
 //!   `/containers`, `/metrics/snapshot` and the read calls of the v1 operator API.
 //!
-//! Not (yet): running executors as another user (`--switch_user`), checkpointing and agent
-//! recovery, container images and isolation, the fetcher cache, container attach/exec calls,
-//! executor authentication.
+//! * checkpoints the executors of checkpointing frameworks (`FrameworkInfo.checkpoint`) under
+//!   `<work_dir>/meta` ([`checkpoint`]), and with [`AgentConfig::recover`] resumes them after
+//!   a restart: their processes keep running while the agent is down ([`AgentHandle::stop`]),
+//!   they re-subscribe within `executor_reregistration_timeout` or are killed (their tasks
+//!   TASK_LOST, TASK_GONE for partition-aware frameworks), the isolators' watch loops resume,
+//!   unacknowledged updates are resent and the agent re-registers with the master.
+//!
+//! Not (yet): running executors as another user (`--switch_user`), container images and
+//! isolation, the fetcher cache, container attach/exec calls, executor authentication.
 
+mod checkpoint;
 mod core;
 mod endpoints;
 mod executor_api;
@@ -37,6 +44,7 @@ pub mod updates;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -88,6 +96,10 @@ pub struct AgentConfig {
     /// Criteo command modules (`--modules`, `--hooks`, `--isolation`); `None`: no hooks, no
     /// isolators beyond the built-in behaviour.
     pub modules: Option<Arc<CommandModules>>,
+    /// Start by recovering what an earlier run of this agent (same `id` and `work_dir`)
+    /// checkpointed, and re-register with the master ([`ToMaster::AgentReregistered`]).
+    /// Off: a fresh agent (the isolators' leftover containers are cleaned up).
+    pub recover: bool,
 }
 
 impl AgentConfig {
@@ -117,6 +129,7 @@ impl AgentConfig {
             recovery_timeout: Duration::from_secs(15 * 60),
             executor_heartbeat_interval: Duration::from_secs(30 * 60),
             modules: None,
+            recover: false,
         }
     }
 
@@ -199,8 +212,28 @@ impl AgentHandle {
         if self.inner.tx.send(Input::Shutdown(tx)).is_ok() {
             let _ = rx.await;
         }
-        if let Some(server) = self.inner.server.lock().expect("poisoned").take() {
+        self.stop_serving().await;
+    }
+
+    /// Stops the agent as if its process ended, for a restart with [`AgentConfig::recover`]:
+    /// the executors of checkpointing frameworks keep running (their streams end, so they
+    /// start re-subscribing), those of other frameworks are killed; the isolators' watch loops
+    /// stop; the master is told the agent is gone ([`ToMaster::AgentDisconnected`]); the
+    /// listener and every connection close, so the port can be bound again.
+    pub async fn stop(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.inner.tx.send(Input::Stop(tx)).is_ok() {
+            let _ = rx.await;
+        }
+        self.stop_serving().await;
+    }
+
+    async fn stop_serving(&self) {
+        let server = self.inner.server.lock().expect("poisoned").take();
+        if let Some(server) = server {
             server.abort();
+            // Once it has ended, the listener and the connections are closed.
+            let _ = server.await;
         }
     }
 }
@@ -219,11 +252,18 @@ pub fn start(
     let id = config.id.clone();
     let config = Arc::new(config);
     let groups = ProcessGroups::default();
-    if let Some(m) = config.modules.clone() {
-        modules::recover(m);
-    }
-    let driver = Driver {
-        core: AgentCore::new(config.clone(), Instant::now(), now_secs()),
+    let mut core = AgentCore::new(config.clone(), Instant::now(), now_secs());
+    let decorator = config
+        .modules
+        .clone()
+        .filter(|m| m.has(mesokit_hooks::modules::Method::TaskStatusDecorator))
+        .map(|m| {
+            core.decorate_agent_updates();
+            spawn_status_decorator(m, tx.clone())
+        });
+    let agent_dir = checkpoint::agent_dir(&config.work_dir, &config.id.value);
+    let mut driver = Driver {
+        core,
         to_master,
         tx: tx.clone(),
         groups: groups.clone(),
@@ -231,7 +271,12 @@ pub fn start(
         opened: None,
         decorating: false,
         backlog: VecDeque::new(),
+        detached: Arc::new(AtomicBool::new(false)),
+        agent_dir,
+        written: HashMap::new(),
+        decorator,
     };
+    driver.recover();
     tokio::spawn(driver.run(rx));
     let ctx = Arc::new(endpoints::Ctx {
         tx: tx.clone(),
@@ -278,6 +323,13 @@ enum Input {
     Timer(Timer),
     Query(Query),
     Shutdown(oneshot::Sender<()>),
+    /// [`AgentHandle::stop`].
+    Stop(oneshot::Sender<()>),
+    /// An agent-made update back from the task status decorator hooks.
+    AgentStatus {
+        framework_id: v1::FrameworkId,
+        status: v1::TaskStatus,
+    },
     /// A master message after the label decorator hooks ran on its tasks.
     Decorated(ToAgent),
     /// The container must be destroyed: an isolator's watch reported a limitation, or its
@@ -311,6 +363,47 @@ struct Driver {
     /// so that the core sees them in order (Mesos runs the hooks synchronously).
     decorating: bool,
     backlog: VecDeque<ToAgent>,
+    /// Set when the agent stops for a restart: the tasks that wait for executor processes
+    /// leave them (and their isolators) to the next run.
+    detached: Arc<AtomicBool>,
+    /// `<work_dir>/meta/slaves/<agent id>`.
+    agent_dir: PathBuf,
+    /// The checkpoint files written, by framework id then (executor id, container id), with
+    /// their content.
+    written: HashMap<String, HashMap<(String, String), String>>,
+    /// The task status decorator queue for agent-made updates (in order, one at a time).
+    decorator: Option<mpsc::UnboundedSender<(v1::FrameworkId, v1::TaskStatus)>>,
+}
+
+impl Input {
+    /// The framework whose checkpointed state the input may change.
+    fn framework_id(&self) -> Option<String> {
+        match self {
+            Input::Master(m) | Input::Decorated(m) => Some(match m {
+                ToAgent::RunTask { framework, .. } | ToAgent::RunTaskGroup { framework, .. } => {
+                    framework.id.clone().unwrap_or_default().value
+                }
+                ToAgent::KillTask { framework_id, .. }
+                | ToAgent::ShutdownExecutor { framework_id, .. }
+                | ToAgent::ShutdownFramework { framework_id }
+                | ToAgent::Acknowledge { framework_id, .. }
+                | ToAgent::FrameworkMessage { framework_id, .. } => framework_id.value.clone(),
+                ToAgent::UpdateFramework { framework } => {
+                    framework.id.clone().unwrap_or_default().value
+                }
+            }),
+            Input::Call(call, _) => Some(call.framework_id.value.clone()),
+            Input::Launched { framework_id, .. }
+            | Input::Exited { framework_id, .. }
+            | Input::Limited { framework_id, .. } => Some(framework_id.clone()),
+            Input::AgentStatus { framework_id, .. } => Some(framework_id.value.clone()),
+            Input::Timer(Timer::Registration { framework_id, .. })
+            | Input::Timer(Timer::ShutdownGrace { framework_id, .. }) => Some(framework_id.clone()),
+            // Any framework: every one is checked.
+            Input::Timer(Timer::Reregistration) => Some(String::new()),
+            Input::Query(_) | Input::Shutdown(_) | Input::Stop(_) => None,
+        }
+    }
 }
 
 impl Driver {
@@ -334,12 +427,187 @@ impl Driver {
                         let _ = done.send(());
                         break;
                     }
-                    Some(input) => self.handle(input),
+                    Some(Input::Stop(done)) => {
+                        self.stop();
+                        let _ = done.send(());
+                        break;
+                    }
+                    Some(input) => {
+                        let fid = input.framework_id();
+                        self.handle(input);
+                        self.perform();
+                        match fid.as_deref() {
+                            Some("") => self.checkpoint_all(),
+                            Some(fid) => self.checkpoint(fid),
+                            None => {}
+                        }
+                    }
                 },
                 () = timer => self.core.handle_timeout(Instant::now()),
             }
             self.perform();
         }
+    }
+
+    /// [`AgentHandle::stop`]: what a Mesos agent leaves behind when its process ends, with
+    /// checkpointing.
+    fn stop(&mut self) {
+        self.detached.store(true, Ordering::SeqCst);
+        for pgid in self.core.uncheckpointed_process_groups() {
+            launcher::kill_tree(pgid);
+        }
+        self.checkpoint_all();
+        if let Some(m) = &self.core.config.modules {
+            m.stop_watches();
+        }
+        self.streams.clear();
+        let _ = self.to_master.send(ToMaster::AgentDisconnected {
+            agent_id: self.core.config.id.clone(),
+        });
+        tracing::info!(agent_id = %self.core.config.id.value, "agent stopped; checkpointed executors keep running");
+    }
+
+    /// Writes the framework's checkpoint files that changed and removes those no longer
+    /// needed. A write error is logged (the next change retries it).
+    fn checkpoint(&mut self, fid: &str) {
+        let records = self.core.checkpoint_records(fid);
+        if records.is_empty() && !self.written.contains_key(fid) {
+            return;
+        }
+        let written = self.written.entry(fid.to_owned()).or_default();
+        let mut keep = std::collections::HashSet::new();
+        for ((eid, cid), record) in records {
+            let text = record.encode();
+            let key = (eid, cid);
+            if written.get(&key) != Some(&text) {
+                let dir = checkpoint::run_dir(&self.agent_dir, fid, &key.0, &key.1);
+                match checkpoint::write(&dir, &text) {
+                    Ok(()) => {
+                        written.insert(key.clone(), text);
+                    }
+                    Err(e) => {
+                        tracing::warn!(framework_id = fid, executor_id = %key.0, error = %e, "cannot write the executor's checkpoint")
+                    }
+                }
+            }
+            keep.insert(key);
+        }
+        let gone: Vec<(String, String)> = written
+            .keys()
+            .filter(|k| !keep.contains(*k))
+            .cloned()
+            .collect();
+        for key in gone {
+            checkpoint::remove(&checkpoint::run_dir(&self.agent_dir, fid, &key.0, &key.1));
+            written.remove(&key);
+        }
+        if written.is_empty() {
+            self.written.remove(fid);
+        }
+    }
+
+    fn checkpoint_all(&mut self) {
+        let mut fids: std::collections::BTreeSet<String> =
+            self.core.frameworks.keys().cloned().collect();
+        fids.extend(self.written.keys().cloned());
+        for fid in fids {
+            self.checkpoint(&fid);
+        }
+    }
+
+    /// At start with [`AgentConfig::recover`]: reads the checkpoints back into the core,
+    /// re-registers with the master, watches the recovered executors' processes and resumes
+    /// their isolators; the isolators' other containers are orphans and are cleaned up.
+    fn recover(&mut self) {
+        let config = self.core.config.clone();
+        let mut records = Vec::new();
+        if config.recover {
+            for r in checkpoint::read_all(&self.agent_dir) {
+                match r {
+                    Ok(r) => records.push(r),
+                    Err(e) => tracing::warn!("cannot recover an executor: {e}"),
+                }
+            }
+        }
+        let live: std::collections::BTreeSet<String> = records
+            .iter()
+            .filter(|r| r.live)
+            .map(|r| r.container_id.clone())
+            .collect();
+        if let Some(m) = config.modules.clone() {
+            modules::recover(m, &live);
+        }
+        if !config.recover {
+            return;
+        }
+        self.core.recover(Instant::now(), records);
+        let _ = self.to_master.send(ToMaster::AgentReregistered {
+            agent_id: config.id.clone(),
+            tasks: self.core.known_tasks(),
+        });
+        for (f, e, c, pid) in self.core.recovered_executors() {
+            if let Some(pid) = pid {
+                self.groups.lock().expect("poisoned").insert(pid);
+            }
+            if let (Some(m), Some(_)) = (&config.modules, pid) {
+                // Mesos calls `watch` again for every recovered container.
+                let (tx, f, e, c2) = (self.tx.clone(), f.clone(), e.clone(), c.clone());
+                m.watch(
+                    &v1::ContainerId {
+                        value: c.clone(),
+                        parent: None,
+                    },
+                    move |limited| {
+                        let _ = tx.send(Input::Limited {
+                            framework_id: f,
+                            executor_id: e,
+                            container_id: c2,
+                            reason: limited.limitation.reason_or_default(),
+                            message: limited.limitation.message_or_default(),
+                        });
+                    },
+                );
+            }
+            self.monitor(f, e, c, pid);
+        }
+        self.perform();
+        self.checkpoint_all();
+    }
+
+    /// Waits for a recovered executor's process to end (it is not our child any more: its
+    /// pid is polled), then destroys the container as `launch` does and reports `Exited`.
+    fn monitor(&self, f: String, e: String, c: String, pid: Option<u32>) {
+        let (tx, groups, detached) = (self.tx.clone(), self.groups.clone(), self.detached.clone());
+        let modules = self.core.config.modules.clone();
+        tokio::spawn(async move {
+            if let Some(pid) = pid {
+                while launcher::alive(pid) {
+                    if detached.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                groups.lock().expect("poisoned").remove(&pid);
+                launcher::kill_group(pid, launcher::SIGKILL);
+            }
+            if detached.load(Ordering::SeqCst) {
+                return;
+            }
+            if let Some(m) = &modules {
+                let id = v1::ContainerId {
+                    value: c.clone(),
+                    parent: None,
+                };
+                modules::cleanup(m, &id).await;
+            }
+            // Not our child: its wait status is unknown.
+            let _ = tx.send(Input::Exited {
+                framework_id: f,
+                executor_id: e,
+                container_id: c,
+                status: -1,
+            });
+        });
     }
 
     fn handle(&mut self, input: Input) {
@@ -419,7 +687,11 @@ impl Driver {
             }
             Input::Timer(t) => self.core.timer(now, t),
             Input::Query(q) => q(&self.core),
-            Input::Shutdown(_) => unreachable!("handled in run"),
+            Input::AgentStatus {
+                framework_id,
+                status,
+            } => self.core.decorated_update(now, &framework_id, status),
+            Input::Shutdown(_) | Input::Stop(_) => unreachable!("handled in run"),
         }
     }
 
@@ -501,6 +773,17 @@ impl Driver {
                 } => {
                     self.streams.remove(&(framework_id, executor_id));
                 }
+                Action::DecorateStatus {
+                    framework_id,
+                    status,
+                } => match &self.decorator {
+                    Some(d) => {
+                        let _ = d.send((framework_id, *status));
+                    }
+                    None => self
+                        .core
+                        .decorated_update(Instant::now(), &framework_id, *status),
+                },
                 Action::Timer { after, timer } => {
                     let tx = self.tx.clone();
                     tokio::spawn(async move {
@@ -519,6 +802,7 @@ impl Driver {
         let config = self.core.config.clone();
         let tx = self.tx.clone();
         let groups = self.groups.clone();
+        let detached = self.detached.clone();
         tokio::spawn(async move {
             let Launch {
                 framework_id: f,
@@ -633,6 +917,10 @@ impl Driver {
             if let Some(pid) = pid {
                 groups.lock().expect("poisoned").remove(&pid);
             }
+            if detached.load(Ordering::SeqCst) {
+                // The agent stopped for a restart: the next run destroys the container.
+                return;
+            }
             if let Some(m) = &modules {
                 // As Mesos destroys a container: what is left of the group goes first.
                 if let Some(pid) = pid {
@@ -648,6 +936,30 @@ impl Driver {
             });
         });
     }
+}
+
+/// Runs the task status decorator hooks on agent-made updates, one at a time and in order,
+/// and hands each back to the driver.
+fn spawn_status_decorator(
+    m: Arc<CommandModules>,
+    tx: mpsc::UnboundedSender<Input>,
+) -> mpsc::UnboundedSender<(v1::FrameworkId, v1::TaskStatus)> {
+    let (dtx, mut drx) = mpsc::unbounded_channel::<(v1::FrameworkId, v1::TaskStatus)>();
+    tokio::spawn(async move {
+        while let Some((framework_id, mut status)) = drx.recv().await {
+            m.decorate_status(&framework_id, &mut status).await;
+            if tx
+                .send(Input::AgentStatus {
+                    framework_id,
+                    status,
+                })
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    dtx
 }
 
 /// Seconds since the epoch.

@@ -159,20 +159,26 @@ pub(super) async fn cleanup(m: &CommandModules, id: &ContainerId) {
     }
 }
 
-/// At agent start: reads back the isolators' per-container state. A local agent does not
-/// recover executors (they die with it), so every container found is an orphan of an earlier
-/// run: its isolators are cleaned up (cleanup command, state file removed), in the background.
-pub(super) fn recover(m: Arc<CommandModules>) {
-    let found = m.recover();
-    if found.is_empty() {
+/// At agent start: reads back the isolators' per-container state. The containers in `known`
+/// were recovered with their executors (the caller resumes their watch loops); every other
+/// one is an orphan of an earlier run (its executor is gone or not checkpointed): its
+/// isolators are cleaned up (cleanup command, state file removed), in the background, as
+/// Mesos's containerizer destroys orphans.
+pub(super) fn recover(m: Arc<CommandModules>, known: &std::collections::BTreeSet<String>) {
+    let orphans: Vec<ContainerId> = m
+        .recover()
+        .into_iter()
+        .filter(|c| !known.contains(&mesokit_hooks::mesos::container_id_string(c)))
+        .collect();
+    if orphans.is_empty() {
         return;
     }
     tracing::info!(
-        containers = found.len(),
+        containers = orphans.len(),
         "command isolators: cleaning up containers of an earlier run"
     );
     tokio::spawn(async move {
-        for id in found {
+        for id in orphans {
             cleanup(&m, &id).await;
         }
     });

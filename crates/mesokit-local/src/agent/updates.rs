@@ -214,6 +214,15 @@ impl StatusUpdateManager {
             .map(|s| s.latest_state)
     }
 
+    /// The task's updates not yet acknowledged, oldest first (what an agent checkpoints so
+    /// that a restart resends them).
+    pub fn unacknowledged(&self, framework_id: &FrameworkId, task_id: &TaskId) -> Vec<TaskStatus> {
+        self.streams
+            .get(&(framework_id.value.clone(), task_id.value.clone()))
+            .map(|s| s.pending.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Whether a task received a terminal update (that is not yet acknowledged).
     pub fn is_terminated(&self, framework_id: &FrameworkId, task_id: &TaskId) -> bool {
         self.streams

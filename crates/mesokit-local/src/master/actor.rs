@@ -50,6 +50,8 @@ pub(crate) enum Command {
     },
     StreamClosed(StreamId),
     With(Job),
+    /// A restarted agent's new handle (same id): the master's messages go to it from now on.
+    SetAgent(AgentHandle),
 }
 
 /// The handle the HTTP front uses to talk to the master task.
@@ -97,6 +99,11 @@ impl MasterHandle {
 
     /// Runs `f` on the master in its task and returns what it returns (`None` if the master
     /// is gone). Outputs `f` causes (a TEARDOWN's events, say) are carried out as usual.
+    /// Routes the master's messages for `agent`'s id to this (restarted) agent.
+    pub(crate) fn set_agent(&self, agent: AgentHandle) {
+        let _ = self.tx.send(Command::SetAgent(agent));
+    }
+
     pub(crate) async fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Master, std::time::Instant) -> T + Send + 'static,
@@ -123,17 +130,19 @@ struct Stream {
 }
 
 /// Starts the master task. `agents` receive the master's messages; `from_agents` carries theirs.
+/// `modules` are the hooks of `--modules` (the master's hook points).
 pub(crate) fn spawn(
     mut master: Master,
     agents: Vec<AgentHandle>,
     mut from_agents: mpsc::UnboundedReceiver<ToMaster>,
+    modules: Option<std::sync::Arc<mesokit_hooks::agent::CommandModules>>,
 ) -> (MasterHandle, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::unbounded_channel::<Command>();
     let handle = MasterHandle {
         tx: tx.clone(),
-        modules: None,
+        modules: modules.clone(),
     };
-    let agents: HashMap<String, AgentHandle> = agents
+    let mut agents: HashMap<String, AgentHandle> = agents
         .into_iter()
         .map(|a| (a.id().value.clone(), a))
         .collect();
@@ -175,6 +184,9 @@ pub(crate) fn spawn(
                             }
                         }
                         Command::With(job) => job(&mut master, now),
+                        Command::SetAgent(a) => {
+                            agents.insert(a.id().value.clone(), a);
+                        }
                     }
                 }
                 msg = from_agents.recv() => {
@@ -209,6 +221,14 @@ pub(crate) fn spawn(
                             tracing::warn!(agent_id = %agent_id.value, "message for an unknown agent dropped")
                         }
                     },
+                    Output::AgentLost { info } => {
+                        if let Some(m) = modules.clone()
+                            && m.has(mesokit_hooks::modules::Method::AgentLostHook)
+                        {
+                            // As Mesos: the hook's errors are logged and change nothing.
+                            tokio::spawn(async move { m.agent_lost(&info).await });
+                        }
+                    }
                 }
             }
         }

@@ -169,6 +169,9 @@ impl Master {
         let agent_ids: Vec<String> = self.agents.keys().cloned().collect();
         for agent_id in agent_ids {
             let agent = &self.agents[&agent_id];
+            if agent.disconnected_at.is_some() {
+                continue;
+            }
             let available = agent.available();
             if available.is_empty() {
                 continue;

@@ -57,6 +57,11 @@ pub struct MasterConfig {
     pub min_allocatable_cpus: f64,
     /// See [`MasterConfig::min_allocatable_cpus`] (MB).
     pub min_allocatable_mem: f64,
+    /// How long an agent may stay disconnected before the master marks it unreachable: its
+    /// tasks become TASK_UNREACHABLE (partition-aware frameworks) or TASK_LOST, and the
+    /// agent-lost hooks run. Mesos detects this with pings: `--agent_ping_timeout` (15 s) times
+    /// `--max_agent_ping_timeouts` (5), hence 75 s.
+    pub agent_lost_timeout: Duration,
 }
 
 impl Default for MasterConfig {
@@ -71,6 +76,7 @@ impl Default for MasterConfig {
             offer_timeout: None,
             min_allocatable_cpus: 0.01,
             min_allocatable_mem: 32.0,
+            agent_lost_timeout: Duration::from_secs(75),
         }
     }
 }
@@ -99,6 +105,12 @@ pub enum Output {
         agent_id: v1::AgentId,
         /// The message.
         msg: ToAgent,
+    },
+    /// An agent was marked unreachable: run the agent-lost hooks (`masterSlaveLostHook`) with
+    /// its info.
+    AgentLost {
+        /// The agent's info, with its id.
+        info: v1::AgentInfo,
     },
 }
 
@@ -241,6 +253,9 @@ pub(super) struct Agent {
     pub(super) used: Resources,
     /// Outstanding offers (allocated to roles).
     pub(super) offered: Resources,
+    /// Since when the agent is disconnected (`None`: connected). A disconnected agent gets
+    /// no offers; after `agent_lost_timeout` it is marked unreachable.
+    pub(super) disconnected_at: Option<Instant>,
 }
 
 impl Agent {
@@ -546,6 +561,7 @@ impl Master {
             total,
             used: Resources::new(),
             offered: Resources::new(),
+            disconnected_at: None,
         };
         self.agents.insert(id.value.clone(), agent);
         self.counters.slave_registrations += 1;
@@ -556,11 +572,99 @@ impl Master {
     /// Removes an agent (it shut down): its offers are rescinded, its tasks become TASK_LOST
     /// (`REASON_AGENT_REMOVED`, sent to connected frameworks) and completed.
     pub fn remove_agent(&mut self, now: Instant, agent_id: &v1::AgentId) {
+        self.remove_agent_as(now, agent_id, false);
+    }
+
+    /// An agent's connection is gone (it stopped, or is restarting). As Mesos's
+    /// `Master::disconnect`: its offers are rescinded and it gets no more; the tasks of
+    /// frameworks without checkpointing are lost at once (TASK_LOST, `REASON_AGENT_DISCONNECTED`:
+    /// their executors do not survive an agent restart); the others wait for the agent to
+    /// re-register, or for [`MasterConfig::agent_lost_timeout`].
+    pub fn agent_disconnected(&mut self, now: Instant, agent_id: &v1::AgentId) {
         self.observe(now);
-        if !self.agents.contains_key(&agent_id.value) {
+        let Some(agent) = self.agents.get_mut(&agent_id.value) else {
+            return;
+        };
+        if agent.disconnected_at.is_some() {
             return;
         }
-        info!(agent_id = %agent_id.value, "removing agent");
+        agent.disconnected_at = Some(now);
+        let hostname = agent.info.hostname.clone();
+        info!(agent_id = %agent_id.value, "agent disconnected");
+        self.rescind_agent_offers(now, agent_id);
+        let framework_ids: Vec<String> = self
+            .frameworks
+            .values()
+            .filter(|f| !f.info.checkpoint.unwrap_or(false))
+            .map(|f| f.id.value.clone())
+            .collect();
+        for fid in framework_ids {
+            self.lose_agent_tasks(
+                now,
+                &fid,
+                agent_id,
+                TaskState::TaskLost,
+                Reason::AgentDisconnected,
+                &format!("Agent {hostname} disconnected"),
+            );
+        }
+    }
+
+    /// A disconnected agent is back (restarted with its checkpointed state). `tasks` are the
+    /// (framework id, task id) of every task it knows. Tasks the master placed on it that it
+    /// does not know (their launch was lost while it was down) become TASK_LOST (TASK_GONE for
+    /// partition-aware frameworks), `REASON_AGENT_RESTARTED`.
+    pub fn agent_reregistered(
+        &mut self,
+        now: Instant,
+        agent_id: &v1::AgentId,
+        tasks: &[(v1::FrameworkId, v1::TaskId)],
+    ) {
+        self.observe(now);
+        let Some(agent) = self.agents.get_mut(&agent_id.value) else {
+            warn!(agent_id = %agent_id.value, "re-registration of an agent that is not registered (removed or unreachable) ignored");
+            return;
+        };
+        agent.disconnected_at = None;
+        let hostname = agent.info.hostname.clone();
+        info!(agent_id = %agent_id.value, tasks = tasks.len(), "agent re-registered");
+        let known: BTreeSet<(&str, &str)> = tasks
+            .iter()
+            .map(|(f, t)| (f.value.as_str(), t.value.as_str()))
+            .collect();
+        let missing: Vec<(String, String)> = self
+            .frameworks
+            .values()
+            .flat_map(|f| {
+                f.tasks
+                    .values()
+                    .filter(|t| t.agent_id == *agent_id && !is_terminal_value(t.state))
+                    .map(|t| (f.id.value.clone(), t.task_id.value.clone()))
+            })
+            .filter(|(f, t)| !known.contains(&(f.as_str(), t.as_str())))
+            .collect();
+        for (fid, tid) in missing {
+            let pa = self.frameworks[&fid].capable(Capability::PartitionAware);
+            let state = if pa {
+                TaskState::TaskGone
+            } else {
+                TaskState::TaskLost
+            };
+            self.lose_task(
+                now,
+                &fid,
+                &tid,
+                agent_id,
+                state,
+                Reason::AgentRestarted,
+                &format!("Task unknown to agent {hostname} after its restart"),
+            );
+        }
+        self.request_allocation();
+    }
+
+    /// Rescinds every outstanding offer of the agent.
+    fn rescind_agent_offers(&mut self, now: Instant, agent_id: &v1::AgentId) {
         let offer_ids: Vec<String> = self
             .offers
             .values()
@@ -570,40 +674,108 @@ impl Master {
         for id in offer_ids {
             self.remove_offer(now, &id, true, None);
         }
+    }
 
+    /// The framework's tasks on the agent end with a master-generated update (sent if the
+    /// framework is connected) and its executors there are forgotten.
+    fn lose_agent_tasks(
+        &mut self,
+        now: Instant,
+        fid: &str,
+        agent_id: &v1::AgentId,
+        state: TaskState,
+        reason: Reason,
+        message: &str,
+    ) {
+        let task_ids: Vec<String> = self.frameworks[fid]
+            .tasks
+            .values()
+            .filter(|t| t.agent_id == *agent_id)
+            .map(|t| t.task_id.value.clone())
+            .collect();
+        for tid in task_ids {
+            self.lose_task(now, fid, &tid, agent_id, state, reason, message);
+        }
+        let executors: Vec<(String, String)> = self.frameworks[fid]
+            .executors
+            .keys()
+            .filter(|(a, _)| *a == agent_id.value)
+            .cloned()
+            .collect();
+        for key in executors {
+            self.remove_executor(fid, &key);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn lose_task(
+        &mut self,
+        now: Instant,
+        fid: &str,
+        tid: &str,
+        agent_id: &v1::AgentId,
+        state: TaskState,
+        reason: Reason,
+        message: &str,
+    ) {
+        let executor_id = self.frameworks[fid].tasks[tid].executor_id.clone();
+        let mut status = self.master_status(
+            now,
+            tid,
+            state,
+            reason,
+            message.to_owned(),
+            Some(agent_id.clone()),
+            executor_id,
+        );
+        if state == TaskState::TaskUnreachable {
+            status.unreachable_time = Some(v1::TimeInfo {
+                nanoseconds: (self.epoch(now) * 1e9) as i64,
+            });
+        }
+        self.update_task(fid, tid, &status, None);
+        self.remove_task(fid, tid);
+        self.send(fid, update_event(status));
+    }
+
+    /// The agent stayed disconnected for `agent_lost_timeout`: as Mesos's `markUnreachable`,
+    /// its tasks become TASK_UNREACHABLE (partition-aware frameworks) or TASK_LOST, it is
+    /// removed, and the agent-lost hooks run ([`Output::AgentLost`]).
+    fn mark_unreachable(&mut self, now: Instant, agent_id: &v1::AgentId) {
+        let Some(info) = self.agents.get(&agent_id.value).map(|a| a.info.clone()) else {
+            return;
+        };
+        warn!(agent_id = %agent_id.value, "agent disconnected for longer than the agent lost timeout; marking it unreachable");
+        self.remove_agent_as(now, agent_id, true);
+        self.outputs.push_back(Output::AgentLost { info });
+    }
+
+    fn remove_agent_as(&mut self, now: Instant, agent_id: &v1::AgentId, unreachable: bool) {
+        self.observe(now);
+        if !self.agents.contains_key(&agent_id.value) {
+            return;
+        }
+        info!(agent_id = %agent_id.value, unreachable, "removing agent");
+        self.rescind_agent_offers(now, agent_id);
         let hostname = self.agents[&agent_id.value].info.hostname.clone();
         let framework_ids: Vec<String> = self.frameworks.keys().cloned().collect();
         for fid in framework_ids {
-            let task_ids: Vec<String> = self.frameworks[&fid]
-                .tasks
-                .values()
-                .filter(|t| t.agent_id == *agent_id)
-                .map(|t| t.task_id.value.clone())
-                .collect();
-            for tid in task_ids {
-                let executor_id = self.frameworks[&fid].tasks[&tid].executor_id.clone();
-                let status = self.master_status(
-                    now,
-                    &tid,
+            let pa = self.frameworks[&fid].capable(Capability::PartitionAware);
+            let (state, message) = match (unreachable, pa) {
+                (false, _) => (
                     TaskState::TaskLost,
-                    Reason::AgentRemoved,
                     format!("Agent {hostname} removed: agent unregistered"),
-                    Some(agent_id.clone()),
-                    executor_id,
-                );
-                self.update_task(&fid, &tid, &status, None);
-                self.remove_task(&fid, &tid);
-                self.send(&fid, update_event(status));
-            }
-            let executors: Vec<(String, String)> = self.frameworks[&fid]
-                .executors
-                .keys()
-                .filter(|(a, _)| *a == agent_id.value)
-                .cloned()
-                .collect();
-            for key in executors {
-                self.remove_executor(&fid, &key);
-            }
+                ),
+                (true, true) => (
+                    TaskState::TaskUnreachable,
+                    format!("Agent {hostname} is unreachable"),
+                ),
+                (true, false) => (
+                    TaskState::TaskLost,
+                    format!("Agent {hostname} is unreachable"),
+                ),
+            };
+            self.lose_agent_tasks(now, &fid, agent_id, state, Reason::AgentRemoved, &message);
         }
         self.agents.remove(&agent_id.value);
         self.removed_agents.insert(agent_id.value.clone());
@@ -1285,6 +1457,10 @@ impl Master {
                 status,
                 command_executor,
             ),
+            ToMaster::AgentDisconnected { agent_id } => self.agent_disconnected(now, &agent_id),
+            ToMaster::AgentReregistered { agent_id, tasks } => {
+                self.agent_reregistered(now, &agent_id, &tasks)
+            }
         }
     }
 
@@ -1649,6 +1825,19 @@ impl Master {
             self.remove_offer(now, &id, true, None);
         }
 
+        let lost: Vec<v1::AgentId> = self
+            .agents
+            .values()
+            .filter(|a| {
+                a.disconnected_at
+                    .is_some_and(|t| t + self.config.agent_lost_timeout <= now)
+            })
+            .map(|a| a.id.clone())
+            .collect();
+        for id in lost {
+            self.mark_unreachable(now, &id);
+        }
+
         let interval = self.config.heartbeat_interval;
         let mut beats = Vec::new();
         for framework in self.frameworks.values_mut() {
@@ -1693,6 +1882,11 @@ impl Master {
         for offer in self.offers.values() {
             if let Some(t) = offer.expires {
                 next = next.min(t);
+            }
+        }
+        for agent in self.agents.values() {
+            if let Some(t) = agent.disconnected_at {
+                next = next.min(t + self.config.agent_lost_timeout);
             }
         }
         Some(next)
