@@ -94,7 +94,7 @@ fn set(settings: &mut Settings, key: &str, value: &str) -> Result<(), String> {
                 .ok_or_else(|| format!("`{value}` is not a whole number of at least 1"))?;
         }
         "progress_regex" => {
-            settings.progress_regex = Some(crate::progress::Pattern::new(value.trim())?);
+            settings.progress_regex = Some(crate::progress::Pattern::new(value)?);
         }
         "progress_file" => settings.progress_file = Some(value.trim().to_owned()),
         _ => return Err(format!("unknown setting `{key}`")),

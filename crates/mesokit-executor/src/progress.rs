@@ -9,8 +9,8 @@
 //! * `progress_regex`: the regular expression ([`regex_lite`] syntax). Its first capture group
 //!   is the percentage, a number from 0 to 100 (fractions allowed, rounded to a whole number as
 //!   the API rounds `progress`); the second, if any, is the message (trimmed; cut to
-//!   [`crate::Settings::max_message_length`] characters as the API cuts it). An empty value
-//!   turns the tracking off for the task, whatever the operator's default.
+//!   [`crate::Settings::max_message_length`] characters as the API cuts it). An empty (or
+//!   blank) value turns the tracking off for the task, whatever the operator's default.
 //! * `progress_file`: the progress file, relative to the task's sandbox unless absolute.
 //!
 //! The operator's defaults are `MESOKIT_EXECUTOR_PROGRESS_REGEX` / `progress_regex` and
@@ -159,11 +159,11 @@ pub fn tracking(
             .iter()
             .flat_map(|l| &l.labels)
             .find(|l| l.key == key)
-            .map(|l| l.value.as_deref().unwrap_or("").trim())
+            .map(|l| l.value.as_deref().unwrap_or(""))
     };
-    let file_label = label(FILE_LABEL).filter(|f| !f.is_empty());
+    let file_label = label(FILE_LABEL).map(str::trim).filter(|f| !f.is_empty());
     let pattern = match label(REGEX_LABEL) {
-        Some("") => return Ok(None),
+        Some(text) if text.trim().is_empty() => return Ok(None),
         Some(text) => Pattern::new(text).map_err(|e| format!("label `{REGEX_LABEL}`: {e}"))?,
         None => match (operator.0, file_label.or(operator.1)) {
             (Some(p), _) => p.clone(),

@@ -744,7 +744,8 @@ impl Supervisor {
         self.escalate(now);
     }
 
-    /// A task reported progress or a message through the task API ([`crate::api`]): it goes
+    /// A task reported progress or a message through the task API ([`crate::api`]) or its
+    /// output ([`crate::progress`], which reports through the API when it runs): it goes
     /// out as a TASK_RUNNING update (text in `message`, `{"progress", "message"}` in `data`)
     /// at once if none went out in the last [`Settings::progress_interval`], else when that
     /// is over; the last change before the task ends always goes out before its terminal update.

@@ -326,6 +326,46 @@ async fn rotated_output_is_followed() {
     finish(child, dir).await;
 }
 
+#[tokio::test]
+async fn each_task_of_a_group_has_its_own_output_and_progress_file() {
+    let dir = sandbox("group");
+    let one = task("g1", r#"echo "progress: 11 one""#)
+        .label("progress_regex", DEFAULT_REGEX)
+        .build();
+    let two = task(
+        "g2",
+        r#"echo "progress: 22 two" > "$EXECUTOR_PROGRESS_OUTPUT_FILE""#,
+    )
+    .label("progress_regex", DEFAULT_REGEX)
+    .build();
+    let mut agent = FakeAgent::start(fake_agent::subscribed("fw", "grp", &[])).await;
+    agent.queue(fake_agent::launch_group(vec![one, two]));
+    let child = executor(&agent, "grp", &dir, &[]);
+    let mut updates = Vec::new();
+    while updates
+        .iter()
+        .filter(|u: &&TaskStatus| mesokit_proto::helpers::is_terminal_value(u.state))
+        .count()
+        < 2
+    {
+        updates.push(agent.next_update().await);
+    }
+    for (id, data) in [
+        ("g1", r#"{"progress":11,"message":"one"}"#),
+        ("g2", r#"{"progress":22,"message":"two"}"#),
+    ] {
+        let of_task: Vec<TaskStatus> = updates
+            .iter()
+            .filter(|u| u.task_id.value == id)
+            .cloned()
+            .collect();
+        assert_eq!(state(of_task.last().unwrap()), "TASK_FINISHED");
+        assert_eq!(last_progress(&of_task).0, data, "{id}");
+    }
+    assert!(dir.join("tasks/g2/grp.progress").exists());
+    finish(child, dir).await;
+}
+
 /// The supervisor's part, with no process: what a launch carries, and who is tracked.
 #[test]
 fn launches_carry_the_tracking_and_the_file_variable() {
