@@ -358,6 +358,15 @@ async fn a_restarted_agent_resumes_the_executor_and_its_isolator_for_the_same_co
     sched.wait_update("t1", TaskState::TaskRunning).await;
     s.wait_line("watch", &container).await;
     let pid = pid_of(&s, "t1");
+    let meta = s
+        .path("work/meta/slaves")
+        .join(&cluster.agents()[0].id().value);
+    let fid = sched.client.framework_id().expect("subscribed").value;
+    let checkpoint = meta.join(format!(
+        "frameworks/{fid}/executors/t1/runs/{container}/executor.state"
+    ));
+    let text = std::fs::read_to_string(&checkpoint).expect("the executor is checkpointed");
+    assert!(text.contains(&format!("pid {pid}")), "{text}");
 
     cluster.stop_agent(0).await.expect("stop");
     assert!(running(pid), "the executor survived the agent's stop");
@@ -435,6 +444,16 @@ async fn a_restarted_agent_resumes_the_executor_and_its_isolator_for_the_same_co
         .args(["-9", &pid.to_string()])
         .status();
     s.wait_line("cleanup", &container).await;
+    // Nothing is left to recover: the checkpoint goes once the executor is gone and its
+    // updates are acknowledged.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while checkpoint.exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "checkpoint left behind"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     drop(client);
     let _ = sched.client.teardown().await;
     cluster.shutdown().await;

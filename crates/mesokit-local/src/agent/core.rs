@@ -234,6 +234,9 @@ pub(crate) struct AgentCore {
     now: Instant,
     /// Agent-made updates go through the task status decorator hooks first.
     decorate_agent_updates: bool,
+    /// Executors whose checkpoint may have changed: (framework id, executor id), or
+    /// (framework id, None) for all of the framework's.
+    dirty: std::collections::BTreeSet<(String, Option<String>)>,
 }
 
 fn event_of(t: event::Type) -> Event {
@@ -410,7 +413,34 @@ impl AgentCore {
             actions: VecDeque::new(),
             now,
             decorate_agent_updates: false,
+            dirty: std::collections::BTreeSet::new(),
         }
+    }
+
+    /// Notes that the checkpoint of the executor (or, with `None`, of every executor of the
+    /// framework) may have changed.
+    fn touch(&mut self, fid: &str, eid: Option<&str>) {
+        self.dirty.insert((fid.to_owned(), eid.map(str::to_owned)));
+    }
+
+    /// The checkpoints to write again since the last call (see [`AgentCore::touch`]).
+    pub(crate) fn take_dirty(&mut self) -> std::collections::BTreeSet<(String, Option<String>)> {
+        std::mem::take(&mut self.dirty)
+    }
+
+    /// The executor holding the task (live or exited), if any.
+    fn executor_of_task(&self, fid: &str, tid: &str) -> Option<String> {
+        let fw = self.frameworks.get(fid)?;
+        let holds = |e: &Executor| {
+            e.launched.contains_key(tid)
+                || e.queued_has(tid)
+                || e.completed.iter().any(|t| t.info.task_id.value == tid)
+        };
+        fw.executors
+            .values()
+            .chain(fw.completed_executors.iter().rev())
+            .find(|e| holds(e))
+            .map(|e| e.info.executor_id.value.clone())
     }
 
     /// Sends the updates the agent makes up through [`Action::DecorateStatus`] first (the
@@ -561,19 +591,12 @@ impl AgentCore {
                 framework_id,
                 task_id,
                 uuid,
-            } => match self
-                .updates
-                .acknowledge(&framework_id, &task_id, &uuid, self.now)
-            {
-                Ok(next) => {
-                    if let Some(f) = next {
-                        self.forward(f);
-                    }
-                    // An idle framework leaves once its last update is acknowledged.
-                    self.maybe_remove_framework(&framework_id.value);
+            } => {
+                if let Some(eid) = self.executor_of_task(&framework_id.value, &task_id.value) {
+                    self.touch(&framework_id.value, Some(&eid));
                 }
-                Err(e) => tracing::debug!(error = %e, "acknowledgement ignored"),
-            },
+                self.acknowledge(framework_id, task_id, uuid);
+            }
             ToAgent::FrameworkMessage {
                 framework_id,
                 executor_id,
@@ -599,10 +622,27 @@ impl AgentCore {
                 if let Some(f) = self.frameworks.get_mut(&id.value) {
                     f.info = framework;
                 }
+                self.touch(&id.value, None);
                 for f in self.updates.resend_framework(&id, self.now) {
                     self.forward(f);
                 }
             }
+        }
+    }
+
+    fn acknowledge(&mut self, framework_id: FrameworkId, task_id: TaskId, uuid: bytes::Bytes) {
+        match self
+            .updates
+            .acknowledge(&framework_id, &task_id, &uuid, self.now)
+        {
+            Ok(next) => {
+                if let Some(f) = next {
+                    self.forward(f);
+                }
+                // An idle framework leaves once its last update is acknowledged.
+                self.maybe_remove_framework(&framework_id.value);
+            }
+            Err(e) => tracing::debug!(error = %e, "acknowledgement ignored"),
         }
     }
 
@@ -649,6 +689,7 @@ impl AgentCore {
         fw.info = framework;
         fw.terminating = false;
 
+        self.dirty.insert((fid.value.clone(), Some(eid.clone())));
         if let Some(e) = fw.executors.get_mut(&eid) {
             match e.state {
                 ExecState::Registering => {
@@ -758,6 +799,7 @@ impl AgentCore {
         result: Result<Option<u32>, String>,
     ) {
         self.now = now;
+        self.touch(fid, Some(eid));
         let timeout = self.config.executor_registration_timeout;
         let Some(e) =
             executor_mut(&mut self.frameworks, fid, eid).filter(|e| e.container_id == cid)
@@ -954,6 +996,7 @@ impl AgentCore {
     }
 
     fn shutdown_framework(&mut self, fid: &FrameworkId) {
+        self.touch(&fid.value, None);
         self.updates.remove_framework(fid);
         let Some(fw) = self.frameworks.get_mut(&fid.value) else {
             return;
@@ -975,6 +1018,7 @@ impl AgentCore {
                     }))
         }) && let Some(f) = self.frameworks.remove(fid)
         {
+            self.dirty.insert((fid.to_owned(), None));
             self.completed_frameworks.push(f);
             if self.completed_frameworks.len() > 50 {
                 self.completed_frameworks.remove(0);
@@ -1025,6 +1069,7 @@ impl AgentCore {
     /// The executor's process ended with the raw wait `status`.
     pub(crate) fn exited(&mut self, now: Instant, fid: &str, eid: &str, cid: &str, status: i32) {
         self.now = now;
+        self.touch(fid, Some(eid));
         let Some(fw) = self.frameworks.get_mut(fid) else {
             return;
         };
@@ -1174,6 +1219,9 @@ impl AgentCore {
         {
             return;
         }
+        if let Some(eid) = &status.executor_id {
+            self.touch(&fid.value, Some(&eid.value));
+        }
         let (_, fwd) = self.updates.update(fid, status, self.now);
         if let Some(f) = fwd {
             self.forward(f);
@@ -1183,6 +1231,9 @@ impl AgentCore {
     /// Notes the update in the task bookkeeping and the status-update manager, and forwards
     /// it if it is the head of its stream. Returns what the manager made of it.
     fn record(&mut self, fid: &FrameworkId, eid: Option<&str>, status: TaskStatus) -> Recorded {
+        if let Some(eid) = eid {
+            self.touch(&fid.value, Some(eid));
+        }
         if self
             .frameworks
             .get(&fid.value)
@@ -1201,6 +1252,9 @@ impl AgentCore {
     }
 
     fn note_task_state(&mut self, fid: &FrameworkId, eid: Option<&str>, status: &TaskStatus) {
+        if let Some(eid) = eid {
+            self.touch(&fid.value, Some(eid));
+        }
         let state = state_of(status.state);
         let wall = self.wall();
         let Some(fw) = self.frameworks.get_mut(&fid.value) else {
@@ -1317,6 +1371,7 @@ impl AgentCore {
                 e.send(&mut self.actions, ev);
                 let was = e.state;
                 e.state = ExecState::Running;
+                self.dirty.insert((fid.value.clone(), Some(eid.clone())));
                 let mut dropped = Vec::new();
                 if std::mem::take(&mut e.recovered) {
                     // Mesos: a task still STAGING that the executor does not list as
@@ -1441,7 +1496,12 @@ impl AgentCore {
     /// The checkpoint records of a checkpointing framework's executor runs: every live
     /// executor, and every exited one that still has unacknowledged updates. Keyed by
     /// (executor id, container id). Empty for a framework that does not checkpoint (or is gone).
-    pub(crate) fn checkpoint_records(&self, fid: &str) -> Vec<((String, String), Record)> {
+    pub(crate) fn checkpoint_records(
+        &self,
+        fid: &str,
+        eid: Option<&str>,
+    ) -> Vec<((String, String), Record)> {
+        let wanted = |e: &Executor| eid.is_none_or(|id| e.info.executor_id.value == id);
         let Some(fw) = self
             .frameworks
             .get(fid)
@@ -1457,7 +1517,7 @@ impl AgentCore {
                 .collect()
         };
         let mut out = Vec::new();
-        for e in fw.executors.values() {
+        for e in fw.executors.values().filter(|e| wanted(e)) {
             let mut ids = e
                 .queued
                 .iter()
@@ -1471,7 +1531,7 @@ impl AgentCore {
                 record_of(&fw.info, e, true, updates),
             ));
         }
-        for e in &fw.completed_executors {
+        for e in fw.completed_executors.iter().filter(|e| wanted(e)) {
             if fw.executors.contains_key(&e.info.executor_id.value) {
                 continue;
             }
@@ -1495,6 +1555,7 @@ impl AgentCore {
         let mut waiting = false;
         for r in records {
             let fid = r.framework.id.clone().unwrap_or_default();
+            self.dirty.insert((fid.value.clone(), None));
             let fw = self
                 .frameworks
                 .entry(fid.value.clone())

@@ -375,37 +375,6 @@ struct Driver {
     decorator: Option<mpsc::UnboundedSender<(v1::FrameworkId, v1::TaskStatus)>>,
 }
 
-impl Input {
-    /// The framework whose checkpointed state the input may change.
-    fn framework_id(&self) -> Option<String> {
-        match self {
-            Input::Master(m) | Input::Decorated(m) => Some(match m {
-                ToAgent::RunTask { framework, .. } | ToAgent::RunTaskGroup { framework, .. } => {
-                    framework.id.clone().unwrap_or_default().value
-                }
-                ToAgent::KillTask { framework_id, .. }
-                | ToAgent::ShutdownExecutor { framework_id, .. }
-                | ToAgent::ShutdownFramework { framework_id }
-                | ToAgent::Acknowledge { framework_id, .. }
-                | ToAgent::FrameworkMessage { framework_id, .. } => framework_id.value.clone(),
-                ToAgent::UpdateFramework { framework } => {
-                    framework.id.clone().unwrap_or_default().value
-                }
-            }),
-            Input::Call(call, _) => Some(call.framework_id.value.clone()),
-            Input::Launched { framework_id, .. }
-            | Input::Exited { framework_id, .. }
-            | Input::Limited { framework_id, .. } => Some(framework_id.clone()),
-            Input::AgentStatus { framework_id, .. } => Some(framework_id.value.clone()),
-            Input::Timer(Timer::Registration { framework_id, .. })
-            | Input::Timer(Timer::ShutdownGrace { framework_id, .. }) => Some(framework_id.clone()),
-            // Any framework: every one is checked.
-            Input::Timer(Timer::Reregistration) => Some(String::new()),
-            Input::Query(_) | Input::Shutdown(_) | Input::Stop(_) => None,
-        }
-    }
-}
-
 impl Driver {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Input>) {
         loop {
@@ -432,20 +401,12 @@ impl Driver {
                         let _ = done.send(());
                         break;
                     }
-                    Some(input) => {
-                        let fid = input.framework_id();
-                        self.handle(input);
-                        self.perform();
-                        match fid.as_deref() {
-                            Some("") => self.checkpoint_all(),
-                            Some(fid) => self.checkpoint(fid),
-                            None => {}
-                        }
-                    }
+                    Some(input) => self.handle(input),
                 },
                 () = timer => self.core.handle_timeout(Instant::now()),
             }
             self.perform();
+            self.checkpoint();
         }
     }
 
@@ -456,7 +417,7 @@ impl Driver {
         for pgid in self.core.uncheckpointed_process_groups() {
             launcher::kill_tree(pgid);
         }
-        self.checkpoint_all();
+        self.checkpoint();
         if let Some(m) = &self.core.config.modules {
             m.stop_watches();
         }
@@ -467,26 +428,32 @@ impl Driver {
         tracing::info!(agent_id = %self.core.config.id.value, "agent stopped; checkpointed executors keep running");
     }
 
-    /// Writes the framework's checkpoint files that changed and removes those no longer
-    /// needed. A write error is logged (the next change retries it).
-    fn checkpoint(&mut self, fid: &str) {
-        let records = self.core.checkpoint_records(fid);
+    /// Writes the checkpoint files that may have changed (only when their content did) and
+    /// removes those no longer needed. A write error is logged (the next change retries it).
+    fn checkpoint(&mut self) {
+        for (fid, eid) in self.core.take_dirty() {
+            self.checkpoint_executor(&fid, eid.as_deref());
+        }
+    }
+
+    fn checkpoint_executor(&mut self, fid: &str, eid: Option<&str>) {
+        let records = self.core.checkpoint_records(fid, eid);
         if records.is_empty() && !self.written.contains_key(fid) {
             return;
         }
         let written = self.written.entry(fid.to_owned()).or_default();
         let mut keep = std::collections::HashSet::new();
-        for ((eid, cid), record) in records {
+        for ((e, c), record) in records {
             let text = record.encode();
-            let key = (eid, cid);
+            let key = (e, c);
             if written.get(&key) != Some(&text) {
                 let dir = checkpoint::run_dir(&self.agent_dir, fid, &key.0, &key.1);
                 match checkpoint::write(&dir, &text) {
                     Ok(()) => {
                         written.insert(key.clone(), text);
                     }
-                    Err(e) => {
-                        tracing::warn!(framework_id = fid, executor_id = %key.0, error = %e, "cannot write the executor's checkpoint")
+                    Err(err) => {
+                        tracing::warn!(framework_id = fid, executor_id = %key.0, error = %err, "cannot write the executor's checkpoint")
                     }
                 }
             }
@@ -494,7 +461,7 @@ impl Driver {
         }
         let gone: Vec<(String, String)> = written
             .keys()
-            .filter(|k| !keep.contains(*k))
+            .filter(|k| eid.is_none_or(|id| k.0 == id) && !keep.contains(*k))
             .cloned()
             .collect();
         for key in gone {
@@ -503,15 +470,6 @@ impl Driver {
         }
         if written.is_empty() {
             self.written.remove(fid);
-        }
-    }
-
-    fn checkpoint_all(&mut self) {
-        let mut fids: std::collections::BTreeSet<String> =
-            self.core.frameworks.keys().cloned().collect();
-        fids.extend(self.written.keys().cloned());
-        for fid in fids {
-            self.checkpoint(&fid);
         }
     }
 
@@ -571,7 +529,7 @@ impl Driver {
             self.monitor(f, e, c, pid);
         }
         self.perform();
-        self.checkpoint_all();
+        self.checkpoint();
     }
 
     /// Waits for a recovered executor's process to end (it is not our child any more: its
