@@ -137,12 +137,12 @@ impl HealthHelper {
     pub fn targets(&self, handle: &Handle) -> Vec<Target> {
         handle.read(|s| {
             s.records()
-                .filter(|(r, _)| r.group == self.config.group && r.phase == Phase::Launched)
+                .filter(|(r, _)| *r.group == *self.config.group && r.phase == Phase::Launched)
                 .filter(|(r, _)| r.state == mesokit_proto::v1::TaskState::TaskRunning)
                 .filter_map(|(r, _)| {
                     let port = *r.ports.get(self.config.port_index)?;
                     Some(Target {
-                        task_id: r.task_id.clone(),
+                        task_id: r.task_id.to_string(),
                         host: r.hostname.to_string(),
                         port: u16::try_from(port).ok()?,
                     })

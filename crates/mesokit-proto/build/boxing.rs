@@ -13,6 +13,19 @@ use prost_types::{DescriptorProto, FileDescriptorSet};
 /// Optional message fields whose type is estimated above this many bytes get boxed.
 const BOX_ABOVE: usize = 256;
 
+/// Optional message fields boxed whatever their size: each sits in a message that comes in
+/// long lists on hot paths and is nearly always absent there, so inline room for it is paid
+/// by every element:
+/// - a secret in a task's environment: tasks carry several variables, almost never a secret
+///   (`Variable` goes from 144 to 64 bytes);
+/// - a task's service-discovery info, which a few frameworks set and launches of thousands
+///   of tasks, as well as the masters' and agents' task lists, otherwise pay for.
+const RARELY_PRESENT: &[&str] = &[
+    ".mesos.v1.Environment.Variable.secret",
+    ".mesos.v1.Task.discovery",
+    ".mesos.v1.TaskInfo.discovery",
+];
+
 /// Full proto paths (".pkg.Message.field") of the fields to box.
 pub(crate) fn fields_to_box(fds: &FileDescriptorSet) -> Vec<String> {
     let mut messages = HashMap::new();
@@ -22,7 +35,7 @@ pub(crate) fn fields_to_box(fds: &FileDescriptorSet) -> Vec<String> {
         }
     }
     let mut sizes = HashMap::new();
-    let mut boxed = Vec::new();
+    let mut boxed: Vec<String> = RARELY_PRESENT.iter().map(|f| f.to_string()).collect();
     let mut names: Vec<&String> = messages.keys().collect();
     names.sort();
     for name in names {
@@ -84,8 +97,11 @@ fn size_of(
             }
             (_, Type::Message) => {
                 let inner = size_of(f.type_name(), messages, sizes, boxed, stack);
-                if optional && inner > BOX_ABOVE {
-                    boxed.push(format!("{name}.{}", f.name()));
+                let path = format!("{name}.{}", f.name());
+                if optional && RARELY_PRESENT.contains(&path.as_str()) {
+                    8
+                } else if optional && inner > BOX_ABOVE {
+                    boxed.push(path);
                     8
                 } else {
                     inner + 8

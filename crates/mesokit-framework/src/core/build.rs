@@ -35,12 +35,19 @@ pub struct TaskContext<'a> {
     pub executor_command: &'a str,
 }
 
-fn var(name: &str, value: &str) -> environment::Variable {
+fn var(name: impl Into<String>, value: impl Into<String>) -> environment::Variable {
     environment::Variable {
         name: name.into(),
         value: Some(value.into()),
         ..environment::Variable::default()
     }
+}
+
+/// A number as a `String` sized for it (no formatting machinery, no spare capacity).
+fn decimal(v: u64) -> String {
+    let mut s = String::with_capacity(20);
+    crate::core::record::push_u64(&mut s, v);
+    s
 }
 
 fn command_info(c: &CommandSpec, ctx: &TaskContext<'_>) -> CommandInfo {
@@ -52,17 +59,26 @@ fn command_info(c: &CommandSpec, ctx: &TaskContext<'_>) -> CommandInfo {
         2 + ctx.ports.len()
     };
     let mut env: Vec<environment::Variable> = Vec::with_capacity(c.env.len() + 4 + port_vars);
-    env.extend(c.env.iter().map(|(k, v)| var(k, v)));
-    env.push(var("HOST", &ctx.offer.hostname));
-    env.push(var("MESOKIT_JOB", &ctx.job.name));
-    env.push(var("MESOKIT_GROUP", &ctx.group.name));
-    env.push(var("MESOKIT_INSTANCE", &ctx.index.to_string()));
-    if !ctx.ports.is_empty() {
-        let list: Vec<String> = ctx.ports.iter().map(u64::to_string).collect();
-        env.push(var("PORTS", &list.join(",")));
-        env.push(var("PORT", &list[0]));
-        for (i, p) in list.iter().enumerate() {
-            env.push(var(&format!("PORT{i}"), p));
+    env.extend(c.env.iter().map(|(k, v)| var(k.as_str(), v.as_str())));
+    env.push(var("HOST", ctx.offer.hostname.as_str()));
+    env.push(var("MESOKIT_JOB", ctx.job.name.as_str()));
+    env.push(var("MESOKIT_GROUP", ctx.group.name.as_str()));
+    env.push(var("MESOKIT_INSTANCE", decimal(ctx.index.into())));
+    if let Some(&first) = ctx.ports.first() {
+        let mut list = String::with_capacity(6 * ctx.ports.len());
+        for (i, p) in ctx.ports.iter().enumerate() {
+            if i > 0 {
+                list.push(',');
+            }
+            crate::core::record::push_u64(&mut list, *p);
+        }
+        env.push(var("PORTS", list));
+        env.push(var("PORT", decimal(first)));
+        for (i, p) in ctx.ports.iter().enumerate() {
+            let mut name = String::with_capacity(8);
+            name.push_str("PORT");
+            crate::core::record::push_u64(&mut name, i as u64);
+            env.push(var(name, decimal(*p)));
         }
     }
     let mut info = if let Some(shell) = &c.shell {

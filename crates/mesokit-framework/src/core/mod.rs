@@ -76,11 +76,11 @@ pub enum Output {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskEvent {
     /// Group name.
-    pub group: String,
+    pub group: Arc<str>,
     /// Instance number.
     pub index: u32,
     /// Mesos task id.
-    pub task_id: String,
+    pub task_id: Arc<str>,
     /// What happened.
     pub kind: TaskEventKind,
 }
@@ -200,6 +200,8 @@ struct Instance {
 
 #[derive(Debug)]
 struct Group {
+    /// The group's name, one copy shared by its records and events.
+    name: Arc<str>,
     needs: Needs,
     constraints: Vec<Compiled>,
     placement: Placement,
@@ -223,6 +225,8 @@ pub struct Scheduler {
     instances: Vec<Instance>,
     delayed: BinaryHeap<Reverse<(Instant, usize)>>,
     framework_id: Option<String>,
+    /// The empty string, shared by every record that has no task or agent yet.
+    empty: Arc<str>,
     subscribed_once: bool,
     connected: bool,
     suppressed: bool,
@@ -257,6 +261,7 @@ impl Scheduler {
             instances: Vec::new(),
             delayed: BinaryHeap::new(),
             framework_id: None,
+            empty: "".into(),
             subscribed_once: false,
             connected: false,
             suppressed: false,
@@ -283,6 +288,7 @@ impl Scheduler {
                 }
             }
             s.groups.push(Group {
+                name: g.name.as_str().into(),
                 needs,
                 constraints: g.constraints.iter().map(Compiled::new).collect(),
                 placement: Placement::default(),
@@ -312,14 +318,14 @@ impl Scheduler {
         let id = self.instances.len();
         self.instances.push(Instance {
             rec: Record {
-                group: self.job.groups[gi].name.clone(),
+                group: Arc::clone(&self.groups[gi].name),
                 index,
                 attempt: 0,
                 restarts: 0,
                 phase: Phase::Pending,
-                task_id: String::new(),
-                agent_id: "".into(),
-                hostname: "".into(),
+                task_id: Arc::clone(&self.empty),
+                agent_id: Arc::clone(&self.empty),
+                hostname: Arc::clone(&self.empty),
                 ports: Vec::new(),
                 state: TaskState::TaskStaging,
                 placed: Vec::new(),
@@ -401,7 +407,7 @@ impl Scheduler {
                 .job
                 .groups
                 .iter()
-                .position(|g| g.name == rec.group)
+                .position(|g| *g.name == *rec.group)
                 .and_then(|gi| self.groups[gi].slots.get(rec.index as usize).copied())
                 .filter(|id| self.instances[*id].rec.index == rec.index);
             match slot {
@@ -414,13 +420,16 @@ impl Scheduler {
                     }
                     inst.succeeded =
                         rec.phase == Phase::Done && rec.state == TaskState::TaskFinished;
+                    let group = Arc::clone(&inst.rec.group);
                     inst.rec = rec;
+                    // One copy of the name for the whole group.
+                    inst.rec.group = group;
                 }
                 None => {
                     // The spec shrank or changed: kill what still runs, forget the record.
                     if rec.phase == Phase::Launched {
                         self.orphans
-                            .push((rec.task_id.clone(), rec.agent_id.to_string()));
+                            .push((rec.task_id.to_string(), rec.agent_id.to_string()));
                     }
                     drop_keys.push(key);
                 }
@@ -499,7 +508,7 @@ impl Scheduler {
             .filter(|i| i.rec.phase == Phase::Launched)
             .map(|i| call::reconcile::Task {
                 task_id: TaskId {
-                    value: i.rec.task_id.clone(),
+                    value: i.rec.task_id.to_string(),
                 },
                 agent_id: (!i.rec.agent_id.is_empty()).then(|| AgentId {
                     value: i.rec.agent_id.to_string(),
@@ -651,22 +660,22 @@ impl Scheduler {
         // One copy of the agent's id and hostname for every task placed on this offer.
         let agent: Arc<str> = offer.agent_id.value.as_str().into();
         let host: Arc<str> = offer.hostname.as_str().into();
-        // Room for as many tasks of the first waiting group as the offer's scalars allow: a
-        // `TaskInfo` is 520 bytes, so guessing high costs as much as growing.
-        let fit = self
-            .order
-            .iter()
-            .map(|gi| &self.groups[*gi])
-            .find(|g| !g.ready.is_empty())
-            .map_or(0, |g| {
-                (0..4)
-                    .filter(|k| g.needs.scalars[*k] > 0)
-                    .map(|k| (pool.free(k) / g.needs.scalars[k]) as usize)
-                    .min()
-                    .unwrap_or(1)
-                    .min(g.ready.len())
-            });
-        let mut tasks = Vec::with_capacity(fit.min(64));
+        // Room for as many tasks as the offer's scalars could hold of the smallest waiting
+        // tasks (a scalar bounds the count only if every waiting group needs some of it): a
+        // `TaskInfo` is 520 bytes, so growing the list moves a lot, and room never used is
+        // never touched.
+        let ready: usize = self.groups.iter().map(|g| g.ready.len()).sum();
+        let fit = (0..4)
+            .filter_map(|k| {
+                let waiting = self.groups.iter().filter(|g| !g.ready.is_empty());
+                let least = waiting.map(|g| g.needs.scalars[k]).min()?;
+                (least > 0).then(|| (pool.free(k) / least) as usize)
+            })
+            .min()
+            .unwrap_or(ready)
+            .min(ready);
+        let mut tasks = Vec::with_capacity(fit.min(256));
+        let mut scratch = String::new();
         let role = offer_role(offer);
         for oi in 0..self.order.len() {
             let gi = self.order[oi];
@@ -697,12 +706,15 @@ impl Scheduler {
                 g.placement.record(&g.constraints, &placed, 1);
                 let inst = &mut self.instances[id];
                 inst.rec.attempt += 1;
-                inst.rec.task_id = record::task_id(
+                scratch.clear();
+                record::push_task_id(
+                    &mut scratch,
                     &self.job.name,
                     &inst.rec.group,
                     inst.rec.index,
                     inst.rec.attempt,
                 );
+                inst.rec.task_id = scratch.as_str().into();
                 inst.rec.phase = Phase::Launched;
                 inst.rec.agent_id = agent.clone();
                 inst.rec.hostname = host.clone();
@@ -1251,7 +1263,7 @@ impl Scheduler {
         let gi = self.job.groups.iter().position(|g| g.name == group)?;
         let id = *self.groups[gi].slots.get(index.parse::<usize>().ok()?)?;
         let rec = &self.instances[id].rec;
-        (rec.phase == Phase::Launched && rec.task_id == task_id).then_some(id)
+        (rec.phase == Phase::Launched && *rec.task_id == *task_id).then_some(id)
     }
 
     fn group_index(&self, group: &str) -> Result<usize, String> {

@@ -22,8 +22,8 @@ pub enum Phase {
 /// The durable part of an instance.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
-    /// Group name.
-    pub group: String,
+    /// Group name (one copy shared by the group's instances and events).
+    pub group: Arc<str>,
     /// Instance number in the group.
     pub index: u32,
     /// Launch attempt (part of the task id).
@@ -32,8 +32,8 @@ pub struct Record {
     pub restarts: u32,
     /// Phase.
     pub phase: Phase,
-    /// Current (or last) task id.
-    pub task_id: String,
+    /// Current (or last) task id (shared with the task's events).
+    pub task_id: Arc<str>,
     /// Agent of the current task (shared by the tasks of one offer).
     pub agent_id: Arc<str>,
     /// Hostname of the agent (shared by the tasks of one offer).
@@ -64,57 +64,53 @@ impl Record {
             Phase::Launched => "launched",
             Phase::Done => "done",
         };
-        let mut s = String::with_capacity(160 + self.task_id.len() + self.agent_id.len());
-        let mut field = |name: &str, value: &str| {
-            s.push_str(name);
-            s.push(' ');
-            s.push_str(value);
-            s.push('\n');
+        let mut s: Vec<u8> = Vec::with_capacity(
+            160 + self.group.len() + self.task_id.len() + self.agent_id.len() + self.hostname.len(),
+        );
+        // `name` carries its trailing space.
+        let field = |s: &mut Vec<u8>, name: &str, value: &str| {
+            s.extend_from_slice(name.as_bytes());
+            s.extend_from_slice(value.as_bytes());
+            s.push(b'\n');
         };
-        field("group", &self.group);
-        let mut num = String::new();
-        for (name, v) in [
-            ("index", self.index),
-            ("attempt", self.attempt),
-            ("restarts", self.restarts),
-        ] {
-            num.clear();
-            push_u64(&mut num, v.into());
-            field(name, &num);
-        }
-        field("phase", phase);
-        field("task_id", &self.task_id);
-        field("agent_id", &self.agent_id);
-        field("hostname", &self.hostname);
-        num.clear();
+        let mut num = itoa::Buffer::new();
+        field(&mut s, "group ", &self.group);
+        field(&mut s, "index ", num.format(self.index));
+        field(&mut s, "attempt ", num.format(self.attempt));
+        field(&mut s, "restarts ", num.format(self.restarts));
+        field(&mut s, "phase ", phase);
+        field(&mut s, "task_id ", &self.task_id);
+        field(&mut s, "agent_id ", &self.agent_id);
+        field(&mut s, "hostname ", &self.hostname);
+        s.extend_from_slice(b"ports ");
         for (i, p) in self.ports.iter().enumerate() {
             if i > 0 {
-                num.push(',');
+                s.push(b',');
             }
-            push_u64(&mut num, *p);
+            s.extend_from_slice(num.format(*p).as_bytes());
         }
-        field("ports", &num);
-        field("state", self.state.as_str_name());
+        s.push(b'\n');
+        field(&mut s, "state ", self.state.as_str_name());
         for (k, v) in &self.placed {
-            s.push_str("placed ");
-            s.push_str(k);
-            s.push('=');
-            s.push_str(v);
-            s.push('\n');
+            s.extend_from_slice(b"placed ");
+            s.extend_from_slice(k.as_bytes());
+            s.push(b'=');
+            s.extend_from_slice(v.as_bytes());
+            s.push(b'\n');
         }
-        s.into_bytes()
+        s
     }
 
     /// Decodes a record; `None` when it is not one (the caller reports the key).
     pub fn decode(bytes: &[u8]) -> Option<Record> {
         let text = std::str::from_utf8(bytes).ok()?;
         let mut r = Record {
-            group: String::new(),
+            group: "".into(),
             index: 0,
             attempt: 0,
             restarts: 0,
             phase: Phase::Pending,
-            task_id: String::new(),
+            task_id: "".into(),
             agent_id: "".into(),
             hostname: "".into(),
             ports: Vec::new(),
@@ -164,31 +160,27 @@ impl Record {
 }
 
 /// `<job>.<group>.<index>.<attempt>`: unique per framework, readable in Mesos's UI.
+#[cfg(test)]
 pub(crate) fn task_id(job: &str, group: &str, index: u32, attempt: u32) -> String {
     let mut id = String::with_capacity(job.len() + group.len() + 16);
+    push_task_id(&mut id, job, group, index, attempt);
+    id
+}
+
+/// Appends `<job>.<group>.<index>.<attempt>`.
+pub(crate) fn push_task_id(id: &mut String, job: &str, group: &str, index: u32, attempt: u32) {
     id.push_str(job);
     id.push('.');
     id.push_str(group);
     id.push('.');
-    push_u64(&mut id, index.into());
+    push_u64(id, index.into());
     id.push('.');
-    push_u64(&mut id, attempt.into());
-    id
+    push_u64(id, attempt.into());
 }
 
 /// Appends a number in decimal without going through `fmt`.
-fn push_u64(s: &mut String, mut v: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    s.push_str(std::str::from_utf8(&buf[i..]).unwrap_or("0"));
+pub(crate) fn push_u64(s: &mut String, v: u64) {
+    s.push_str(itoa::Buffer::new().format(v));
 }
 
 #[cfg(test)]

@@ -320,7 +320,7 @@ pub fn command_executor_info(
         )),
         source: Some(task.task_id.value.clone()),
         data: None,
-        discovery: task.discovery.clone(),
+        discovery: task.discovery.as_deref().cloned(),
         shutdown_grace_period: grace,
         labels: task.labels.clone(),
     }

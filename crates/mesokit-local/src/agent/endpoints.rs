@@ -495,7 +495,7 @@ fn write_task(w: &mut J, a: &AgentCore, fid: &str, e: &Executor, t: &Task, queue
     }
     if let Some(d) = &t.info.discovery {
         w.key("discovery");
-        w.message(d);
+        w.message(&**d);
     }
     if let Some(c) = &t.info.container {
         w.key("container");

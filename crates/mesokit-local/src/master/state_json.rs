@@ -195,7 +195,7 @@ fn write_task(j: &mut Json, task: &v1::Task) {
         j.labels("labels", labels);
     }
     if let Some(d) = &task.discovery {
-        j.proto("discovery", d);
+        j.proto("discovery", &**d);
     }
     if let Some(c) = &task.container {
         j.proto("container", c.as_ref());
