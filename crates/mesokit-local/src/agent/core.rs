@@ -1864,6 +1864,118 @@ mod tests {
         })
     }
 
+    /// A checkpointing framework's command task t1, RUNNING on a subscribed executor with
+    /// pid 77, plus t2 delivered but still STAGING; returns the agent's checkpoint records.
+    fn checkpointed() -> (Vec<Record>, String) {
+        let (mut c, t0) = core();
+        let mut fw = framework();
+        fw.checkpoint = Some(true);
+        let task = helpers::TaskBuilder::new("t1", "t1", "S0")
+            .cpus(1.0)
+            .shell("sleep 1")
+            .build();
+        c.handle_master(
+            t0,
+            ToAgent::RunTask {
+                framework: fw,
+                executor: None,
+                task,
+            },
+        );
+        let a = drain(&mut c);
+        let [Action::Launch(l)] = &a[..] else {
+            panic!("{a:?}")
+        };
+        let cid = l.container_id.clone();
+        c.launched(t0, FID, "t1", &cid, Ok(Some(77)));
+        c.executor_call(t0, subscribe("t1"));
+        c.executor_call(
+            t0,
+            call("t1", Kind::Update(update("t1", TaskState::TaskRunning))),
+        );
+        drain(&mut c);
+        assert!(
+            c.take_dirty()
+                .contains(&(FID.to_owned(), Some("t1".to_owned())))
+        );
+        let records: Vec<Record> = c
+            .checkpoint_records(FID, None)
+            .into_iter()
+            .map(|(_, r)| Record::decode(&r.encode()).expect("round trip"))
+            .collect();
+        (records, cid)
+    }
+
+    #[test]
+    fn a_recovered_executor_resubscribes_and_its_unacknowledged_update_is_resent() {
+        let (records, cid) = checkpointed();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].pid, Some(77));
+        assert_eq!(
+            records[0].updates.len(),
+            1,
+            "RUNNING is not acknowledged yet"
+        );
+
+        let (mut c, t0) = core();
+        c.recover(t0, records);
+        let a = drain(&mut c);
+        let ups = updates(&a);
+        assert_eq!(ups.len(), 1);
+        assert_eq!(state_of(ups[0].0.state), TaskState::TaskRunning);
+        assert!(a.iter().any(|a| matches!(
+            a,
+            Action::Timer {
+                timer: Timer::Reregistration,
+                ..
+            }
+        )));
+        assert_eq!(
+            c.recovered_executors(),
+            [(FID.to_owned(), "t1".to_owned(), cid.clone(), Some(77))]
+        );
+        assert_eq!(c.known_tasks(), [(fid(), TaskId { value: "t1".into() })]);
+        // Re-subscription: SUBSCRIBED with the same container, no new LAUNCH.
+        assert_eq!(
+            c.executor_call(t0, subscribe("t1")),
+            CallReply::Stream(Media::Json)
+        );
+        assert_eq!(events(&drain(&mut c)), [event::Type::Subscribed]);
+        c.timer(t0, Timer::Reregistration);
+        assert!(
+            drain(&mut c).is_empty(),
+            "re-subscribed in time: nothing killed"
+        );
+    }
+
+    #[test]
+    fn a_recovered_executor_that_does_not_resubscribe_is_killed_and_its_task_lost() {
+        let (records, cid) = checkpointed();
+        let (mut c, t0) = core();
+        c.recover(t0, records);
+        drain(&mut c);
+        c.timer(t0, Timer::Reregistration);
+        let a = drain(&mut c);
+        assert!(
+            a.iter().any(|a| matches!(a, Action::Kill { pgid: 77 })),
+            "{a:?}"
+        );
+        c.exited(t0, FID, "t1", &cid, -1);
+        let a = drain(&mut c);
+        let ups = updates(&a);
+        // RUNNING is still in flight: the terminal update waits behind it.
+        assert!(ups.is_empty(), "{ups:?}");
+        let lost = c
+            .updates
+            .unacknowledged(&fid(), &TaskId { value: "t1".into() });
+        assert_eq!(state_of(lost[1].state), TaskState::TaskLost);
+        assert_eq!(
+            lost[1].reason,
+            Some(task_status::Reason::ExecutorReregistrationTimeout as i32)
+        );
+        assert_eq!(exited(&a), Some((-1, true)));
+    }
+
     #[test]
     fn a_command_task_runs_through_launch_subscribe_update_and_ack() {
         let (mut c, t0) = core();

@@ -141,10 +141,17 @@ pub(crate) async fn handle(ctx: &Ctx, req: Request) -> Response {
                 Ok(m) => m,
                 Err(r) => return r,
             };
-            Kind::Subscribe {
-                subscribe: Box::new(c.subscribe.unwrap_or_default()),
-                media,
+            let mut subscribe = Box::new(c.subscribe.unwrap_or_default());
+            // Replayed updates are received again, so they are decorated again (as Mesos
+            // runs every update it receives through the hooks; a duplicate is then ignored).
+            if let Some(m) = ctx.config.modules.as_ref()
+                && m.has(mesokit_hooks::modules::Method::TaskStatusDecorator)
+            {
+                for u in &mut subscribe.unacknowledged_updates {
+                    m.decorate_status(&c.framework_id, &mut u.status).await;
+                }
             }
+            Kind::Subscribe { subscribe, media }
         }
         // The ids may be dummies ("unused"): not looked up.
         Ok(call::Type::Heartbeat) => return empty(StatusCode::ACCEPTED),

@@ -299,6 +299,8 @@ pub(super) struct Counters {
     pub(super) dropped_messages: u64,
     pub(super) slave_registrations: u64,
     pub(super) slave_removals: u64,
+    /// Agents marked unreachable (they never come back to a local master).
+    pub(super) slaves_unreachable: u64,
     pub(super) frameworks_removed: u64,
     pub(super) offers_sent: u64,
     pub(super) offers_declined: u64,
@@ -747,6 +749,7 @@ impl Master {
         };
         warn!(agent_id = %agent_id.value, "agent disconnected for longer than the agent lost timeout; marking it unreachable");
         self.remove_agent_as(now, agent_id, true);
+        self.counters.slaves_unreachable += 1;
         self.outputs.push_back(Output::AgentLost { info });
     }
 

@@ -35,7 +35,7 @@ impl Master {
                 .values()
                 .map(|a| get_agents::Agent {
                     agent_info: a.info.clone(),
-                    active: true,
+                    active: a.disconnected_at.is_none(),
                     deactivated: Some(false),
                     version: MESOS_VERSION.into(),
                     pid: Some(a.pid.clone()),

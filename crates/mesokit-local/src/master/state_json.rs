@@ -420,7 +420,8 @@ impl Master {
         let mut unreserved = a.total.clone();
         unreserved.subtract(&reserved);
         j.resources("unreserved_resources", &unreserved);
-        j.bool("active", true);
+        // A disconnected agent is deactivated until it re-registers.
+        j.bool("active", a.disconnected_at.is_none());
         j.bool("deactivated", false);
         j.str("version", MESOS_VERSION);
         j.strings(
@@ -467,9 +468,14 @@ impl Master {
             "capabilities",
             ["AGENT_UPDATE", "AGENT_DRAINING", "QUOTA_V2"],
         );
-        j.u64("activated_slaves", self.agents.len() as u64);
-        j.u64("deactivated_slaves", 0);
-        j.u64("unreachable_slaves", 0);
+        let disconnected = self
+            .agents
+            .values()
+            .filter(|a| a.disconnected_at.is_some())
+            .count() as u64;
+        j.u64("activated_slaves", self.agents.len() as u64 - disconnected);
+        j.u64("deactivated_slaves", disconnected);
+        j.u64("unreachable_slaves", self.counters.slaves_unreachable);
         j.str("leader", &pid);
         j.proto("leader_info", &self.master_info());
         self.write_flags(&mut j);
@@ -772,11 +778,19 @@ impl Master {
             self.counters.frameworks_removed as f64,
         );
         let agents = self.agents.len() as f64;
-        put("slaves_active", agents);
-        put("slaves_inactive", 0.0);
-        put("slaves_connected", agents);
-        put("slaves_disconnected", 0.0);
-        put("slaves_unreachable", 0.0);
+        let disconnected = self
+            .agents
+            .values()
+            .filter(|a| a.disconnected_at.is_some())
+            .count() as f64;
+        put("slaves_active", agents - disconnected);
+        put("slaves_inactive", disconnected);
+        put("slaves_connected", agents - disconnected);
+        put("slaves_disconnected", disconnected);
+        put(
+            "slaves_unreachable",
+            self.counters.slaves_unreachable as f64,
+        );
         put(
             "slave_registrations",
             self.counters.slave_registrations as f64,

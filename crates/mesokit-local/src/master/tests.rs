@@ -1434,6 +1434,128 @@ fn removing_an_agent_loses_its_tasks_and_rescinds_its_offers() {
     assert!(w.drain().is_empty());
 }
 
+/// A framework with one task on the agent, with these capabilities and checkpointing.
+fn running_with(caps: &[Cap], checkpoint: bool) -> (World, Sub) {
+    let mut w = World::new();
+    let mut info = framework_info(caps);
+    info.checkpoint = Some(checkpoint);
+    let sub = w.subscribe(1, info);
+    let offers = w.offers(&sub);
+    let task = command_task("t1", &w.agent, 0.5, 64.0);
+    w.accept(&sub, &[&offers[0]], vec![launch(vec![task])]);
+    w.drain();
+    (w, sub)
+}
+
+fn disconnect(w: &mut World) {
+    let agent_id = w.agent.clone();
+    w.m.handle_agent(w.now, ToMaster::AgentDisconnected { agent_id });
+}
+
+#[test]
+fn a_disconnected_agent_gets_no_offers_and_loses_only_uncheckpointed_tasks() {
+    let (mut w, sub) = running_with(&[], false);
+    disconnect(&mut w);
+    let ups = updates(w.events(1));
+    assert_eq!(ups.len(), 1);
+    assert_eq!(state(&ups[0]), TaskState::TaskLost);
+    assert_eq!(reason(&ups[0]), Reason::AgentDisconnected);
+    assert_eq!(ups[0].source, Some(Source::Master as i32));
+    w.advance(secs(5));
+    assert!(
+        w.offers(&sub).is_empty(),
+        "no offers from a disconnected agent"
+    );
+
+    let (mut w, sub) = running_with(&[], true);
+    disconnect(&mut w);
+    assert!(updates(w.events(1)).is_empty(), "checkpointed tasks wait");
+    // Back: offers again, its task kept.
+    let agent_id = w.agent.clone();
+    w.m.handle_agent(
+        w.now,
+        ToMaster::AgentReregistered {
+            agent_id,
+            tasks: vec![(sub.id.clone(), v1::TaskId { value: "t1".into() })],
+        },
+    );
+    w.advance(secs(5));
+    assert_eq!(w.offers(&sub).len(), 1);
+    assert!(w.m.frameworks[&sub.id.value].tasks.contains_key("t1"));
+}
+
+#[test]
+fn a_reregistered_agent_that_does_not_know_a_task_loses_it() {
+    let (mut w, _sub) = running_with(&[Cap::PartitionAware], true);
+    disconnect(&mut w);
+    let agent_id = w.agent.clone();
+    w.m.handle_agent(
+        w.now,
+        ToMaster::AgentReregistered {
+            agent_id,
+            tasks: Vec::new(),
+        },
+    );
+    let ups = updates(w.events(1));
+    assert_eq!(ups.len(), 1);
+    assert_eq!(state(&ups[0]), TaskState::TaskGone);
+    assert_eq!(reason(&ups[0]), Reason::AgentRestarted);
+}
+
+#[test]
+fn an_agent_disconnected_for_the_lost_timeout_is_unreachable_once() {
+    for (caps, expected) in [
+        (vec![Cap::PartitionAware], TaskState::TaskUnreachable),
+        (vec![], TaskState::TaskLost),
+    ] {
+        let (mut w, _sub) = running_with(&caps, true);
+        disconnect(&mut w);
+        w.drain();
+        w.advance(secs(74));
+        w.tick();
+        assert!(
+            !w.drain()
+                .iter()
+                .any(|o| matches!(o, Output::AgentLost { .. }))
+        );
+        assert!(w.m.next_timeout().unwrap() <= w.now + secs(1));
+        w.advance(secs(1));
+        w.tick();
+        let out = w.drain();
+        let lost: Vec<&v1::AgentInfo> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::AgentLost { info } => Some(info),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(lost.len(), 1);
+        assert_eq!(lost[0].id.as_ref(), Some(&w.agent));
+        let ups: Vec<v1::TaskStatus> = out
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::Event { event, .. } => event.update.map(|u| u.status),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ups.len(), 1);
+        assert_eq!(state(&ups[0]), expected);
+        assert_eq!(reason(&ups[0]), Reason::AgentRemoved);
+        assert_eq!(
+            ups[0].unreachable_time.is_some(),
+            expected == TaskState::TaskUnreachable
+        );
+        w.advance(secs(100));
+        w.tick();
+        assert!(
+            !w.drain()
+                .iter()
+                .any(|o| matches!(o, Output::AgentLost { .. })),
+            "the hook runs once"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Call errors
 // ---------------------------------------------------------------------------------------------
