@@ -420,7 +420,14 @@ impl AgentCore {
     /// Notes that the checkpoint of the executor (or, with `None`, of every executor of the
     /// framework) may have changed.
     fn touch(&mut self, fid: &str, eid: Option<&str>) {
-        self.dirty.insert((fid.to_owned(), eid.map(str::to_owned)));
+        // Frameworks that do not checkpoint have nothing on disk: no bookkeeping for them.
+        if self
+            .frameworks
+            .get(fid)
+            .is_some_and(|f| f.info.checkpoint == Some(true))
+        {
+            self.dirty.insert((fid.to_owned(), eid.map(str::to_owned)));
+        }
     }
 
     /// The checkpoints to write again since the last call (see [`AgentCore::touch`]).
@@ -689,7 +696,9 @@ impl AgentCore {
         fw.info = framework;
         fw.terminating = false;
 
-        self.dirty.insert((fid.value.clone(), Some(eid.clone())));
+        if fw.info.checkpoint == Some(true) {
+            self.dirty.insert((fid.value.clone(), Some(eid.clone())));
+        }
         if let Some(e) = fw.executors.get_mut(&eid) {
             match e.state {
                 ExecState::Registering => {
@@ -1339,6 +1348,7 @@ impl AgentCore {
         let fw_terminating = fw.terminating;
         let fw_info = fw.info.clone();
         let pa = partition_aware(&fw_info);
+        let checkpointing = fw_info.checkpoint == Some(true);
         let Some(e) = fw.executors.get_mut(&eid) else {
             return CallReply::BadRequest("Executor cannot be found");
         };
@@ -1371,7 +1381,9 @@ impl AgentCore {
                 e.send(&mut self.actions, ev);
                 let was = e.state;
                 e.state = ExecState::Running;
-                self.dirty.insert((fid.value.clone(), Some(eid.clone())));
+                if checkpointing {
+                    self.dirty.insert((fid.value.clone(), Some(eid.clone())));
+                }
                 let mut dropped = Vec::new();
                 if std::mem::take(&mut e.recovered) {
                     // Mesos: a task still STAGING that the executor does not list as

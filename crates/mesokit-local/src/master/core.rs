@@ -624,7 +624,17 @@ impl Master {
     ) {
         self.observe(now);
         let Some(agent) = self.agents.get_mut(&agent_id.value) else {
-            warn!(agent_id = %agent_id.value, "re-registration of an agent that is not registered (removed or unreachable) ignored");
+            // As a Mesos master without partition awareness for agents: one that was removed
+            // (e.g. marked unreachable) may not come back with its tasks; it is told to shut
+            // down their frameworks, whose tasks the master already reported ended.
+            warn!(agent_id = %agent_id.value, "re-registration of a removed agent: shutting down its frameworks there");
+            let frameworks: BTreeSet<&str> = tasks.iter().map(|(f, _)| f.value.as_str()).collect();
+            for fid in frameworks {
+                let framework_id = v1::FrameworkId {
+                    value: fid.to_owned(),
+                };
+                self.send_agent(agent_id, ToAgent::ShutdownFramework { framework_id });
+            }
             return;
         };
         agent.disconnected_at = None;

@@ -1508,7 +1508,7 @@ fn an_agent_disconnected_for_the_lost_timeout_is_unreachable_once() {
         (vec![Cap::PartitionAware], TaskState::TaskUnreachable),
         (vec![], TaskState::TaskLost),
     ] {
-        let (mut w, _sub) = running_with(&caps, true);
+        let (mut w, sub) = running_with(&caps, true);
         disconnect(&mut w);
         w.drain();
         w.advance(secs(74));
@@ -1552,6 +1552,21 @@ fn an_agent_disconnected_for_the_lost_timeout_is_unreachable_once() {
                 .iter()
                 .any(|o| matches!(o, Output::AgentLost { .. })),
             "the hook runs once"
+        );
+        // Coming back too late: its frameworks there are shut down.
+        let agent_id = w.agent.clone();
+        w.m.handle_agent(
+            w.now,
+            ToMaster::AgentReregistered {
+                agent_id,
+                tasks: vec![(sub.id.clone(), v1::TaskId { value: "t1".into() })],
+            },
+        );
+        assert_eq!(
+            w.agent_msgs(),
+            [ToAgent::ShutdownFramework {
+                framework_id: sub.id.clone()
+            }]
         );
     }
 }
