@@ -158,7 +158,7 @@ impl<'a> OfferPool<'a> {
                 }
                 *free -= n;
                 want -= n;
-                let mut r = self.offer.resources[*idx].clone();
+                let mut r = carve(&self.offer.resources[*idx]);
                 r.scalar = Some(value::Scalar {
                     value: from_fixed(n),
                 });
@@ -197,7 +197,7 @@ impl<'a> OfferPool<'a> {
                 }
                 i += 1;
             }
-            let mut r = self.offer.resources[self.ports[entry].0].clone();
+            let mut r = carve(&self.offer.resources[self.ports[entry].0]);
             r.ranges = Some(value::Ranges { range: ranges });
             resources.push(r);
         }
@@ -205,6 +205,29 @@ impl<'a> OfferPool<'a> {
             resources,
             ports: order,
         })
+    }
+}
+
+/// A copy of an offer entry without its amount (scalar, ranges or set), for a part of it: the
+/// role, reservations and allocation info go with the part; the offer's whole port list is
+/// not copied only to be replaced.
+// `role` is deprecated in Mesos, yet a part must keep it as the offer had it.
+#[allow(deprecated)]
+fn carve(r: &Resource) -> Resource {
+    Resource {
+        provider_id: r.provider_id.clone(),
+        name: r.name.clone(),
+        r#type: r.r#type,
+        scalar: None,
+        ranges: None,
+        set: None,
+        role: r.role.clone(),
+        allocation_info: r.allocation_info.clone(),
+        reservation: r.reservation.clone(),
+        reservations: r.reservations.clone(),
+        disk: r.disk.clone(),
+        revocable: r.revocable,
+        shared: r.shared,
     }
 }
 
