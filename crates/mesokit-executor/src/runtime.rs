@@ -110,6 +110,8 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
     let mut stream_open = true;
     let mut trimmed = false;
     let mut lost = None;
+    // An update was handed to the sender since the loop last yielded.
+    let mut unsent = false;
 
     loop {
         while let Some(action) = sup.poll_action() {
@@ -122,6 +124,7 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
                         "status update"
                     );
                     let _ = update_tx.send(*status);
+                    unsent = true;
                 }
                 Action::Launch {
                     task_id,
@@ -129,6 +132,12 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
                     plan,
                     progress,
                 } => {
+                    if std::mem::take(&mut unsent) {
+                        // Starting a process blocks this thread until its exec: let the
+                        // sender write TASK_STARTING first, so that the agent forwards it
+                        // (and the scheduler acknowledges it) while the process starts.
+                        tokio::task::yield_now().await;
+                    }
                     if let Some(api) = &api {
                         let vars = api.register(&task_id, plan.before.len(), plan.after.len());
                         for (k, v) in vars {
@@ -219,6 +228,7 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
             break;
         }
         let timeout = sup.poll_timeout();
+        unsent = false;
         tokio::select! {
             event = events.next_event(), if stream_open => match event {
                 Ok(ExecutorEvent::Connected { subscribed }) => sup.handle_subscribed(&subscribed),
