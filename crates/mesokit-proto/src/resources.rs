@@ -920,7 +920,7 @@ fn effective_reservations(r: &Resource) -> Cow<'_, [resource::ReservationInfo]> 
     if !r.reservations.is_empty() || role == "*" {
         return Cow::Borrowed(&r.reservations);
     }
-    let mut info = r.reservation.clone().unwrap_or_default();
+    let mut info = r.reservation.as_deref().cloned().unwrap_or_default();
     let ty = if r.reservation.is_some() {
         resource::reservation_info::Type::Dynamic
     } else {

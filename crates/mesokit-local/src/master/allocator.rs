@@ -331,11 +331,11 @@ pub(super) fn downgrade(r: &mut v1::Resource) {
             r.role = last.role.clone();
             // Only dynamic reservations have a `reservation` (principal, labels).
             if last.r#type == Some(resource::reservation_info::Type::Dynamic as i32) {
-                r.reservation = Some(resource::ReservationInfo {
+                r.reservation = Some(Box::new(resource::ReservationInfo {
                     principal: last.principal.clone(),
                     labels: last.labels.clone(),
                     ..Default::default()
-                });
+                }));
             }
         }
     }

@@ -2700,10 +2700,10 @@ fn dynamic_reservations_and_unreservations() {
         {
             r.role = Some("dev".into());
         }
-        r.reservation = Some(v1::resource::ReservationInfo {
+        r.reservation = Some(Box::new(v1::resource::ReservationInfo {
             principal: Some("p".into()),
             ..Default::default()
-        });
+        }));
         r
     };
     let reserve = v1::offer::Operation {
