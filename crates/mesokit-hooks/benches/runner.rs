@@ -5,6 +5,14 @@
 //! tasks). Each call of the runner creates, writes, reads and removes its three temp files;
 //! the raw loop passes the same three arguments and creates nothing. Raw and runner calls
 //! alternate in rounds of 100 so that both see the same machine load.
+//!
+//! "cpu/call" is the CPU time (user + system, this process and its reaped children) spent
+//! per call in the timed rounds: it tells a runner that costs more work from one that waits
+//! more. `RUNNER_BENCH_SIDES=raw,tokio,runner` adds a third side, a plain
+//! `tokio::process::Command` spawn + wait with the same arguments and no files, which splits
+//! the runner's cost into the async spawn/wait and the file work. To profile one side or
+//! one row: `RUNNER_BENCH_SIDES=runner`, `RUNNER_BENCH_PROGRAMS=true|sh`,
+//! `RUNNER_BENCH_IN_FLIGHT=1,4`.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -20,18 +28,52 @@ const ROUND: usize = 100;
 struct Acc {
     lat: Vec<Duration>,
     busy: Duration,
+    cpu: Duration,
 }
 
 impl Acc {
-    fn row(mut self) -> (f64, Duration, Duration) {
+    /// calls/s, p50, p99, CPU per call; zeros for a side that did not run.
+    fn row(mut self) -> (f64, Duration, Duration, Duration) {
         self.lat.sort();
         let n = self.lat.len();
+        if n == 0 {
+            return (0.0, Duration::ZERO, Duration::ZERO, Duration::ZERO);
+        }
         (
             n as f64 / self.busy.as_secs_f64(),
             self.lat[n / 2],
             self.lat[(n * 99 / 100).min(n - 1)],
+            self.cpu / n as u32,
         )
     }
+
+    /// Times `f` (wall and CPU) into this accumulator.
+    fn timed<T>(&mut self, f: impl FnOnce() -> T) -> T {
+        let (start, cpu) = (Instant::now(), cpu_time());
+        let out = f();
+        self.busy += start.elapsed();
+        self.cpu += cpu_time().saturating_sub(cpu);
+        out
+    }
+}
+
+/// User + system time of this process and of its children that were waited for.
+#[allow(unsafe_code)]
+fn cpu_time() -> Duration {
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    let mut total = Duration::ZERO;
+    for who in [libc::RUSAGE_SELF, libc::RUSAGE_CHILDREN] {
+        // SAFETY: getrusage writes one plain struct that we own and zeroed.
+        let usage = unsafe {
+            let mut usage: libc::rusage = std::mem::zeroed();
+            libc::getrusage(who, &mut usage);
+            usage
+        };
+        total += tv(usage.ru_utime) + tv(usage.ru_stime);
+    }
+    total
 }
 
 fn raw_one(program: &str, args: &[PathBuf; 3]) -> Duration {
@@ -48,21 +90,23 @@ fn raw_one(program: &str, args: &[PathBuf; 3]) -> Duration {
 /// `calls` raw runs on `parallel` threads; adds latencies and wall time to `acc`.
 fn raw_round(program: &str, dir: &Path, calls: usize, parallel: usize, acc: &mut Acc) {
     let args = Arc::new([dir.join("in"), dir.join("out"), dir.join("err")]);
-    let start = Instant::now();
-    let handles: Vec<_> = (0..parallel)
-        .map(|_| {
-            let (program, args) = (program.to_owned(), args.clone());
-            std::thread::spawn(move || {
-                (0..calls / parallel)
-                    .map(|_| raw_one(&program, &args))
-                    .collect::<Vec<_>>()
+    let lat = acc.timed(|| {
+        let handles: Vec<_> = (0..parallel)
+            .map(|_| {
+                let (program, args) = (program.to_owned(), args.clone());
+                std::thread::spawn(move || {
+                    (0..calls / parallel)
+                        .map(|_| raw_one(&program, &args))
+                        .collect::<Vec<_>>()
+                })
             })
-        })
-        .collect();
-    for h in handles {
-        acc.lat.extend(h.join().unwrap());
-    }
-    acc.busy += start.elapsed();
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    acc.lat.extend(lat);
 }
 
 fn runner_round(
@@ -73,36 +117,94 @@ fn runner_round(
     parallel: usize,
     acc: &mut Acc,
 ) {
-    let start = Instant::now();
-    let lat = rt.block_on(async {
-        let mut set = tokio::task::JoinSet::new();
-        for _ in 0..parallel {
-            let (runner, inv) = (runner.clone(), inv.clone());
-            set.spawn(async move {
-                let mut lat = Vec::new();
-                for _ in 0..calls / parallel {
-                    let t = Instant::now();
-                    runner.run(&inv).await.expect("run");
-                    lat.push(t.elapsed());
-                }
-                lat
-            });
-        }
-        let mut all = Vec::new();
-        while let Some(l) = set.join_next().await {
-            all.extend(l.unwrap());
-        }
-        all
+    let lat = acc.timed(|| {
+        rt.block_on(async {
+            let mut set = tokio::task::JoinSet::new();
+            for _ in 0..parallel {
+                let (runner, inv) = (runner.clone(), inv.clone());
+                set.spawn(async move {
+                    let mut lat = Vec::new();
+                    for _ in 0..calls / parallel {
+                        let t = Instant::now();
+                        runner.run(&inv).await.expect("run");
+                        lat.push(t.elapsed());
+                    }
+                    lat
+                });
+            }
+            let mut all = Vec::new();
+            while let Some(l) = set.join_next().await {
+                all.extend(l.unwrap());
+            }
+            all
+        })
     });
     acc.lat.extend(lat);
-    acc.busy += start.elapsed();
+}
+
+/// `calls` plain tokio spawn + wait runs, `parallel` tasks on the runtime.
+fn tokio_round(
+    rt: &tokio::runtime::Runtime,
+    program: &str,
+    dir: &Path,
+    calls: usize,
+    parallel: usize,
+    acc: &mut Acc,
+) {
+    let args = Arc::new([dir.join("in"), dir.join("out"), dir.join("err")]);
+    let lat = acc.timed(|| {
+        rt.block_on(async {
+            let mut set = tokio::task::JoinSet::new();
+            for _ in 0..parallel {
+                let (program, args) = (program.to_owned(), args.clone());
+                set.spawn(async move {
+                    let mut lat = Vec::new();
+                    for _ in 0..calls / parallel {
+                        let t = Instant::now();
+                        let status = tokio::process::Command::new(&program)
+                            .args(args.iter())
+                            .stdin(Stdio::null())
+                            .process_group(0)
+                            .kill_on_drop(true)
+                            .status()
+                            .await
+                            .expect("spawn");
+                        assert!(status.success());
+                        lat.push(t.elapsed());
+                    }
+                    lat
+                });
+            }
+            let mut all = Vec::new();
+            while let Some(l) = set.join_next().await {
+                all.extend(l.unwrap());
+            }
+            all
+        })
+    });
+    acc.lat.extend(lat);
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
 }
 
 fn main() {
-    let calls: usize = std::env::var("RUNNER_BENCH_CALLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
+    let calls: usize = env_or("RUNNER_BENCH_CALLS", "2000")
+        .parse()
+        .expect("RUNNER_BENCH_CALLS: a number of calls");
+    let sides = env_or("RUNNER_BENCH_SIDES", "raw,runner");
+    let side = |name: &str| sides.split(',').any(|s| s == name);
+    let (do_raw, do_tokio, do_runner) = (side("raw"), side("tokio"), side("runner"));
+    let do_runner1 = side("runner1");
+    let programs = env_or("RUNNER_BENCH_PROGRAMS", "true,sh");
+    let in_flight: Vec<usize> = env_or("RUNNER_BENCH_IN_FLIGHT", "1,4")
+        .split(',')
+        .map(|n| {
+            n.parse()
+                .expect("RUNNER_BENCH_IN_FLIGHT: numbers, e.g. 1,4")
+        })
+        .collect();
     let dir = std::env::temp_dir().join(format!("mesokit-runner-bench-{}", std::process::id()));
     let tmp = dir.join("tmp");
     std::fs::create_dir_all(&tmp).unwrap();
@@ -118,40 +220,69 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    let rt1 = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let runner = Runner::new(&tmp);
     println!(
         "{calls} calls per row, raw and runner alternating in rounds of {ROUND}; tokio multi-thread runtime, 2 workers\n"
     );
     println!(
-        "| program | in flight | raw calls/s | raw p50 | raw p99 | runner calls/s | runner p50 | runner p99 | runner/raw |"
+        "| program | in flight | raw calls/s | raw p50 | raw p99 | raw cpu/call | runner calls/s | runner p50 | runner p99 | runner cpu/call | runner/raw |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
-    for program in ["/bin/true", script.to_str().unwrap()] {
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let script = script.to_str().unwrap().to_owned();
+    for (name, program) in [("/bin/true", "/bin/true"), ("sh script", script.as_str())] {
+        let key = if name == "/bin/true" { "true" } else { "sh" };
+        if !programs.split(',').any(|p| p == key) {
+            continue;
+        }
         let inv = Arc::new(Invocation::new(
             "bench",
             program,
             br#"{"container_id":{"value":"c"}}"#.to_vec(),
         ));
-        for parallel in [1, 4] {
-            // Warm-up.
-            raw_round(program, &dir, ROUND, parallel, &mut Acc::default());
-            runner_round(&rt, &runner, &inv, ROUND, parallel, &mut Acc::default());
-            let (mut raw, mut run) = (Acc::default(), Acc::default());
-            for _ in 0..calls.div_ceil(ROUND) {
-                raw_round(program, &dir, ROUND, parallel, &mut raw);
-                runner_round(&rt, &runner, &inv, ROUND, parallel, &mut run);
+        for &parallel in &in_flight {
+            let mut accs: [Acc; 4] = Default::default();
+            // Warm-up, then the timed rounds.
+            for round in 0..=calls.div_ceil(ROUND) {
+                let mut warm: [Acc; 4] = Default::default();
+                let [raw, tok, run, run1] = if round == 0 { &mut warm } else { &mut accs };
+                if do_raw {
+                    raw_round(program, &dir, ROUND, parallel, raw);
+                }
+                if do_tokio {
+                    tokio_round(&rt, program, &dir, ROUND, parallel, tok);
+                }
+                if do_runner {
+                    runner_round(&rt, &runner, &inv, ROUND, parallel, run);
+                }
+                if do_runner1 {
+                    runner_round(&rt1, &runner, &inv, ROUND, parallel, run1);
+                }
             }
-            let (rc, rp50, rp99) = raw.row();
-            let (hc, hp50, hp99) = run.row();
-            let name = if program == "/bin/true" {
-                "/bin/true"
-            } else {
-                "sh script"
-            };
+            let [raw, tok, run, run1] = accs;
+            let (rc, rp50, rp99, rcpu) = raw.row();
+            let (hc, hp50, hp99, hcpu) = run.row();
             println!(
-                "| {name} | {parallel} | {rc:.0} | {rp50:.0?} | {rp99:.0?} | {hc:.0} | {hp50:.0?} | {hp99:.0?} | {:.2}x |",
+                "| {name} | {parallel} | {rc:.0} | {rp50:.0?} | {rp99:.0?} | {rcpu:.0?} | {hc:.0} | {hp50:.0?} | {hp99:.0?} | {hcpu:.0?} | {:.2}x |",
                 hc / rc
             );
+            if do_tokio {
+                let (tc, tp50, tp99, tcpu) = tok.row();
+                println!(
+                    "| {name}, plain tokio spawn + wait | {parallel} | | | | | {tc:.0} | {tp50:.0?} | {tp99:.0?} | {tcpu:.0?} | {:.2}x |",
+                    tc / rc
+                );
+            }
+            if do_runner1 {
+                let (tc, tp50, tp99, tcpu) = run1.row();
+                println!(
+                    "| {name}, runner on a current-thread runtime | {parallel} | | | | | {tc:.0} | {tp50:.0?} | {tp99:.0?} | {tcpu:.0?} | {:.2}x |",
+                    tc / rc
+                );
+            }
         }
     }
     let left = std::fs::read_dir(&tmp).unwrap().count();

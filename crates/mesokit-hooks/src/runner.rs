@@ -17,12 +17,13 @@
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::{self, Read};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::process::Command;
@@ -86,6 +87,7 @@ impl Runner {
     /// case, also when this future is dropped before it completes (the group is then killed).
     pub async fn run(&self, inv: &Invocation) -> Result<Outcome, RunError> {
         let start = Instant::now();
+        let _in_flight = InFlight::enter();
         if self.debug {
             tracing::info!(
                 label = %inv.label,
@@ -110,8 +112,7 @@ impl Runner {
                 }
             })?;
 
-        let mut child = spawn(inv, &files, &stdin).await?;
-        drop(stdin);
+        let mut child = spawn(inv, &files, stdin).await?;
         files.pgid = child.id();
 
         let status = match tokio::time::timeout(inv.timeout, child.wait()).await {
@@ -323,30 +324,147 @@ fn cause_suffix(cause: &str) -> String {
     }
 }
 
-/// Starts the command. A script that was just written may still be open for writing in a
-/// child forked concurrently by another thread (ETXTBSY until that child execs): retry a
-/// few times before giving up.
+/// Runs in flight in this process, over all runners; see [`spawn`].
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// Spawns handed to the spawner at one time, at most; see [`spawn`].
+const SPAWN_THREADS: usize = 4;
+static SPAWNING: AtomicUsize = AtomicUsize::new(0);
+
+/// The spawner: a small runtime of its own, on a thread of its own, that lives as long as
+/// the process. Handed-off spawns run on its blocking pool, and the children they start are
+/// registered with its reactor, which is never shut down: a spawn on the caller's blocking
+/// pool can finish while the caller's runtime shuts down, and tokio then cannot register the
+/// child and drops it without killing it. `None` if the thread could not be started.
+fn spawner() -> Option<&'static tokio::runtime::Handle> {
+    static SPAWNER: OnceLock<Option<tokio::runtime::Handle>> = OnceLock::new();
+    SPAWNER
+        .get_or_init(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .max_blocking_threads(SPAWN_THREADS)
+                .thread_name("mesokit-spawner")
+                .build()
+                .ok()?;
+            let handle = runtime.handle().clone();
+            std::thread::Builder::new()
+                .name("mesokit-spawner".into())
+                .spawn(move || runtime.block_on(std::future::pending::<()>()))
+                .ok()?;
+            Some(handle)
+        })
+        .as_ref()
+}
+
+/// Counts a run in [`IN_FLIGHT`] while it lives.
+struct InFlight;
+
+impl InFlight {
+    fn enter() -> Self {
+        IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
+        Self
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A slot of [`SPAWNING`], released on drop.
+struct SpawnSlot;
+
+impl SpawnSlot {
+    fn take() -> Option<Self> {
+        SPAWNING
+            .fetch_update(Ordering::Acquire, Ordering::Relaxed, |n| {
+                (n < SPAWN_THREADS).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Self)
+    }
+}
+
+impl Drop for SpawnSlot {
+    fn drop(&mut self) {
+        SPAWNING.fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// A child spawned by the spawner for a run that may have been cancelled meanwhile: if
+/// nobody takes it, its process group is killed (`kill_on_drop` alone reaches the leader).
+struct Spawned(Option<tokio::process::Child>);
+
+impl Spawned {
+    fn take(mut self) -> tokio::process::Child {
+        self.0.take().expect("taken once")
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.as_ref().and_then(|child| child.id()) {
+            signal_group(pid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Starts the command with `stdin` (the input file) as its stdin. A script that was just
+/// written may still be open for writing in a child forked concurrently by another thread
+/// (ETXTBSY until that child execs): retry a few times, each with the input file opened anew,
+/// before giving up.
+///
+/// Spawning (`posix_spawn`, a vfork) holds the calling thread until the child has exec'd;
+/// on a busy machine the child can wait for a CPU meanwhile, and so does everything else
+/// queued on that runtime worker. A run that is alone spawns right on its task (no hand-off
+/// to pay); with other runs in flight, the spawn goes to the [`spawner`], at most
+/// [`SPAWN_THREADS`] at a time (beyond that, on the task again), so that the workers keep
+/// serving the other runs (docs/benchmarks.md, "Agent command modules").
 async fn spawn(
     inv: &Invocation,
     files: &RunFiles,
-    stdin: &File,
+    stdin: File,
 ) -> Result<tokio::process::Child, RunError> {
     let spawn_error = |source| RunError::Spawn {
         label: inv.label.clone(),
         command: inv.command.clone(),
         source,
     };
+    let mut stdin = Some(stdin);
     let mut attempt = 0;
     loop {
-        let stdin = stdin.try_clone().map_err(spawn_error)?;
-        let spawned = Command::new(&inv.command)
+        let input = match stdin.take() {
+            Some(file) => file,
+            None => files.open_input().map_err(spawn_error)?,
+        };
+        let mut command = Command::new(&inv.command);
+        command
             .arg(&files.input)
             .arg(&files.output)
             .arg(&files.error)
-            .stdin(stdin)
+            .stdin(input)
             .process_group(0)
-            .kill_on_drop(true)
-            .spawn();
+            .kill_on_drop(true);
+        let handoff = if IN_FLIGHT.load(Ordering::Relaxed) > 1 {
+            spawner().zip(SpawnSlot::take())
+        } else {
+            None
+        };
+        let spawned = match handoff {
+            None => command.spawn(),
+            Some((spawner, slot)) => {
+                let handed = spawner.spawn_blocking(move || {
+                    let spawned = command.spawn().map(|child| Spawned(Some(child)));
+                    drop(slot);
+                    spawned
+                });
+                match handed.await {
+                    Ok(spawned) => spawned.map(Spawned::take),
+                    Err(e) => Err(io::Error::other(format!("the spawning thread failed: {e}"))),
+                }
+            }
+        };
         match spawned {
             Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempt < 3 => {
                 attempt += 1;
@@ -370,8 +488,8 @@ struct RunFiles {
 }
 
 impl RunFiles {
-    /// Creates the files (mode 0600) and writes `input`; returns the input file, rewound, to
-    /// serve as the command's stdin.
+    /// Creates the files (mode 0600) and writes `input`; returns the input file, at offset 0,
+    /// to serve as the command's stdin.
     fn create(dir: &Path, input: &[u8]) -> Result<(Self, File), (PathBuf, io::Error)> {
         let mut tries = 0;
         loop {
@@ -402,16 +520,22 @@ impl RunFiles {
                 .open(path)
                 .map_err(|e| (path.to_owned(), e))
         };
-        let mut stdin = open(&self.input, true)?;
+        let stdin = open(&self.input, true)?;
         self.created = 1;
-        let with_path = |e| (self.input.clone(), e);
-        stdin.write_all(input).map_err(with_path)?;
-        stdin.seek(SeekFrom::Start(0)).map_err(with_path)?;
+        // Written at offset 0 (no seek back), so the command reads its stdin from the start.
+        stdin
+            .write_all_at(input, 0)
+            .map_err(|e| (self.input.clone(), e))?;
         open(&self.output, false)?;
         self.created = 2;
         open(&self.error, false)?;
         self.created = 3;
         Ok(stdin)
+    }
+
+    /// The input file opened again for reading, for a retried spawn.
+    fn open_input(&self) -> io::Result<File> {
+        File::open(&self.input)
     }
 
     fn read_output(self) -> Result<Vec<u8>, (PathBuf, io::Error)> {

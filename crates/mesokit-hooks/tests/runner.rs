@@ -407,3 +407,82 @@ async fn ten_runs_in_parallel() {
     assert_eq!(seen, 10);
     s.assert_no_temp_files();
 }
+
+/// Many runs at once on one thread: with others in flight, a run hands its spawn to the
+/// blocking pool (at most a few at a time, the rest spawn on their task); every run must
+/// still get its own stdin and output.
+#[tokio::test]
+async fn parallel_runs_on_a_current_thread_runtime() {
+    let s = Scratch::new("parallel-1");
+    let cmd = s.script("echo.sh", r#"cat > "$2""#);
+    let runner = Arc::new(s.runner.clone());
+    let mut runs = tokio::task::JoinSet::new();
+    for i in 0..16 {
+        let runner = Arc::clone(&runner);
+        let inv = inv(&cmd, &format!("{{\"run\":{i}}}"));
+        runs.spawn(async move { (i, runner.run(&inv).await) });
+    }
+    let mut seen = 0;
+    while let Some(joined) = runs.join_next().await {
+        let (i, result) = joined.unwrap();
+        assert_eq!(
+            result.unwrap().output,
+            format!("{{\"run\":{i}}}").into_bytes()
+        );
+        seen += 1;
+    }
+    assert_eq!(seen, 16);
+    s.assert_no_temp_files();
+}
+
+/// Runs cancelled at every stage, also while their spawn is on the blocking pool: once the
+/// runtime is gone (which waits for the blocking pool), every command that started, and
+/// the child it left in its group, is dead and no temp file is left.
+#[test]
+fn parallel_runs_cancelled_while_spawning_leave_nothing_behind() {
+    let s = Scratch::new("cancel-spawning");
+    let pids = s.path("pids");
+    std::fs::create_dir(&pids).unwrap();
+    let cmd = s.script(
+        "hang.sh",
+        &format!(
+            "sleep 1000 & echo $! > {p}/$!; echo $$ > {p}/$$; wait",
+            p = pids.display()
+        ),
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let runner = Arc::new(s.runner.clone());
+    rt.block_on(async {
+        let mut runs = tokio::task::JoinSet::new();
+        for _ in 0..12 {
+            let runner = Arc::clone(&runner);
+            let inv = inv(&cmd, "{}");
+            runs.spawn(async move { runner.run(&inv).await });
+        }
+        // Let each run get as far as its spawn, then cancel them all.
+        tokio::task::yield_now().await;
+        runs.abort_all();
+        while let Some(joined) = runs.join_next().await {
+            assert!(joined.is_err_and(|e| e.is_cancelled()));
+        }
+    });
+    drop(rt);
+    s.assert_no_temp_files();
+    let check = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for entry in std::fs::read_dir(&pids).unwrap() {
+        let pid = entry
+            .unwrap()
+            .file_name()
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        check.block_on(assert_dies(pid));
+    }
+}
