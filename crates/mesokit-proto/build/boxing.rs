@@ -23,7 +23,7 @@ const BOX_ABOVE: usize = 256;
 /// - a resource's pre-refinement `reservation`: Mesos sends it only to frameworks without the
 ///   RESERVATION_REFINEMENT capability (the others get `reservations`), and only on reserved
 ///   resources, while every offer and task carries several resources (`Resource` goes from
-///   280 to 184 bytes).
+///   280 to 208 bytes).
 const RARELY_PRESENT: &[&str] = &[
     ".mesos.v1.Environment.Variable.secret",
     ".mesos.v1.Resource.reservation",
