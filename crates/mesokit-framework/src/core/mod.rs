@@ -227,6 +227,8 @@ pub struct Scheduler {
     framework_id: Option<String>,
     /// The empty string, shared by every record that has no task or agent yet.
     empty: Arc<str>,
+    /// Tasks placed on the last offer that took any (sizes the next offer's list).
+    last_offer_tasks: usize,
     subscribed_once: bool,
     connected: bool,
     suppressed: bool,
@@ -262,6 +264,7 @@ impl Scheduler {
             delayed: BinaryHeap::new(),
             framework_id: None,
             empty: "".into(),
+            last_offer_tasks: 1,
             subscribed_once: false,
             connected: false,
             suppressed: false,
@@ -660,21 +663,11 @@ impl Scheduler {
         // One copy of the agent's id and hostname for every task placed on this offer.
         let agent: Arc<str> = offer.agent_id.value.as_str().into();
         let host: Arc<str> = offer.hostname.as_str().into();
-        // Room for as many tasks as the offer's scalars could hold of the smallest waiting
-        // tasks (a scalar bounds the count only if every waiting group needs some of it): a
-        // `TaskInfo` is 520 bytes, so growing the list moves a lot, and room never used is
-        // never touched.
+        // Room for as many tasks as the last offer took (offers of one batch tend to look
+        // alike), or fewer if that many are not waiting: a `TaskInfo` is 376 bytes, so a
+        // list that grows moves a lot, and room left over lives on in the ACCEPT.
         let ready: usize = self.groups.iter().map(|g| g.ready.len()).sum();
-        let fit = (0..4)
-            .filter_map(|k| {
-                let waiting = self.groups.iter().filter(|g| !g.ready.is_empty());
-                let least = waiting.map(|g| g.needs.scalars[k]).min()?;
-                (least > 0).then(|| (pool.free(k) / least) as usize)
-            })
-            .min()
-            .unwrap_or(ready)
-            .min(ready);
-        let mut tasks = Vec::with_capacity(fit.min(256));
+        let mut tasks = Vec::with_capacity(self.last_offer_tasks.clamp(1, ready.max(1)));
         let mut scratch = String::new();
         let role = offer_role(offer);
         for oi in 0..self.order.len() {
@@ -747,6 +740,9 @@ impl Scheduler {
                     },
                 });
             }
+        }
+        if !tasks.is_empty() {
+            self.last_offer_tasks = tasks.len();
         }
         tasks
     }
