@@ -1,8 +1,10 @@
 //! Agent restart in a running `LocalCluster`: checkpointed executors survive the agent's stop
 //! and re-subscribe, the command isolator's watch loop and usage resume for the same container,
 //! executors that do not come back are destroyed (isolator cleanup, tasks lost or failed as
-//! Mesos does), a stopped agent is marked unreachable after the agent lost timeout (agent-lost
-//! hook, once), and the task status decorator sees the updates the agent makes up.
+//! Mesos does), executors of frameworks without checkpointing die with the agent (TASK_LOST at
+//! once, their containers cleaned up as orphans at restart), a stopped agent is marked
+//! unreachable after the agent lost timeout (agent-lost hook, once), and the task status
+//! decorator sees the updates the agent makes up.
 //!
 //! The executor processes are real (a shell script that records its environment and its pid,
 //! then waits); the test speaks the executor API for them with the executor client, from the
@@ -273,7 +275,6 @@ async fn run_executor(s: &Scratch, eid: &str) -> (ExecutorClient, ExecutorEvents
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-    assert_eq!(env.get("MESOS_CHECKPOINT").map(String::as_str), Some("1"));
     let config = ExecutorConfig::from_vars(env).expect("executor env");
     let (client, mut events) = ExecutorClient::start(config).expect("executor client");
     let container = match next(&mut events).await {
@@ -355,6 +356,7 @@ async fn a_restarted_agent_resumes_the_executor_and_its_isolator_for_the_same_co
         .expect("cluster starts");
     let mut sched = Scheduler::launch(&cluster, checkpointing(false), &["t1"]).await;
     let (client, mut events, container) = run_executor(&s, "t1").await;
+    assert!(client.config().checkpoint, "MESOS_CHECKPOINT=1");
     sched.wait_update("t1", TaskState::TaskRunning).await;
     s.wait_line("watch", &container).await;
     let pid = pid_of(&s, "t1");
@@ -547,6 +549,49 @@ async fn a_stopped_agent_becomes_unreachable_and_the_agent_lost_hook_runs_once()
         "{state}"
     );
     drop(client);
+    let _ = sched.client.teardown().await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executors_of_frameworks_without_checkpointing_do_not_survive_a_restart() {
+    let s = Scratch::new("nockpt");
+    let isolator = vec![
+        ("module_name", "rec".to_owned()),
+        ("isolator_cleanup_command", recorder(&s, "cleanup", "")),
+    ];
+    let modules = modules_json(&[("module_name", "h".to_owned())], &isolator);
+    let mut cluster = LocalCluster::start(config(&s, &modules, vec![executor_script(&s)]))
+        .await
+        .expect("cluster starts");
+    let mut info = checkpointing(false);
+    info.checkpoint = Some(false);
+    let mut sched = Scheduler::launch(&cluster, info, &["t1"]).await;
+    let (client, _events, container) = run_executor(&s, "t1").await;
+    assert!(!client.config().checkpoint);
+    sched.wait_update("t1", TaskState::TaskRunning).await;
+    let pid = pid_of(&s, "t1");
+
+    cluster.stop_agent(0).await.expect("stop");
+    let lost = sched.wait_update("t1", TaskState::TaskLost).await;
+    assert_eq!(
+        lost.reason,
+        Some(task_status::Reason::AgentDisconnected as i32)
+    );
+    assert_eq!(lost.source, Some(task_status::Source::Master as i32));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while running(pid) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "executor still running"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Its container is an orphan for the restarted agent: cleaned up, nothing recovered.
+    cluster.start_agent(0).await.expect("start");
+    s.wait_line("cleanup", &container).await;
+    let state = String::from_utf8_lossy(&cluster.agents()[0].state_json().await).into_owned();
+    assert!(!state.contains("\"t1\""), "{state}");
     let _ = sched.client.teardown().await;
     cluster.shutdown().await;
 }
