@@ -10,8 +10,9 @@
 //! per call in the timed rounds: it tells a runner that costs more work from one that waits
 //! more. `RUNNER_BENCH_SIDES=raw,tokio,runner` adds a third side, a plain
 //! `tokio::process::Command` spawn + wait with the same arguments and no files, which splits
-//! the runner's cost into the async spawn/wait and the file work. To profile one side or
-//! one row: `RUNNER_BENCH_SIDES=runner`, `RUNNER_BENCH_PROGRAMS=true|sh`,
+//! the runner's cost into the async spawn/wait and the file work; `runner1` adds the runner
+//! on a current-thread runtime (one worker, as in the executor). To profile one side or one
+//! row: `RUNNER_BENCH_SIDES=runner`, `RUNNER_BENCH_PROGRAMS=true|sh`,
 //! `RUNNER_BENCH_IN_FLIGHT=1,4`.
 
 use std::os::unix::fs::PermissionsExt;

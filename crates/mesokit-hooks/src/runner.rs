@@ -340,18 +340,30 @@ fn spawner() -> Option<&'static tokio::runtime::Handle> {
     static SPAWNER: OnceLock<Option<tokio::runtime::Handle>> = OnceLock::new();
     SPAWNER
         .get_or_init(|| {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_io()
-                .max_blocking_threads(SPAWN_THREADS)
-                .thread_name("mesokit-spawner")
-                .build()
-                .ok()?;
-            let handle = runtime.handle().clone();
+            // The runtime is built on its own thread: dropping one (should building fail
+            // half-way) is not allowed on the caller's, which is inside a runtime.
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
             std::thread::Builder::new()
                 .name("mesokit-spawner".into())
-                .spawn(move || runtime.block_on(std::future::pending::<()>()))
+                .spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_io()
+                        .max_blocking_threads(SPAWN_THREADS)
+                        .thread_name("mesokit-spawner")
+                        .build();
+                    let runtime = match runtime {
+                        Ok(runtime) => runtime,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot start the command spawner; commands are spawned by their callers");
+                            let _ = tx.send(None);
+                            return;
+                        }
+                    };
+                    let _ = tx.send(Some(runtime.handle().clone()));
+                    runtime.block_on(std::future::pending::<()>());
+                })
                 .ok()?;
-            Some(handle)
+            rx.recv().ok().flatten()
         })
         .as_ref()
 }
