@@ -234,6 +234,9 @@ pub(crate) struct AgentCore {
     now: Instant,
     /// Agent-made updates go through the task status decorator hooks first.
     decorate_agent_updates: bool,
+    /// Agent-made updates with the decorator hooks, by framework id: the framework stays
+    /// until they are in their streams.
+    decorating: BTreeMap<String, usize>,
     /// Executors whose checkpoint may have changed: (framework id, executor id), or
     /// (framework id, None) for all of the framework's.
     dirty: std::collections::BTreeSet<(String, Option<String>)>,
@@ -413,6 +416,7 @@ impl AgentCore {
             actions: VecDeque::new(),
             now,
             decorate_agent_updates: false,
+            decorating: BTreeMap::new(),
             dirty: std::collections::BTreeSet::new(),
         }
     }
@@ -1021,6 +1025,7 @@ impl AgentCore {
     fn maybe_remove_framework(&mut self, fid: &str) {
         if self.frameworks.get(fid).is_some_and(|f| {
             f.executors.is_empty()
+                && !self.decorating.contains_key(fid)
                 && (f.terminating
                     || !self.updates.has_pending(&FrameworkId {
                         value: fid.to_owned(),
@@ -1212,6 +1217,7 @@ impl AgentCore {
         // The task's bookkeeping changes now (the executor may be gone by the time the hooks
         // answer); the update enters its stream when they have.
         self.note_task_state(fid, eid.map(|e| e.value.as_str()), &status);
+        *self.decorating.entry(fid.value.clone()).or_default() += 1;
         self.actions.push_back(Action::DecorateStatus {
             framework_id: fid.clone(),
             status: Box::new(status),
@@ -1221,11 +1227,19 @@ impl AgentCore {
     /// An agent-made update back from the task status decorator hooks: into its stream.
     pub(crate) fn decorated_update(&mut self, now: Instant, fid: &FrameworkId, status: TaskStatus) {
         self.now = now;
+        if let Some(n) = self.decorating.get_mut(&fid.value) {
+            *n -= 1;
+            if *n == 0 {
+                self.decorating.remove(&fid.value);
+            }
+        }
         if self
             .frameworks
             .get(&fid.value)
             .is_some_and(|f| f.terminating)
         {
+            // Shut down meanwhile: the update is dropped, and the framework may go now.
+            self.maybe_remove_framework(&fid.value);
             return;
         }
         if let Some(eid) = &status.executor_id {
@@ -1986,6 +2000,36 @@ mod tests {
             Some(task_status::Reason::ExecutorReregistrationTimeout as i32)
         );
         assert_eq!(exited(&a), Some((-1, true)));
+    }
+
+    #[test]
+    fn an_agent_made_update_waits_for_the_decorator_and_keeps_its_framework() {
+        let (mut c, t0) = core();
+        c.decorate_agent_updates();
+        run_command_task(&mut c, t0, "t1");
+        let a = drain(&mut c);
+        let [Action::Launch(l)] = &a[..] else {
+            panic!("{a:?}")
+        };
+        let cid = l.container_id.clone();
+        c.launched(t0, FID, "t1", &cid, Err("no such file".into()));
+        let a = drain(&mut c);
+        assert!(updates(&a).is_empty(), "not sent before the hooks answered");
+        let status = a
+            .iter()
+            .find_map(|a| match a {
+                Action::DecorateStatus { status, .. } => Some(status.as_ref().clone()),
+                _ => None,
+            })
+            .expect("sent to the decorator");
+        assert_eq!(state_of(status.state), TaskState::TaskFailed);
+        assert!(c.frameworks.contains_key(FID), "kept while decorating");
+        let mut decorated = status.clone();
+        decorated.labels = Some(v1::Labels::default());
+        c.decorated_update(t0, &fid(), decorated);
+        let ups = updates(&drain(&mut c));
+        assert_eq!(ups.len(), 1);
+        assert!(ups[0].0.labels.is_some());
     }
 
     #[test]
