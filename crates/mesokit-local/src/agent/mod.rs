@@ -22,7 +22,7 @@
 //!   `/containers`, `/metrics/snapshot` and the read calls of the v1 operator API.
 //!
 //! * checkpoints the executors of checkpointing frameworks (`FrameworkInfo.checkpoint`) under
-//!   `<work_dir>/meta` ([`checkpoint`]), and with [`AgentConfig::recover`] resumes them after
+//!   `<work_dir>/meta` (module `checkpoint`), and with [`AgentConfig::recover`] resumes them after
 //!   a restart: their processes keep running while the agent is down ([`AgentHandle::stop`]),
 //!   they re-subscribe within `executor_reregistration_timeout` or are killed (their tasks
 //!   TASK_LOST, TASK_GONE for partition-aware frameworks), the isolators' watch loops resume,
