@@ -229,6 +229,8 @@ pub struct Scheduler {
     empty: Arc<str>,
     /// Tasks placed on the last offer that took any (sizes the next offer's list).
     last_offer_tasks: usize,
+    /// One offer's task events before they are queued (empty between offers).
+    event_scratch: Vec<TaskEvent>,
     subscribed_once: bool,
     connected: bool,
     suppressed: bool,
@@ -265,6 +267,7 @@ impl Scheduler {
             framework_id: None,
             empty: "".into(),
             last_offer_tasks: 1,
+            event_scratch: Vec::new(),
             subscribed_once: false,
             connected: false,
             suppressed: false,
@@ -589,43 +592,33 @@ impl Scheduler {
     /// Offers: launch what fits, decline the rest.
     pub fn on_offers(&mut self, offers: Vec<Offer>, now: Instant) {
         self.metrics.offers_received += offers.len() as u64;
-        // Sized once: at most every ready instance is launched by this batch of offers.
-        let ready: usize = self.groups.iter().map(|g| g.ready.len()).sum();
         let mut declined: Vec<OfferId> = Vec::new();
-        let mut launches: Vec<(OfferId, Vec<mesokit_proto::v1::TaskInfo>)> =
-            Vec::with_capacity(offers.len().min(ready));
-        // Bounded by what the offers could plausibly take, so a single offer does not reserve
-        // room for a whole pending backlog.
-        let expect = ready.min(offers.len().saturating_mul(32));
-        let mut writes: Vec<Write> = Vec::with_capacity(expect);
-        let mut events: Vec<TaskEvent> = Vec::with_capacity(expect);
+        // Per offer that takes tasks: its store writes, its ACCEPT, its task events, in that
+        // order (a driver batches the writes of everything queued into one commit anyway).
+        // Events wait in a small list reused from offer to offer, not in one the size of the
+        // whole launch.
+        let mut events = std::mem::take(&mut self.event_scratch);
         for offer in &offers {
             if !self.has_ready() {
                 declined.push(offer.id.clone());
                 continue;
             }
+            let mut writes: Vec<Write> = Vec::with_capacity(self.last_offer_tasks);
             let tasks = self.fill_offer(offer, now, &mut writes, &mut events);
             if tasks.is_empty() {
                 declined.push(offer.id.clone());
-            } else {
-                launches.push((offer.id.clone(), tasks));
+                continue;
             }
-        }
-        if !writes.is_empty() {
-            self.out.push_back(Output::Persist(writes));
-        }
-        let busy = self.has_pending();
-        let refuse = if busy {
-            self.config.decline_busy
-        } else {
-            self.config.decline_idle
-        };
-        self.out.reserve(launches.len() + events.len() + 2);
-        for (offer_id, tasks) in launches {
             self.metrics.tasks_launched += tasks.len() as u64;
+            // What is left of this offer comes back soon while work still waits.
+            let refuse = if self.has_pending() {
+                self.config.decline_busy
+            } else {
+                self.config.decline_idle
+            };
             let mut c = task_call(call::Type::Accept);
             c.accept = Some(call::Accept {
-                offer_ids: vec![offer_id],
+                offer_ids: vec![offer.id.clone()],
                 operations: vec![offer::Operation {
                     r#type: Some(offer::operation::Type::Launch as i32),
                     launch: Some(offer::operation::Launch { task_infos: tasks }),
@@ -635,8 +628,17 @@ impl Scheduler {
                     refuse_seconds: Some(refuse.as_secs_f64()),
                 }),
             });
+            self.out.reserve(2 + events.len());
+            self.out.push_back(Output::Persist(writes));
             self.out.push_back(Output::Call(Box::new(c)));
+            self.out.extend(events.drain(..).map(Output::Event));
         }
+        self.event_scratch = events;
+        let refuse = if self.has_pending() {
+            self.config.decline_busy
+        } else {
+            self.config.decline_idle
+        };
         if !declined.is_empty() {
             self.metrics.offers_declined += declined.len() as u64;
             let mut c = task_call(call::Type::Decline);
@@ -648,7 +650,6 @@ impl Scheduler {
             });
             self.out.push_back(Output::Call(Box::new(c)));
         }
-        self.out.extend(events.into_iter().map(Output::Event));
         self.update_offer_interest(now);
     }
 
