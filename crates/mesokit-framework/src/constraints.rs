@@ -84,13 +84,19 @@ impl Placement {
             if !constraints.iter().any(|c| &c.field == field) {
                 continue;
             }
-            let n = self
-                .counts
-                .entry(field.clone())
-                .or_default()
-                .entry(value.clone())
-                .or_insert(0);
-            *n = n.saturating_add_signed(delta);
+            // Keys are copied only the first time a field or value is seen.
+            if !self.counts.contains_key(field) {
+                self.counts.insert(field.clone(), HashMap::new());
+            }
+            let Some(values) = self.counts.get_mut(field) else {
+                continue;
+            };
+            match values.get_mut(value) {
+                Some(n) => *n = n.saturating_add_signed(delta),
+                None => {
+                    values.insert(value.clone(), 0u32.saturating_add_signed(delta));
+                }
+            }
         }
     }
 }
@@ -103,7 +109,7 @@ pub fn values_for(constraints: &[Compiled], offer: &Offer) -> Vec<(String, Strin
             continue;
         }
         if let Some(v) = attribute_text(offer, &c.field) {
-            out.push((c.field.clone(), v));
+            out.push((c.field.clone(), v.into_owned()));
         }
     }
     out

@@ -7,6 +7,8 @@
 //! Entries a plain task cannot use (revocable, shared, persistent volumes, mount disks,
 //! resource-provider resources, unknown names) are left alone.
 
+use std::borrow::Cow;
+
 use mesokit_proto::resources::{from_fixed, to_fixed};
 use mesokit_proto::v1::{Offer, Resource, Value, value};
 
@@ -266,18 +268,22 @@ pub fn offer_role(offer: &Offer) -> &str {
 
 /// An agent attribute's value as text, for constraints: text and scalars as written, ranges
 /// as `[a-b,c-d]`, sets as `{a,b}`.
-pub fn attribute_text(offer: &Offer, name: &str) -> Option<String> {
+/// Borrowed for the hostname and text attributes (checked for every placement).
+pub fn attribute_text<'a>(offer: &'a Offer, name: &str) -> Option<Cow<'a, str>> {
     if name == "hostname" {
-        return Some(offer.hostname.clone());
+        return Some(Cow::Borrowed(&offer.hostname));
     }
     let a = offer.attributes.iter().find(|a| a.name == name)?;
-    Some(value_text(
+    if a.r#type == value::Type::Text as i32 {
+        return Some(Cow::Borrowed(a.text.as_ref().map_or("", |t| &t.value)));
+    }
+    Some(Cow::Owned(value_text(
         a.r#type,
         a.scalar.as_ref(),
         a.ranges.as_ref(),
         a.set.as_ref(),
         a.text.as_ref(),
-    ))
+    )))
 }
 
 fn value_text(
