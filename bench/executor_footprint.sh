@@ -22,7 +22,7 @@ export MESOKIT_PYTHON
 }
 if [ -z "${MESOKIT_BENCH_EXECUTOR:-}" ]; then
     cargo build --profile executor -p mesokit-executor --bin mesokit-executor
-    MESOKIT_BENCH_EXECUTOR="$PWD/target/executor/mesokit-executor"
+    MESOKIT_BENCH_EXECUTOR="${CARGO_TARGET_DIR:-$PWD/target}/executor/mesokit-executor"
 fi
 export MESOKIT_BENCH_EXECUTOR
 ls -l "${MESOKIT_BENCH_EXECUTOR%% *}"

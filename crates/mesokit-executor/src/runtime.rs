@@ -3,9 +3,12 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use mesokit_client::executor::{ExecutorClient, ExecutorConfig, ExecutorEvent};
+use mesokit_proto::v1::executor::event::Type as EventType;
 use mesokit_proto::v1::{TaskId, TaskStatus};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
@@ -17,6 +20,11 @@ use crate::supervisor::{Action, ProbeKind, ProbeResult, Settings, Supervisor};
 
 /// How long the last updates may take to leave once the executor is done.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long the loop must have had nothing to do before the code pages it ran are dropped
+/// again (see [`process::trim_code_pages`]): long enough that a burst of events pays for
+/// the page faults once, not per event.
+const IDLE_TRIM: Duration = Duration::from_secs(1);
 
 /// Why the executor stopped before its work was done.
 #[derive(Debug, thiserror::Error)]
@@ -105,10 +113,15 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
     let (exit_tx, mut exit_rx) = mpsc::unbounded_channel::<(TaskId, End)>();
     let (update_tx, update_rx) = mpsc::unbounded_channel::<TaskStatus>();
     let (probe_tx, mut probe_rx) = mpsc::unbounded_channel::<(TaskId, ProbeResult)>();
-    let sender = tokio::spawn(send_updates(client.clone(), update_rx));
+    // Updates handed to the sender that the client has not recorded yet.
+    let queued = Arc::new(AtomicUsize::new(0));
+    let sender = tokio::spawn(send_updates(client.clone(), update_rx, queued.clone()));
     let mut procs: HashMap<String, mpsc::UnboundedSender<Signal>> = HashMap::new();
     let mut stream_open = true;
+    // Code pages are dropped once the first task runs and its updates are acknowledged, then
+    // whenever the loop has been idle for IDLE_TRIM.
     let mut trimmed = false;
+    let mut trim_at: Option<Instant> = None;
     let mut lost = None;
     // An update was handed to the sender since the loop last yielded.
     let mut unsent = false;
@@ -123,6 +136,7 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
                         text = status.message.as_deref().unwrap_or(""),
                         "status update"
                     );
+                    queued.fetch_add(1, Ordering::Relaxed);
                     let _ = update_tx.send(*status);
                     unsent = true;
                 }
@@ -178,13 +192,7 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
                             );
                             tokio::spawn(run);
                         });
-                    let first = result.is_ok() && procs.len() == 1 && !trimmed;
                     sup.handle_spawned(&task_id, result, Instant::now());
-                    if first && own_process {
-                        // Start-up is over: its code need not stay resident.
-                        trimmed = true;
-                        process::trim_code_pages();
-                    }
                 }
                 Action::Hooks {
                     task_id,
@@ -229,10 +237,25 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
         }
         let timeout = sup.poll_timeout();
         unsent = false;
+        let mut idle = false;
         tokio::select! {
             event = events.next_event(), if stream_open => match event {
                 Ok(ExecutorEvent::Connected { subscribed }) => sup.handle_subscribed(&subscribed),
-                Ok(ExecutorEvent::Event(event)) => sup.handle_event(&event, Instant::now()),
+                Ok(ExecutorEvent::Event(event)) => {
+                    sup.handle_event(&event, Instant::now());
+                    if !trimmed
+                        && own_process
+                        && !procs.is_empty()
+                        && event.r#type == Some(EventType::Acknowledged as i32)
+                        && queued.load(Ordering::Relaxed) == 0
+                        && client.unacknowledged_updates().is_empty()
+                    {
+                        // Start-up and the first launch are over: their code need not stay
+                        // resident while the tasks run.
+                        trimmed = true;
+                        process::trim_memory();
+                    }
+                }
                 Ok(ExecutorEvent::Disconnected { reason }) => {
                     tracing::warn!(error = %reason, "disconnected from the agent; re-subscribing");
                 }
@@ -280,6 +303,10 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
                 sup.handle_probe_result(&task_id, result, Instant::now());
             }
             () = sleep_until(timeout), if timeout.is_some() => sup.handle_timeout(Instant::now()),
+            () = sleep_until(trim_at), if trim_at.is_some() => {
+                idle = true;
+                process::trim_memory();
+            }
             _ = sigterm.recv() => {
                 tracing::info!("SIGTERM: shutting down");
                 sup.shutdown(Instant::now());
@@ -289,6 +316,7 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
                 sup.shutdown(Instant::now());
             }
         }
+        trim_at = (trimmed && !idle).then(|| Instant::now() + IDLE_TRIM);
     }
 
     // Daemons that double-forked out of their task were re-parented to us: they go too.
@@ -355,8 +383,15 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 /// Sends updates one at a time, in order, so that a slow agent never delays a kill.
-async fn send_updates(client: ExecutorClient, mut rx: mpsc::UnboundedReceiver<TaskStatus>) {
+async fn send_updates(
+    client: ExecutorClient,
+    mut rx: mpsc::UnboundedReceiver<TaskStatus>,
+    queued: Arc<AtomicUsize>,
+) {
     while let Some(status) = rx.recv().await {
+        // `update` records the update in the client before its first await: to the other
+        // tasks of this thread, the update is always either queued or in the client.
+        queued.fetch_sub(1, Ordering::Relaxed);
         let task_id = status.task_id.value.clone();
         // Failures stay queued in the client and go out with the next SUBSCRIBE.
         if let Err(e) = client.update(status).await {

@@ -109,6 +109,15 @@ fn median(v: &mut [Duration]) -> Duration {
     v[v.len() / 2]
 }
 
+fn p90(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[(v.len() * 9 / 10).min(v.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement, not a test"]
 async fn executor_footprint_and_latency_vs_pymesos() {
@@ -196,6 +205,8 @@ async fn executor_footprint_and_latency_vs_pymesos() {
     let mut waiting: HashMap<String, (usize, Instant)> = HashMap::new();
     let mut latencies: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
     let mut first: [Option<Duration>; 2] = [None, None];
+    // ACCEPT → TASK_STARTING (only executors that send it).
+    let mut starting: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
     let mut mem: [(u64, u64); 2] = [(0, 0); 2];
     let mut offers = Vec::new();
     let outcome = tokio::time::timeout(Duration::from_secs(300), async {
@@ -251,7 +262,12 @@ async fn executor_footprint_and_latency_vs_pymesos() {
             if let Some(u) = &ev.update {
                 let s = &u.status;
                 client.acknowledge(s).await.expect("ack");
-                if s.state == TaskState::TaskRunning as i32
+                if s.state == TaskState::TaskStarting as i32
+                    && let Some((k, sent)) = waiting.get(&s.task_id.value)
+                    && !s.task_id.value.ends_with("-0")
+                {
+                    starting[*k].push(at - *sent);
+                } else if s.state == TaskState::TaskRunning as i32
                     && let Some((k, sent)) = waiting.remove(&s.task_id.value)
                 {
                     let took = at - sent;
@@ -267,6 +283,16 @@ async fn executor_footprint_and_latency_vs_pymesos() {
         }
     })
     .await;
+    // The memory again, right after the last launch and once the executors were idle for
+    // a while (an executor may give pages back when idle).
+    let fw = client.framework_id().map(|f| f.value).unwrap_or_default();
+    let mut later = [[(0, 0); 2]; 2];
+    for (i, wait) in [0, 1500].into_iter().enumerate() {
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        for (k, (kind, _)) in kinds.iter().enumerate() {
+            later[i][k] = executor_pid(&fw, kind).map_or((0, 0), memory);
+        }
+    }
     let _ = client.teardown().await;
     cluster.shutdown().await;
     outcome.expect("the measurement finished in time");
@@ -290,5 +316,32 @@ async fn executor_footprint_and_latency_vs_pymesos() {
             l[0].as_secs_f64() * 1e3,
             l[l.len() - 1].as_secs_f64() * 1e3,
         );
+    }
+    for k in 0..2 {
+        let mib = |kb: u64| kb as f64 / 1024.0;
+        println!(
+            "{}: right after the last launch Rss {:.2} MiB Pss {:.2} MiB; 1.5 s later Rss {:.2} MiB Pss {:.2} MiB",
+            kinds[k].0,
+            mib(later[0][k].0),
+            mib(later[0][k].1),
+            mib(later[1][k].0),
+            mib(later[1][k].1),
+        );
+        let l = &mut latencies[k];
+        let s = &mut starting[k];
+        if s.is_empty() {
+            println!(
+                "{}: no TASK_STARTING; RUNNING p90 {:.2} ms",
+                kinds[k].0,
+                ms(p90(l))
+            );
+        } else {
+            println!(
+                "{}: ACCEPT→STARTING median {:.2} ms; RUNNING p90 {:.2} ms",
+                kinds[k].0,
+                ms(median(s)),
+                ms(p90(l))
+            );
+        }
     }
 }
