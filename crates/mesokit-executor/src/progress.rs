@@ -36,7 +36,9 @@
 //! another (log rotation) is read to its end, then the new one from its start; a truncated
 //! file is read again from its start.
 //!
-//! Lines that do not match, whose percentage is not a number from 0 to 100, are ignored. Of
+//! A line without the plain text the regex starts with (`progress:` for [`DEFAULT_REGEX`]) is
+//! skipped without running the regex. Lines that do not match, or whose percentage is not a
+//! number from 0 to 100, are ignored. Of
 //! the matches of one poll only the last counts. When the task's commands have all ended, the
 //! files are read one last time (at most the last [`FINAL_READ`] bytes of each) before the
 //! task's terminal update, so the last progress of the task is always reported.
@@ -76,6 +78,9 @@ pub const MAX_POLL: Duration = Duration::from_millis(800);
 #[derive(Debug, Clone)]
 pub struct Pattern {
     regex: Regex,
+    /// Text every match contains ([`required_literal`]): a line without it is not run through
+    /// the regex, which is much slower than a substring search.
+    literal: Option<String>,
 }
 
 /// Two patterns are equal when their texts are.
@@ -95,7 +100,10 @@ impl Pattern {
                 "`{text}` has no capture group: the first group must capture the percentage"
             ));
         }
-        Ok(Pattern { regex })
+        Ok(Pattern {
+            literal: required_literal(text),
+            regex,
+        })
     }
 
     /// The regex's text.
@@ -116,6 +124,11 @@ impl Pattern {
         line: &str,
         max_message: usize,
     ) -> Option<(u8, Option<String>)> {
+        if let Some(literal) = &self.literal
+            && !line.contains(literal.as_str())
+        {
+            return None;
+        }
         self.regex.captures_read(locs, line)?;
         let group = |i| locs.get(i).map(|(s, e)| line[s..e].trim());
         let percent: f64 = group(1)?.parse().ok()?;
@@ -127,6 +140,65 @@ impl Pattern {
             .map(|m| crate::api::cut(m.to_owned(), max_message));
         Some((percent.round() as u8, message))
     }
+}
+
+/// The plain characters a regex starts with (after a `^`), which every match contains; `None`
+/// when there are none or the regex has an alternation (whose other branch could match
+/// without them). A character under `*`, `?` or `{…}` is not required, so it is left out.
+fn required_literal(pattern: &str) -> Option<String> {
+    if may_alternate(pattern) {
+        return None;
+    }
+    let mut literal = String::new();
+    for c in pattern.strip_prefix('^').unwrap_or(pattern).chars() {
+        if "\\.+*?()[]{}^$|".contains(c) {
+            if matches!(c, '*' | '?' | '{') {
+                literal.pop();
+            }
+            break;
+        }
+        literal.push(c);
+    }
+    (!literal.is_empty()).then_some(literal)
+}
+
+/// Whether `pattern` has a `|` outside any group (or a class this reading is not sure of).
+fn may_alternate(pattern: &str) -> bool {
+    let mut depth = 0usize;
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                chars.next();
+            }
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            '|' if depth == 0 => return true,
+            '[' => {
+                chars.next_if_eq(&'^');
+                // A `]` first in a class is a plain `]`.
+                chars.next_if_eq(&']');
+                loop {
+                    match chars.next() {
+                        None => return true,
+                        Some('\\') => {
+                            chars.next();
+                        }
+                        Some('[') if chars.next_if_eq(&':').is_some() => {
+                            // `[:alpha:]`: to its `:]`.
+                            while chars.next().is_some_and(|c| c != ']') {}
+                        }
+                        // Nested classes and set operations: not worth reading here.
+                        Some('[') => return true,
+                        Some(']') => break,
+                        Some(_) => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    false
 }
 
 /// What to track for one task: made by [`tracking`], run by the driver.
@@ -537,6 +609,31 @@ mod tests {
             free.match_line("at 3 percent: déjà vu", 512),
             Some((3, Some("déjà vu".into())))
         );
+    }
+
+    #[test]
+    fn the_required_literal_is_only_what_every_match_has() {
+        assert_eq!(
+            required_literal(DEFAULT_REGEX).as_deref(),
+            Some("progress:")
+        );
+        assert_eq!(required_literal("^done ([0-9]+)").as_deref(), Some("done "));
+        assert_eq!(required_literal("abc*([0-9])").as_deref(), Some("ab"));
+        assert_eq!(required_literal("ab{0,1}([0-9])").as_deref(), Some("a"));
+        assert_eq!(required_literal("a+([0-9])").as_deref(), Some("a"));
+        assert_eq!(required_literal("x*([0-9])"), None);
+        assert_eq!(required_literal("(?i)progress: ([0-9]+)"), None);
+        assert_eq!(required_literal("progress: ([0-9]+)|([0-9]+)%"), None);
+        assert_eq!(required_literal(r"\d([0-9])"), None);
+        assert_eq!(required_literal("p: ([|])|(x)"), None);
+        assert_eq!(required_literal(r"p: (\|)([]|])").as_deref(), Some("p: "));
+        assert_eq!(
+            required_literal("p: ([[:digit:]]+)").as_deref(),
+            Some("p: ")
+        );
+        assert_eq!(required_literal("p: ([a[b]])"), None);
+        let p = Pattern::new("abc*([0-9]+)").unwrap();
+        assert_eq!(p.match_line("ab7", 10), Some((7, None)), "c is optional");
     }
 
     #[test]
