@@ -45,19 +45,31 @@ fn python() -> PathBuf {
 }
 
 /// The pid of the process whose environment has `MESOS_EXECUTOR_ID=<id>` and
-/// `MESOS_FRAMEWORK_ID=<fw>`.
+/// `MESOS_FRAMEWORK_ID=<fw>` and whose parent's has not (its tasks have these variables too).
 fn executor_pid(fw: &str, id: &str) -> Option<u32> {
     let want = [
         format!("MESOS_EXECUTOR_ID={id}"),
         format!("MESOS_FRAMEWORK_ID={fw}"),
     ];
+    let matches = |pid: u32| {
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            return false;
+        };
+        let vars: Vec<&[u8]> = env.split(|b| *b == 0).collect();
+        want.iter().all(|w| vars.contains(&w.as_bytes()))
+    };
+    let parent = |pid: u32| {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("PPid:"))?
+            .trim()
+            .parse::<u32>()
+            .ok()
+    };
     std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
         let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-        let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
-        let vars: Vec<&[u8]> = env.split(|b| *b == 0).collect();
-        want.iter()
-            .all(|w| vars.contains(&w.as_bytes()))
-            .then_some(pid)
+        (matches(pid) && !parent(pid).is_some_and(matches)).then_some(pid)
     })
 }
 
