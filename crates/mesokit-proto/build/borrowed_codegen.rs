@@ -13,9 +13,26 @@ use prost_types::{DescriptorProto, FieldDescriptorProto, FileDescriptorSet};
 
 use crate::json_codegen::{Ctx, Family, Scalar, escape_ident, gen_decode, scalar_in};
 
+/// Optional message fields boxed in the views although prost stores them inline: sub-messages
+/// that Mesos rarely sets, inside messages that come by the hundred in one event (an offer's
+/// resources). Boxed, a field costs 8 bytes when absent instead of its whole view, which keeps
+/// the lists small: four `Resource` views fit in an allocator's small-object size class (at
+/// most 1 KiB, e.g. mimalloc's `MI_SMALL_SIZE_MAX`) only without `reservation` inline.
+/// The list is Mesos knowledge, not a size rule: `Offer.url` is as large but in every offer.
+const VIEW_BOXED: &[&str] = &[
+    // The pre-refinement reservation format: set only on reserved resources sent to
+    // frameworks without the RESERVATION_REFINEMENT capability (the others get
+    // `reservations`); unreserved resources, most of an offer, carry neither.
+    ".mesos.v1.Resource.reservation",
+];
+
 pub(crate) fn generate(fds: &FileDescriptorSet, boxed: &[String]) -> String {
     let ctx = Ctx::new(fds);
-    let boxed: HashSet<&str> = boxed.iter().map(String::as_str).collect();
+    let boxed: HashSet<&str> = boxed
+        .iter()
+        .map(String::as_str)
+        .chain(VIEW_BOXED.iter().copied())
+        .collect();
     // module path (below crate::borrowed) -> items
     let mut modules: BTreeMap<Vec<String>, String> = BTreeMap::new();
     let mut impls = String::new();
@@ -282,9 +299,11 @@ fn gen_protobuf(
             match (f.label(), is_msg) {
                 // A long list (an OFFERS event's offers) is sized once from a count of its
                 // elements ahead instead of growing and moving its elements on each doubling.
+                // A short one starts with room for four, as `Vec` would on its first push, but
+                // allocated directly rather than through `Vec`'s general growth path.
                 (Label::Repeated, true) => format!(
                     "let n = self.{field}.len(); \
-                     if n == 0 {{ let c = r.count_ahead(num); if c > 4 {{ self.{field}.reserve(c); }} }} \
+                     if self.{field}.capacity() == 0 {{ self.{field} = ::std::vec::Vec::with_capacity(r.count_ahead(num).max(4)); }} \
                      self.{field}.resize_with(n + 1, Default::default); r.message(wt, &mut self.{field}[n])?;"
                 ),
                 (Label::Repeated, false) if packable(f) => format!(
