@@ -57,7 +57,7 @@ pub(crate) fn generate(fds: &FileDescriptorSet, boxed: &[String]) -> String {
     out.push_str("#[allow(unused_imports)] use crate::json::{JsonError, Parser};\n");
     out.push_str("#[allow(unused_imports)] use crate::generated_json::*;\n");
     out.push_str(
-        "#[allow(unused_imports)] use super::{BorrowedJson, BorrowedProto, PbError, PbReader};\n\n",
+        "#[allow(unused_imports)] use super::{BorrowedJson, BorrowedProto, PbError, PbReader, push_default};\n\n",
     );
     out.push_str(&impls);
     out
@@ -299,12 +299,8 @@ fn gen_protobuf(
             match (f.label(), is_msg) {
                 // A long list (an OFFERS event's offers) is sized once from a count of its
                 // elements ahead instead of growing and moving its elements on each doubling.
-                // A short one starts with room for four, as `Vec` would on its first push, but
-                // allocated directly rather than through `Vec`'s general growth path.
                 (Label::Repeated, true) => format!(
-                    "let n = self.{field}.len(); \
-                     if self.{field}.capacity() == 0 {{ self.{field} = ::std::vec::Vec::with_capacity(r.count_ahead(num).max(4)); }} \
-                     self.{field}.resize_with(n + 1, Default::default); r.message(wt, &mut self.{field}[n])?;"
+                    "let e = push_default(&mut self.{field}, || r.count_ahead(num)); r.message(wt, e)?;"
                 ),
                 (Label::Repeated, false) if packable(f) => format!(
                     "r.packed(wt, |r, wt| {{ self.{field}.push({}); Ok(()) }})?;",

@@ -49,6 +49,30 @@ pub fn decode_protobuf<'a, T: BorrowedProto<'a>>(input: &'a [u8]) -> Result<T, P
     Ok(msg)
 }
 
+/// Appends a default element to a repeated message field's list and returns it, for the
+/// decoder to merge the element into. A list starts with room for what `count_ahead` finds
+/// (at least four, as `Vec` starts), allocated directly rather than through `Vec`'s growth
+/// path. The default is written in place: `push` builds it on the stack and copies it, and
+/// `resize_with` is a call per element.
+#[inline(always)]
+fn push_default<T: Default>(list: &mut Vec<T>, count_ahead: impl FnOnce() -> usize) -> &mut T {
+    if list.len() == list.capacity() {
+        if list.capacity() == 0 {
+            *list = Vec::with_capacity(count_ahead().max(4));
+        } else {
+            list.reserve(1);
+        }
+    }
+    let n = list.len();
+    list.spare_capacity_mut()[0].write(T::default());
+    // SAFETY: the element at `n`, within the capacity, was initialised on the line above.
+    #[allow(unsafe_code)]
+    unsafe {
+        list.set_len(n + 1)
+    };
+    &mut list[n]
+}
+
 #[allow(
     missing_docs,
     missing_debug_implementations,
