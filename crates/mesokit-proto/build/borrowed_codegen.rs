@@ -13,29 +13,9 @@ use prost_types::{DescriptorProto, FieldDescriptorProto, FileDescriptorSet};
 
 use crate::json_codegen::{Ctx, Family, Scalar, escape_ident, gen_decode, scalar_in};
 
-/// Optional message fields boxed in the views although prost stores them inline (the views
-/// box everything prost boxes, see `boxing.rs`): sub-messages that Mesos rarely sets, inside
-/// messages that come by the hundred in one event (an offer's resources). Boxed, a field costs
-/// 8 bytes when absent instead of its whole view, which keeps the lists small: four `Resource`
-/// views fit in an allocator's small-object size class (at most 1 KiB, e.g. mimalloc's
-/// `MI_SMALL_SIZE_MAX`) only without `reservation` inline. The list is Mesos knowledge, not a
-/// size rule: `Offer.url` is as large but in every offer. These are views-only because
-/// prost-build matches the paths given to `boxed()` as prefixes: boxing `Resource.reservation`
-/// there would also box `Resource.reservations`.
-const VIEW_BOXED: &[&str] = &[
-    // The pre-refinement reservation format: set only on reserved resources sent to
-    // frameworks without the RESERVATION_REFINEMENT capability (the others get
-    // `reservations`); unreserved resources, most of an offer, carry neither.
-    ".mesos.v1.Resource.reservation",
-];
-
 pub(crate) fn generate(fds: &FileDescriptorSet, boxed: &[String]) -> String {
     let ctx = Ctx::new(fds);
-    let boxed: HashSet<&str> = boxed
-        .iter()
-        .map(String::as_str)
-        .chain(VIEW_BOXED.iter().copied())
-        .collect();
+    let boxed: HashSet<&str> = boxed.iter().map(String::as_str).collect();
     // module path (below crate::borrowed) -> items
     let mut modules: BTreeMap<Vec<String>, String> = BTreeMap::new();
     let mut impls = String::new();
