@@ -182,6 +182,33 @@ mod tests {
         }
     }
 
+    /// Lists of every short length, and a list whose elements come in two runs with another
+    /// field between them (the second run appends to a list already allocated, and grows it
+    /// past its first capacity), decode to what prost decodes.
+    #[test]
+    fn short_lists_and_lists_in_two_runs_decode_whole() {
+        for n in 0..10u32 {
+            let resources: Vec<v1::Resource> = (0..n)
+                .map(|i| crate::helpers::scalar(&format!("r{i}"), f64::from(i)))
+                .collect();
+            let offer = v1::Offer {
+                resources,
+                hostname: "h".into(),
+                ..Default::default()
+            };
+            let enc = offer.encode_to_vec();
+            let view = super::decode_protobuf::<super::v1::Offer<'_>>(&enc).expect("valid");
+            assert_eq!(view.resources.len(), n as usize);
+            assert_eq!(view.to_owned_message(), offer, "{n} resources");
+            // The same message twice: the second resources run appends to the first.
+            let twice = [enc.as_slice(), enc.as_slice()].concat();
+            let view = super::decode_protobuf::<super::v1::Offer<'_>>(&twice).expect("valid");
+            let expected = v1::Offer::decode(twice.as_slice()).expect("prost decodes");
+            assert_eq!(view.resources.len(), 2 * n as usize);
+            assert_eq!(view.to_owned_message(), expected, "{n} resources, twice");
+        }
+    }
+
     /// A long list is sized by counting its elements ahead; the count must not change what is
     /// decoded, also when other fields and unknown fields sit between the elements.
     #[test]
