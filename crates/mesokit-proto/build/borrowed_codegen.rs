@@ -40,7 +40,7 @@ pub(crate) fn generate(fds: &FileDescriptorSet, boxed: &[String]) -> String {
     out.push_str("#[allow(unused_imports)] use crate::json::{JsonError, Parser};\n");
     out.push_str("#[allow(unused_imports)] use crate::generated_json::*;\n");
     out.push_str(
-        "#[allow(unused_imports)] use super::{BorrowedJson, BorrowedProto, PbError, PbReader};\n\n",
+        "#[allow(unused_imports)] use super::{BorrowedJson, BorrowedProto, PbError, PbReader, push_default};\n\n",
     );
     out.push_str(&impls);
     out
@@ -283,9 +283,7 @@ fn gen_protobuf(
                 // A long list (an OFFERS event's offers) is sized once from a count of its
                 // elements ahead instead of growing and moving its elements on each doubling.
                 (Label::Repeated, true) => format!(
-                    "let n = self.{field}.len(); \
-                     if n == 0 {{ let c = r.count_ahead(num); if c > 4 {{ self.{field}.reserve(c); }} }} \
-                     self.{field}.resize_with(n + 1, Default::default); r.message(wt, &mut self.{field}[n])?;"
+                    "let e = push_default(&mut self.{field}, || r.count_ahead(num)); r.message(wt, e)?;"
                 ),
                 (Label::Repeated, false) if packable(f) => format!(
                     "r.packed(wt, |r, wt| {{ self.{field}.push({}); Ok(()) }})?;",

@@ -49,6 +49,30 @@ pub fn decode_protobuf<'a, T: BorrowedProto<'a>>(input: &'a [u8]) -> Result<T, P
     Ok(msg)
 }
 
+/// Appends a default element to a repeated message field's list and returns it, for the
+/// decoder to merge the element into. A list starts with room for what `count_ahead` finds
+/// (at least four, as `Vec` starts), allocated directly rather than through `Vec`'s growth
+/// path. The default is written in place: `push` builds it on the stack and copies it, and
+/// `resize_with` is a call per element.
+#[inline(always)]
+fn push_default<T: Default>(list: &mut Vec<T>, count_ahead: impl FnOnce() -> usize) -> &mut T {
+    if list.len() == list.capacity() {
+        if list.capacity() == 0 {
+            *list = Vec::with_capacity(count_ahead().max(4));
+        } else {
+            list.reserve(1);
+        }
+    }
+    let n = list.len();
+    list.spare_capacity_mut()[0].write(T::default());
+    // SAFETY: the element at `n`, within the capacity, was initialised on the line above.
+    #[allow(unsafe_code)]
+    unsafe {
+        list.set_len(n + 1)
+    };
+    &mut list[n]
+}
+
 #[allow(
     missing_docs,
     missing_debug_implementations,
@@ -155,6 +179,33 @@ mod tests {
             let view = super::decode_protobuf::<super::v1::Offer<'_>>(&reversed).expect("valid");
             let expected = v1::Offer::decode(reversed.as_slice()).expect("prost decodes");
             assert_eq!(view.to_owned_message(), expected, "seed {seed}");
+        }
+    }
+
+    /// Lists of every short length, and a list whose elements come in two runs with another
+    /// field between them (the second run appends to a list already allocated, and grows it
+    /// past its first capacity), decode to what prost decodes.
+    #[test]
+    fn short_lists_and_lists_in_two_runs_decode_whole() {
+        for n in 0..10u32 {
+            let resources: Vec<v1::Resource> = (0..n)
+                .map(|i| crate::helpers::scalar(&format!("r{i}"), f64::from(i)))
+                .collect();
+            let offer = v1::Offer {
+                resources,
+                hostname: "h".into(),
+                ..Default::default()
+            };
+            let enc = offer.encode_to_vec();
+            let view = super::decode_protobuf::<super::v1::Offer<'_>>(&enc).expect("valid");
+            assert_eq!(view.resources.len(), n as usize);
+            assert_eq!(view.to_owned_message(), offer, "{n} resources");
+            // The same message twice: the second resources run appends to the first.
+            let twice = [enc.as_slice(), enc.as_slice()].concat();
+            let view = super::decode_protobuf::<super::v1::Offer<'_>>(&twice).expect("valid");
+            let expected = v1::Offer::decode(twice.as_slice()).expect("prost decodes");
+            assert_eq!(view.resources.len(), 2 * n as usize);
+            assert_eq!(view.to_owned_message(), expected, "{n} resources, twice");
         }
     }
 

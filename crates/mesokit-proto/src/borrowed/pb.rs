@@ -363,10 +363,35 @@ fn error_at(what: &'static str, offset: usize) -> PbError {
 /// they come back in registers.
 #[inline(never)]
 fn varint_from(b: &[u8], mut pos: usize) -> (u64, usize) {
-    // Two-byte varints (lengths of 128..16383 bytes, ports) are the common case here.
+    // Two- and three-byte varints (lengths of 128 bytes to 2 MiB, ports) are the common case
+    // here; a port range's varints sit at the very end of their small message, so they cannot
+    // be read a word at a time.
     if let (Some(&b0), Some(&b1)) = (b.get(pos), b.get(pos + 1)) {
-        if b0 >= 0x80 && b1 < 0x80 {
-            return (u64::from(b0 & 0x7f) | u64::from(b1) << 7, pos + 2);
+        if b0 >= 0x80 {
+            let v = u64::from(b0 & 0x7f) | u64::from(b1 & 0x7f) << 7;
+            if b1 < 0x80 {
+                return (v, pos + 2);
+            }
+            if let Some(&b2) = b.get(pos + 2) {
+                if b2 < 0x80 {
+                    return (v | u64::from(b2) << 14, pos + 3);
+                }
+            }
+        }
+    }
+    // With eight bytes at hand, a longer varint of up to eight bytes (ids, times) is decoded
+    // without a loop: its last byte is the first one with the high bit clear, and its 7-bit
+    // groups are packed together in three steps.
+    if let Some(word) = b.get(pos..pos + 8) {
+        let w = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+        let ends = !w & 0x8080_8080_8080_8080;
+        if ends != 0 {
+            let len = ends.trailing_zeros() as usize / 8 + 1;
+            let x = w & (u64::MAX >> (64 - 8 * len)) & 0x7f7f_7f7f_7f7f_7f7f;
+            let x = (x & 0x007f_007f_007f_007f) | (x & 0x7f00_7f00_7f00_7f00) >> 1;
+            let x = (x & 0x0000_3fff_0000_3fff) | (x & 0x3fff_0000_3fff_0000) >> 2;
+            let x = (x & 0x0000_0000_0fff_ffff) | (x & 0x0fff_ffff_0000_0000) >> 4;
+            return (x, pos + len);
         }
     }
     let mut v: u64 = 0;
@@ -428,7 +453,14 @@ mod tests {
             16_383,
             16_384,
             31_000,
+            (1 << 21) - 1,
+            1 << 21,
             1 << 35,
+            (1 << 49) - 1,
+            1 << 49,
+            (1 << 56) - 1,
+            1 << 56,
+            1 << 63,
             u64::MAX,
         ] {
             let mut b = Vec::new();
@@ -441,6 +473,18 @@ mod tests {
             let mut r = PbReader::new(&b);
             assert_eq!(r.uint64(0), Ok(v), "{v}");
             assert_eq!(r.key(), Ok(None), "{v}: whole varint consumed");
+            // Followed by more bytes (read a word at a time): same value, same end.
+            for filler in [0x00, 0x7f, 0x80, 0xff] {
+                let mut padded = b.clone();
+                padded.extend_from_slice(&[filler; 9]);
+                let mut r = PbReader::new(&padded);
+                assert_eq!(r.uint64(0), Ok(v), "{v} followed by {filler:#x}");
+                assert_eq!(
+                    r.pos,
+                    b.len(),
+                    "{v} followed by {filler:#x}: its own bytes only"
+                );
+            }
             // Cut anywhere before its last byte: truncated, reported at the end of the input.
             for cut in 0..b.len() - 1 {
                 let e = PbReader::new(&b[..cut + 1]).uint64(0).unwrap_err();
