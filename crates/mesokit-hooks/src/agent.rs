@@ -731,7 +731,8 @@ impl CommandModules {
     /// `usage` of every isolator with a usage command, merged in order (protobuf merge:
     /// scalars are last-writer-wins, so a script's timestamp is kept). `None` when no
     /// isolator has a usage command. Never fails: a broken answer gives a timestamp-only
-    /// entry and a log line; an unknown container is skipped with a warning.
+    /// entry and a log line; a container an isolator does not know (its `prepare` has not
+    /// run yet, or it was cleaned up) is skipped by that isolator with a warning naming it.
     pub async fn usage(&self, container_id: &ContainerId) -> Option<ResourceStatistics> {
         let cid = container_id_string(container_id);
         let mut merged: Option<ResourceStatistics> = None;
@@ -740,7 +741,7 @@ impl CommandModules {
                 continue;
             }
             let Some(config) = iso.known(&cid) else {
-                tracing::warn!(module = %iso.module.mesos_name, container_id = %cid, "mesos-command-module is not initialized for current container; usage skipped");
+                tracing::warn!(module = %iso.module.mesos_name, container_id = %cid, "mesos-command-module is not initialized for current container (not prepared yet, or unknown); usage skipped");
                 continue;
             };
             let input = container_input(Some(&config), container_id, None);

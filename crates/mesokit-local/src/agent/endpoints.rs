@@ -616,13 +616,15 @@ struct Entry {
 /// `/monitor/statistics` (or, with `containers`, `/containers`) with the command isolators'
 /// `usage` merged into each container's statistics (protobuf merge, as Mesos does; the limits
 /// stay the agent's). The usage commands of all containers run at once; the agent's actor is
-/// not held meanwhile.
+/// not held meanwhile. An executor is listed from the moment its launch is decided, before
+/// its sandbox exists and its isolators' `prepare` ran: until then the isolators do not know
+/// its container, so its entry has the agent's statistics only (and `usage` logs a warning
+/// naming the container), as Mesos lists it without the failed isolator's answer.
 async fn statistics_with_usage(
     ctx: &Ctx,
     m: Arc<mesokit_hooks::agent::CommandModules>,
     containers: bool,
 ) -> Option<Vec<u8>> {
-    use mesokit_proto::Message as _;
     let (tx, rx) = oneshot::channel();
     let q: super::Query = Box::new(move |a: &AgentCore| {
         let groups = group_counts();
@@ -649,23 +651,17 @@ async fn statistics_with_usage(
     // Dropping the set (a client that goes away) cancels the runs: the runner kills their
     // commands and removes their files.
     let mut runs = tokio::task::JoinSet::new();
+    let mut index = std::collections::HashMap::new();
     for (i, e) in entries.iter().enumerate() {
         let m = m.clone();
         let id = mesokit_proto::v1::ContainerId {
             value: e.container_id.clone(),
             parent: None,
         };
-        runs.spawn(async move { (i, m.usage(&id).await) });
+        let run = runs.spawn(async move { m.usage(&id).await });
+        index.insert(run.id(), i);
     }
-    while let Some(done) = runs.join_next().await {
-        let Ok((i, Some(usage))) = done else { continue };
-        let base = &mut entries[i].statistics;
-        let (cpus_limit, mem_limit) = (base.cpus_limit, base.mem_limit_bytes);
-        // Merging a message that was just encoded cannot fail.
-        let _ = base.merge(usage.encode_to_vec().as_slice());
-        base.cpus_limit = cpus_limit;
-        base.mem_limit_bytes = mem_limit;
-    }
+    merge_usage(&mut entries, runs, &index).await;
     let mut w = J::default();
     w.begin_array();
     for e in &entries {
@@ -692,6 +688,43 @@ async fn statistics_with_usage(
     }
     w.end_array();
     Some(w.out)
+}
+
+/// Waits for every usage run of `runs` (`index`: task id -> entry) and merges each answer
+/// into its entry's statistics (protobuf merge; the limits stay the agent's). A container
+/// the isolators skipped (`None`: they log why) keeps the agent's statistics. A run that
+/// panicked or was cancelled does too, and is logged here with its container id; their
+/// container ids are returned.
+async fn merge_usage(
+    entries: &mut [Entry],
+    mut runs: tokio::task::JoinSet<Option<ResourceStatistics>>,
+    index: &std::collections::HashMap<tokio::task::Id, usize>,
+) -> Vec<String> {
+    use mesokit_proto::Message as _;
+    let mut failed = Vec::new();
+    while let Some(done) = runs.join_next_with_id().await {
+        let (i, usage) = match done {
+            Ok((id, usage)) => (index.get(&id).copied(), usage),
+            Err(e) => {
+                let i = index.get(&e.id()).copied();
+                let cid = i.map_or("?", |i| entries[i].container_id.as_str());
+                let executor_id = i.map_or("?", |i| entries[i].executor_id.as_str());
+                tracing::warn!(container_id = %cid, executor_id = %executor_id, "usage: the isolators' usage run failed ({e}); the container's statistics are the agent's only");
+                failed.push(cid.to_owned());
+                continue;
+            }
+        };
+        let (Some(i), Some(usage)) = (i, usage) else {
+            continue;
+        };
+        let base = &mut entries[i].statistics;
+        let (cpus_limit, mem_limit) = (base.cpus_limit, base.mem_limit_bytes);
+        // Merging a message that was just encoded cannot fail.
+        let _ = base.merge(usage.encode_to_vec().as_slice());
+        base.cpus_limit = cpus_limit;
+        base.mem_limit_bytes = mem_limit;
+    }
+    failed
 }
 
 /// `/containers`' `status` of a container.
@@ -1017,4 +1050,63 @@ fn files_browse(config: &AgentConfig, req: &Request) -> Response {
         Ok(jsonp(req, w.out))
     };
     inner().unwrap_or_else(|r| r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(container_id: &str) -> Entry {
+        Entry {
+            executor_id: format!("e-{container_id}"),
+            executor_name: String::new(),
+            framework_id: "fw".into(),
+            source: String::new(),
+            container_id: container_id.into(),
+            pid: None,
+            statistics: ResourceStatistics {
+                timestamp: 5.0,
+                cpus_limit: Some(0.5),
+                mem_limit_bytes: Some(1024),
+                ..Default::default()
+            },
+        }
+    }
+
+    fn explode() -> Option<ResourceStatistics> {
+        panic!("a usage run panics")
+    }
+
+    #[tokio::test]
+    async fn usage_runs_that_panic_or_are_cancelled_are_reported_and_the_rest_merged() {
+        let mut entries: Vec<Entry> = ["answers", "panics", "skipped", "cancelled"]
+            .into_iter()
+            .map(entry)
+            .collect();
+        let mut runs = tokio::task::JoinSet::new();
+        let mut index = std::collections::HashMap::new();
+        let answer = ResourceStatistics {
+            timestamp: 1.0,
+            net_rx_bytes: Some(1000),
+            cpus_limit: Some(8.0),
+            ..Default::default()
+        };
+        index.insert(runs.spawn(async move { Some(answer) }).id(), 0);
+        index.insert(runs.spawn(async { explode() }).id(), 1);
+        index.insert(runs.spawn(async { None }).id(), 2);
+        let cancelled = runs.spawn(std::future::pending());
+        index.insert(cancelled.id(), 3);
+        cancelled.abort();
+
+        let mut failed = merge_usage(&mut entries, runs, &index).await;
+        failed.sort();
+        assert_eq!(failed, ["cancelled", "panics"]);
+        let merged = &entries[0].statistics;
+        assert_eq!(merged.net_rx_bytes, Some(1000));
+        assert_eq!(merged.timestamp, 1.0, "the script's timestamp is kept");
+        assert_eq!(merged.cpus_limit, Some(0.5), "the limits stay the agent's");
+        for e in &entries[1..] {
+            assert_eq!(e.statistics, entry(&e.container_id).statistics);
+        }
+    }
 }
