@@ -14,6 +14,7 @@
 //! | `MESOKIT_EXECUTOR_LOG_MAX_FILES` | `log_max_files` | rotated files kept (`.1` … `.N`, default 5) |
 //! | `MESOKIT_EXECUTOR_PROGRESS_REGEX` | `progress_regex` | progress regex of tasks without a `progress_regex` label ([`crate::progress`]; off by default) |
 //! | `MESOKIT_EXECUTOR_PROGRESS_FILE` | `progress_file` | progress file of tasks without a `progress_file` label (turns tracking on) |
+//! | `MESOKIT_EXECUTOR_LOG_FILE` | | the executor's own log ([`crate::log`]; default `executor.log` in the sandbox, `-` = stderr; read before anything else, so not a file key) |
 //!
 //! A variable wins over the file. Every error names the variable or key and what was wrong.
 

@@ -5,10 +5,9 @@
 //! where it can be).
 //!
 //! Turned on with [`crate::Settings::log_rotation`] (`MESOKIT_EXECUTOR_LOG_MAX_SIZE`,
-//! `MESOKIT_EXECUTOR_LOG_MAX_FILES`). The executor's own log stays on its own stderr, the
-//! file the agent opened: after the first rotation that file is `stderr.1`, so look for the
-//! executor's lines in the rotated files too. The copy costs a few microseconds per chunk of output; without rotation the
-//! task writes straight into its files, as before.
+//! `MESOKIT_EXECUTOR_LOG_MAX_FILES`). The executor's own log is a file of its own
+//! (`executor.log`, see [`crate::log`]) and is not rotated. The copy costs a few microseconds
+//! per chunk of output; without rotation the task writes straight into its files, as before.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};

@@ -135,8 +135,26 @@ async fn kill_and_group_failure_through_a_local_cluster() {
     })
     .await;
     let _ = client.teardown().await;
+    // The executor's own log is `executor.log` in its sandbox, apart from the task's output.
+    let logs = files_named(cluster.work_dir(), "executor.log");
+    let own_log: String = logs
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+        .collect();
+    let task_stderr: String = files_named(cluster.work_dir(), "stderr")
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+        .collect();
     cluster.shutdown().await;
     outcome.unwrap_or_else(|_| panic!("tasks did not all end within 60 s: {seen:#?}"));
+    assert!(
+        own_log.contains("mesokit executor starting"),
+        "executor.log files {logs:?}: {own_log}"
+    );
+    assert!(
+        !task_stderr.contains("mesokit executor starting"),
+        "the executor's log is not in the tasks' stderr: {task_stderr}"
+    );
 
     let states = |id: &str| -> Vec<&str> { seen[id].iter().map(|(s, _)| *s).collect() };
     assert_eq!(
@@ -161,6 +179,26 @@ async fn kill_and_group_failure_through_a_local_cluster() {
         Some(&"TASK_KILLED"),
         "{seen:#?}"
     );
+}
+
+/// Every file called `name` under `dir`.
+fn files_named(dir: &std::path::Path, name: &str) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().is_some_and(|f| f == name) {
+                out.push(p);
+            }
+        }
+    }
+    out
 }
 
 fn is_terminal(state: &str) -> bool {

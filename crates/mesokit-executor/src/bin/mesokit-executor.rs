@@ -2,7 +2,8 @@
 //! agents that care about the memory every executor adds to its task (see
 //! `docs/benchmarks.md`, executor footprint). Same behaviour and settings (`MESOS_*` and
 //! `MESOKIT_EXECUTOR_*`, see `mesokit_executor::config`), no command-line options, the
-//! system allocator, a plain stderr log whose level is `RUST_LOG` (a bare level only).
+//! system allocator, a plain log (`executor.log` in the sandbox, see `mesokit_executor::log`)
+//! whose level is `RUST_LOG` (a bare level only).
 
 use std::process::ExitCode;
 
@@ -23,8 +24,11 @@ fn main() -> ExitCode {
 fn main_inner() -> Result<(), String> {
     let thp = process::disable_huge_pages();
     process::trim_code_pages();
-    let _ = tracing::subscriber::set_global_default(log::StderrLog::new(
-        log::StderrLog::level_from_env(),
+    // The executor's own log: `executor.log` in the sandbox (or MESOKIT_EXECUTOR_LOG_FILE).
+    let file = log::LogTarget::from_env(|k| std::env::var(k).ok()).open()?;
+    let _ = tracing::subscriber::set_global_default(log::PlainLog::new(
+        log::PlainLog::level_from_env(),
+        file,
     ));
     if let Err(e) = thp {
         tracing::debug!(error = %e, "cannot opt out of transparent huge pages");

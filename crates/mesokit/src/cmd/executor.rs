@@ -33,7 +33,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, String> {
     let thp = mesokit_executor::process::disable_huge_pages();
     // Only the code really run stays resident (see trim_code_pages): the CLI binary is large.
     mesokit_executor::process::trim_code_pages();
-    init_logging();
+    init_logging()?;
     if let Err(e) = thp {
         tracing::debug!(error = %e, "cannot opt out of transparent huge pages");
     }
@@ -66,16 +66,24 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Logs to stderr (the sandbox's `stderr` file), plain text: INFO and up, or what `RUST_LOG`
-/// says when it is set and not empty.
-fn init_logging() {
+/// Logs plain text to `executor.log` in the sandbox, apart from the task's output (or where
+/// MESOKIT_EXECUTOR_LOG_FILE says, `-` = stderr; see `mesokit_executor::log`): INFO and up,
+/// or what `RUST_LOG` says when it is set and not empty.
+fn init_logging() -> Result<(), String> {
+    use mesokit_executor::log::LogTarget;
     use tracing_subscriber::EnvFilter;
     use tracing_subscriber::filter::LevelFilter;
-    let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false);
-    let _ = match std::env::var("RUST_LOG") {
-        Ok(v) if !v.trim().is_empty() => builder.with_env_filter(EnvFilter::new(v)).try_init(),
-        _ => builder.with_max_level(LevelFilter::INFO).try_init(),
+    let file = LogTarget::from_env(|k| std::env::var(k).ok()).open()?;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.trim().is_empty() => EnvFilter::new(v),
+        _ => EnvFilter::default().add_directive(LevelFilter::INFO.into()),
     };
+    let builder = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_env_filter(filter);
+    let _ = match file {
+        Some(f) => builder.with_writer(std::sync::Mutex::new(f)).try_init(),
+        None => builder.with_writer(std::io::stderr).try_init(),
+    };
+    Ok(())
 }
