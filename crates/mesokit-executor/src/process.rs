@@ -628,108 +628,49 @@ fn kill(pid: libc::pid_t, signal: libc::c_int) -> io::Result<()> {
     }
 }
 
+/// The process listings of [`Tree::signal`] and [`kill_orphans`], on
+/// [`mesokit_hooks::proctree`], with this module's pid type.
 #[cfg(target_os = "linux")]
 mod linux {
     use std::collections::BTreeSet;
 
-    #[derive(Debug, Clone, Copy)]
-    struct Proc {
-        pid: libc::pid_t,
-        ppid: libc::pid_t,
-        pgrp: libc::pid_t,
-        sid: libc::pid_t,
-        start: u64,
+    use mesokit_hooks::proctree::{self, Proc};
+
+    fn pid(p: &Proc) -> (libc::pid_t, u64) {
+        (libc::pid_t::try_from(p.pid).unwrap_or(0), p.start)
     }
 
     /// The processes tied to group `id` (or to a process in `seen` that still exists) that
     /// are not in the group, with their start times: see `Tree::signal`.
     pub(super) fn tree(id: libc::pid_t, seen: &[(libc::pid_t, u64)]) -> Vec<(libc::pid_t, u64)> {
-        let procs = others();
+        let Ok(group) = u32::try_from(id) else {
+            return Vec::new();
+        };
+        let procs = proctree::processes();
         let members = procs
             .iter()
-            .filter(|p| seen.contains(&(p.pid, p.start)))
+            .filter(|p| seen.contains(&pid(p)))
             .map(|p| p.pid)
             .collect();
-        closure(&procs, BTreeSet::from([id]), members)
-            .into_iter()
-            .filter(|(pid, _)| procs.iter().any(|p| p.pid == *pid && p.pgrp != id))
+        proctree::closure(&procs, BTreeSet::from([group]), members)
+            .iter()
+            .filter(|p| p.pgrp != group)
+            .map(pid)
             .collect()
     }
 
     /// The children of `me` other than `keep`, with their trees.
     pub(super) fn orphans(me: libc::pid_t, keep: &[libc::pid_t]) -> Vec<(libc::pid_t, u64)> {
-        let procs = others();
+        let me = u32::try_from(me).unwrap_or(0);
+        let procs = proctree::processes();
         let members = procs
             .iter()
-            .filter(|p| p.ppid == me && !keep.contains(&p.pid))
+            .filter(|p| p.ppid == me && !keep.contains(&pid(p).0))
             .map(|p| p.pid)
             .collect();
-        closure(&procs, BTreeSet::new(), members)
-    }
-
-    /// Every process but this one and init.
-    fn others() -> Vec<Proc> {
-        let me = std::process::id() as libc::pid_t;
-        processes()
-            .into_iter()
-            .filter(|p| p.pid != me && p.pid > 1)
-            .collect()
-    }
-
-    /// Grows `members` with the processes in the groups and sessions of `leaders` and the
-    /// descendants of members, until nothing changes; a member that leads a group or session
-    /// makes it a leader.
-    fn closure(
-        procs: &[Proc],
-        mut leaders: BTreeSet<libc::pid_t>,
-        mut members: BTreeSet<libc::pid_t>,
-    ) -> Vec<(libc::pid_t, u64)> {
-        loop {
-            let before = (leaders.len(), members.len());
-            for p in procs {
-                let tied = members.contains(&p.pid)
-                    || leaders.contains(&p.sid)
-                    || leaders.contains(&p.pgrp)
-                    || members.contains(&p.ppid);
-                if tied {
-                    members.insert(p.pid);
-                    if p.pid == p.pgrp || p.pid == p.sid {
-                        leaders.insert(p.pid);
-                    }
-                }
-            }
-            if (leaders.len(), members.len()) == before {
-                break;
-            }
-        }
-        procs
+        proctree::closure(&procs, BTreeSet::new(), members)
             .iter()
-            .filter(|p| members.contains(&p.pid))
-            .map(|p| (p.pid, p.start))
-            .collect()
-    }
-
-    fn processes() -> Vec<Proc> {
-        let Ok(dir) = std::fs::read_dir("/proc") else {
-            return Vec::new();
-        };
-        dir.flatten()
-            .filter_map(|entry| {
-                let pid = entry.file_name().to_str()?.parse::<libc::pid_t>().ok()?;
-                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-                // "pid (comm) state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt
-                // cmajflt utime stime cutime cstime priority nice num_threads itrealvalue
-                // starttime ...": comm may hold spaces and ')'.
-                let (_, rest) = stat.rsplit_once(')')?;
-                let f: Vec<&str> = rest.split_whitespace().collect();
-                Some(Proc {
-                    pid,
-                    ppid: f.get(1)?.parse().ok()?,
-                    pgrp: f.get(2)?.parse().ok()?,
-                    sid: f.get(3)?.parse().ok()?,
-                    start: f.get(19)?.parse().ok()?,
-                })
-            })
+            .map(pid)
             .collect()
     }
 }

@@ -10,12 +10,15 @@
 //! [`events`] names the executor's hook events (before_task_start, after_task_start,
 //! task_healthy, before_terminate) and [`builtin`] the executor's built-in hooks (an
 //! external command through the runner, Consul, an HTTP webhook, VaaS) and their chain.
+//! [`proctree`] lists a process tree as Mesos's `killtree` reaches it: the runner's
+//! timeout, the executor's kill and the local agent's clean-up all kill through it.
 
 pub mod agent;
 pub mod builtin;
 pub mod events;
 pub mod mesos;
 pub mod modules;
+pub mod proctree;
 pub mod runner;
 
 pub use runner::{DEFAULT_TIMEOUT, ExitKind, Invocation, Outcome, RunError, Runner};

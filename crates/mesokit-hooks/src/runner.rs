@@ -28,6 +28,8 @@ use std::time::{Duration, Instant};
 
 use tokio::process::Command;
 
+use crate::proctree::{self, Proc};
+
 /// Timeout of an [`Invocation`] built with [`Invocation::new`]: Criteo's
 /// `DEFAULT_COMMAND_TIMEOUT`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -119,15 +121,16 @@ impl Runner {
             Ok(status) => status,
             Err(_) => {
                 // The whole tree, as Mesos's `os::killtree`: the group, and what left it
-                // (`setsid`) but descends from it, found while the leader still lives.
-                let tree = files.pgid.map(process_tree).unwrap_or_default();
+                // (`setsid`) but descends from it, found while the leader still lives (reads
+                // all of /proc: only on timeouts).
+                let tree = files.pgid.map(proctree::tree).unwrap_or_default();
                 files.signal(libc::SIGTERM);
                 signal_each(&tree, libc::SIGTERM);
                 // Whether or not the leader went, the rest of the tree gets SIGKILL.
                 let _ = tokio::time::timeout(KILL_GRACE, child.wait()).await;
                 let mut tree = tree;
                 if let Some(pgid) = files.pgid {
-                    tree.extend(process_tree(pgid));
+                    tree.extend(proctree::tree(pgid));
                 }
                 files.signal(libc::SIGKILL);
                 signal_each(&tree, libc::SIGKILL);
@@ -596,89 +599,11 @@ impl Drop for RunFiles {
     }
 }
 
-/// A process as `/proc/<pid>/stat` shows it; `start` (clock ticks since boot) tells a
-/// process from a later one that reuses its pid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Proc {
-    pid: u32,
-    start: u64,
-}
-
-/// The processes of the group `pgid`, their descendants, and the members of the groups and
-/// sessions any of those lead: what Mesos's `os::killtree(pid, signal, groups, sessions)`
-/// reaches, so that a `setsid` child of a timed-out command is killed with it. Reads all of
-/// `/proc`, which is why it is only done on timeouts.
-fn process_tree(pgid: u32) -> Vec<Proc> {
-    struct Stat {
-        pid: u32,
-        ppid: u32,
-        pgrp: u32,
-        sid: u32,
-        start: u64,
-    }
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let all: Vec<Stat> = dir
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            // After "pid (comm) ": state ppid pgrp session … starttime (field 22).
-            let rest = stat.get(stat.rfind(')')? + 2..)?;
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            Some(Stat {
-                pid,
-                ppid: f.get(1)?.parse().ok()?,
-                pgrp: f.get(2)?.parse().ok()?,
-                sid: f.get(3)?.parse().ok()?,
-                start: f.get(19)?.parse().ok()?,
-            })
-        })
-        .collect();
-    let me = std::process::id();
-    let mut members: std::collections::BTreeSet<u32> = all
-        .iter()
-        .filter(|p| p.pgrp == pgid || p.pid == pgid)
-        .map(|p| p.pid)
-        .collect();
-    loop {
-        let before = members.len();
-        for p in &all {
-            if !members.contains(&p.pid)
-                && (members.contains(&p.ppid)
-                    || members.contains(&p.pgrp)
-                    || members.contains(&p.sid))
-            {
-                members.insert(p.pid);
-            }
-        }
-        if members.len() == before {
-            break;
-        }
-    }
-    all.iter()
-        .filter(|p| members.contains(&p.pid) && p.pid != me)
-        .map(|p| Proc {
-            pid: p.pid,
-            start: p.start,
-        })
-        .collect()
-}
-
 /// Sends `signal` to each process of `procs` that is still the same process (same start
 /// time), so that a reused pid is never signalled.
 fn signal_each(procs: &[Proc], signal: libc::c_int) {
-    for p in procs {
-        let start = std::fs::read_to_string(format!("/proc/{}/stat", p.pid))
-            .ok()
-            .and_then(|stat| {
-                let rest = stat.get(stat.rfind(')')? + 2..)?;
-                rest.split_whitespace().nth(19)?.parse::<u64>().ok()
-            });
-        if start == Some(p.start) {
-            signal_pid(p.pid, signal);
-        }
+    for p in procs.iter().filter(|p| proctree::same(p)) {
+        signal_pid(p.pid, signal);
     }
 }
 

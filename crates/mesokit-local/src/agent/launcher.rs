@@ -107,38 +107,14 @@ pub(crate) use libc::SIGKILL;
 /// descendant, and every group or session led by one of them gets SIGKILL. This also reaches
 /// task processes that left the group with `setsid`.
 pub(crate) fn kill_tree(pgid: u32) {
-    // The walk below starts from the group's live members; with none (the usual case once an
-    // executor has exited and taken its task with it) it would find nothing, so skip reading
-    // all of /proc, which costs O(processes) on every executor exit.
+    // With no live member left in the group (the usual case once an executor has exited and
+    // taken its task with it) skip reading all of /proc, which costs O(processes) on every
+    // executor exit.
     if !kill_group(pgid, libc::SIGSTOP) {
         return;
     }
-    let procs = processes();
-    let me = std::process::id();
-    let mut members: std::collections::BTreeSet<u32> = procs
-        .iter()
-        .filter(|p| p.pgrp == pgid || p.pid == pgid)
-        .map(|p| p.pid)
-        .collect();
-    loop {
-        let before = members.len();
-        for p in &procs {
-            if p.pid != me
-                && !members.contains(&p.pid)
-                && (members.contains(&p.ppid)
-                    || members.contains(&p.pgrp)
-                    || members.contains(&p.sid))
-            {
-                members.insert(p.pid);
-            }
-        }
-        if members.len() == before {
-            break;
-        }
-    }
-    members.remove(&me);
-    for pid in members {
-        kill_pid(pid, SIGKILL);
+    for p in mesokit_hooks::proctree::tree(pgid) {
+        kill_pid(p.pid, SIGKILL);
     }
     kill_group(pgid, SIGKILL);
 }
@@ -155,37 +131,6 @@ pub(crate) fn alive(pid: u32) -> bool {
         .and_then(|i| stat.get(i + 2..))
         .and_then(|r| r.chars().next());
     !matches!(state, None | Some('Z') | Some('X'))
-}
-
-#[derive(Debug)]
-struct Proc {
-    pid: u32,
-    ppid: u32,
-    pgrp: u32,
-    sid: u32,
-}
-
-/// Every process in `/proc` with its parent, group and session.
-fn processes() -> Vec<Proc> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            // After "pid (comm) ": state ppid pgrp session …
-            let rest = stat.get(stat.rfind(')')? + 2..)?;
-            let mut f = rest.split_whitespace().skip(1);
-            let mut next = || f.next()?.parse::<u32>().ok();
-            Some(Proc {
-                pid,
-                ppid: next()?,
-                pgrp: next()?,
-                sid: next()?,
-            })
-        })
-        .collect()
 }
 
 #[allow(unsafe_code)]
