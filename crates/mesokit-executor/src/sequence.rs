@@ -6,12 +6,12 @@ use std::io;
 use std::time::Duration;
 
 use mesokit_proto::v1::TaskId;
-use tokio::process::Child;
+
 use tokio::sync::mpsc;
 
 use crate::api::{TaskApi, Which};
 use crate::commands::{CommandDef, Plan};
-use crate::process::{self, CommandSpec, Output, Signal, Termination};
+use crate::process::{self, Child, CommandSpec, Output, Signal, Termination};
 use crate::rotate::{self, LogRotation, RotatingFile, Sink};
 
 /// How long an async command has between SIGTERM and SIGKILL once the synchronous ones are
@@ -77,11 +77,42 @@ pub(crate) fn steps(main: CommandSpec, plan: &Plan) -> Vec<Step> {
     steps
 }
 
-/// Where the task's piped output goes (see [`crate::rotate`]).
-#[derive(Debug, Default, Clone)]
+/// Where the task's piped output goes (see [`crate::rotate`]), and the copies under way.
+#[derive(Debug, Default)]
 pub(crate) struct Sinks {
     out: Option<Sink>,
     err: Option<Sink>,
+    copies: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+/// How long the end of a task waits for the last of its output to reach the files: the copy
+/// ends when every writer of the pipe is gone, and what the command left running in its
+/// session has been killed by then; a process that escaped the session and holds the pipe
+/// must not hold the task's end.
+const DRAIN: Duration = Duration::from_secs(1);
+
+impl Sinks {
+    /// Waits (at most [`DRAIN`]) until the output copied so far is in the files, so that
+    /// whatever reads them at the end (the progress tracker) sees the last lines.
+    async fn drained(&self) {
+        let copies = std::mem::take(
+            &mut *self
+                .copies
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if copies.is_empty() {
+            return;
+        }
+        let all = async {
+            for copy in copies {
+                let _ = copy.await;
+            }
+        };
+        if tokio::time::timeout(DRAIN, all).await.is_err() {
+            tracing::debug!("output still open after the task's end; not waiting for it");
+        }
+    }
 }
 
 /// With rotation on, turns the outputs of `spec` into pipes copied into rotating files: its
@@ -112,16 +143,22 @@ pub(crate) fn pipe_outputs(
     Sinks {
         out: sink(&mut spec.stdout, "stdout"),
         err: sink(&mut spec.stderr, "stderr"),
+        copies: Default::default(),
     }
 }
 
 /// Starts copying `child`'s piped output.
 fn attach(child: &mut Child, sinks: &Sinks) {
+    let mut copies = sinks
+        .copies
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    copies.retain(|c| !c.is_finished());
     if let (Some(out), Some(sink)) = (child.stdout.take(), &sinks.out) {
-        tokio::spawn(rotate::copy(out, sink.clone()));
+        copies.push(tokio::spawn(rotate::copy(out, sink.clone())));
     }
     if let (Some(err), Some(sink)) = (child.stderr.take(), &sinks.err) {
-        tokio::spawn(rotate::copy(err, sink.clone()));
+        copies.push(tokio::spawn(rotate::copy(err, sink.clone())));
     }
 }
 
@@ -291,6 +328,7 @@ pub(crate) async fn drive(
         record(which, status.ok().map(|s| code(s.into())));
     }
 
+    sinks.drained().await;
     let end = match (failure, main) {
         (Some(message), _) => End::Failed(message),
         (None, Some(status)) => End::Main(status),

@@ -284,3 +284,143 @@ async fn spawn_errors_say_what_failed() {
     assert!(dir.join("a/b/here").exists());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn a_program_is_found_in_the_tasks_path_and_a_script_without_interpreter_runs_in_sh() {
+    let dir = scratch("path");
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    // No `#!` line: exec fails with ENOEXEC and, as execvp does, /bin/sh runs it.
+    let script = bin.join("hello-task");
+    std::fs::write(&script, "echo \"from the script: $1\" > \"$2\"\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut spec = CommandSpec::shell("unused");
+    spec.program = "hello-task".into();
+    spec.argv0 = None;
+    spec.args = vec!["arg".into(), dir.join("out").display().to_string()];
+    spec.env = vec![("PATH".into(), format!("/nonexistent:{}", bin.display()))];
+    let mut child = process::spawn(&spec).unwrap();
+    assert!(child.wait().await.unwrap().success());
+    assert_eq!(
+        std::fs::read_to_string(dir.join("out")).unwrap(),
+        "from the script: arg\n"
+    );
+
+    // Not in the task's PATH (the executor's own PATH is not searched then).
+    spec.env = vec![("PATH".into(), "/nonexistent".into())];
+    let e = process::spawn(&spec).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
+    assert!(e.to_string().starts_with("cannot run hello-task: "), "{e}");
+
+    // Found but not executable: permission denied, not "not found".
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    spec.env = vec![("PATH".into(), bin.display().to_string())];
+    let e = process::spawn(&spec).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied, "{e}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn piped_output_reaches_the_reader_and_the_status_is_kept() {
+    use tokio::io::AsyncReadExt;
+    let mut spec = CommandSpec::shell("echo out; echo err >&2; kill -USR1 $$");
+    spec.stdout = process::Output::Pipe;
+    spec.stderr = process::Output::Pipe;
+    let mut child = process::spawn(&spec).unwrap();
+    let pid = child.id().expect("running");
+    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let (mut o, mut e) = (String::new(), String::new());
+    out.read_to_string(&mut o).await.unwrap();
+    err.read_to_string(&mut e).await.unwrap();
+    assert_eq!((o.as_str(), e.as_str()), ("out\n", "err\n"));
+    let status = child.wait().await.unwrap();
+    assert_eq!(
+        Termination::from(status),
+        Termination::Signaled(libc::SIGUSR1)
+    );
+    assert_eq!(child.id(), None, "reaped");
+    assert_eq!(child.wait().await.unwrap(), status);
+    assert!(!exists(pid as i32));
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_task_gets_huge_pages_back_and_the_executor_keeps_its_opt_out() {
+    fn thp(status: &str) -> &str {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("THP_enabled:"))
+            .expect("Linux >= 5.0 shows THP_enabled")
+            .trim()
+    }
+    // In a process of its own: the opt-out is process-wide and must not reach other tests.
+    if std::env::var_os("MESOKIT_TEST_THP_CHILD").is_none() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "a_task_gets_huge_pages_back_and_the_executor_keeps_its_opt_out",
+                "--nocapture",
+            ])
+            .env("MESOKIT_TEST_THP_CHILD", "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("1 passed"),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return;
+    }
+    let dir = scratch("thp");
+    process::disable_huge_pages().unwrap();
+    let own = || std::fs::read_to_string("/proc/self/status").unwrap();
+    assert_eq!(thp(&own()), "0");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut spec = CommandSpec::shell("cat /proc/self/status > status");
+        spec.cwd = Some(dir.clone());
+        let mut child = process::spawn(&spec).unwrap();
+        assert!(child.wait().await.unwrap().success());
+    });
+    assert_eq!(
+        thp(&std::fs::read_to_string(dir.join("status")).unwrap()),
+        "1"
+    );
+    assert_eq!(thp(&own()), "0", "the executor itself stays opted out");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_task_dies_with_the_thread_that_started_it() {
+    // PR_SET_PDEATHSIG fires when the thread that made the child ends: here a thread with a
+    // runtime of its own, standing in for a killed executor.
+    let (mut child, pid) = std::thread::spawn(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _guard = rt.enter();
+        let child = process::spawn(&CommandSpec::shell("sleep 30")).unwrap();
+        let pid = child.id().unwrap();
+        (child, pid)
+    })
+    .join()
+    .unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(start.elapsed() < PATIENCE, "{pid} still running");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!(
+        Termination::from(status),
+        Termination::Signaled(libc::SIGKILL)
+    );
+}
