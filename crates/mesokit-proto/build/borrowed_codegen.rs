@@ -2,8 +2,9 @@
 //! bytes point into the decoded input, with a protobuf decoder, a Mesos JSON decoder (shared
 //! with the owned codec, see `json_codegen::gen_decode`) and a conversion to the prost type.
 //!
-//! The views exist for the hot path: a large OFFERS event decodes with one allocation per
-//! repeated field instead of one per string.
+//! The views exist for the hot path: a large OFFERS event decodes with a few bump allocations
+//! in the caller's arena (one per repeated field) instead of one heap allocation per string, and
+//! a view owns nothing, so it drops for free.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
@@ -29,7 +30,7 @@ pub(crate) fn generate(fds: &FileDescriptorSet, boxed: &[String]) -> String {
         let item = gen_struct(&ctx, full, m, name, &boxed);
         modules.entry(module.to_vec()).or_default().push_str(&item);
         let _ = writeln!(impls, "impl<'a> BorrowedJson<'a> for {bpath}<'a> {{");
-        gen_decode(&mut impls, &ctx, full, m, Family::Borrowed);
+        gen_decode(&mut impls, &ctx, full, m, Family::Borrowed, &boxed);
         let _ = writeln!(impls, "}}\n");
         gen_protobuf(&mut impls, &ctx, full, m, &boxed);
         gen_to_owned(&mut impls, &ctx, full, m);
@@ -40,7 +41,7 @@ pub(crate) fn generate(fds: &FileDescriptorSet, boxed: &[String]) -> String {
     out.push_str("#[allow(unused_imports)] use crate::json::{JsonError, Parser};\n");
     out.push_str("#[allow(unused_imports)] use crate::generated_json::*;\n");
     out.push_str(
-        "#[allow(unused_imports)] use super::{BorrowedJson, BorrowedProto, PbError, PbReader, push_default};\n\n",
+        "#[allow(unused_imports)] use super::{Arena, BorrowedJson, BorrowedProto, List, PbError, PbReader, bytes_in, str_in};\n\n",
     );
     out.push_str(&impls);
     out
@@ -79,8 +80,8 @@ fn elem_type(s: &Scalar) -> String {
         Scalar::I32 | Scalar::Enum(_) => "i32".into(),
         Scalar::U32 => "u32".into(),
         Scalar::Bool => "bool".into(),
-        Scalar::Str => "::std::borrow::Cow<'a, str>".into(),
-        Scalar::Bytes => "::std::borrow::Cow<'a, [u8]>".into(),
+        Scalar::Str => "&'a str".into(),
+        Scalar::Bytes => "&'a [u8]".into(),
         Scalar::Message(p) => format!("{p}<'a>"),
     }
 }
@@ -99,15 +100,15 @@ fn gen_struct(
         let ty = if ctx.is_map(f) {
             let entry = ctx.map_entry(f.type_name());
             let v = elem_type(&scalar_in(ctx, &entry.field[1], Family::Borrowed));
-            format!("::std::vec::Vec<(::std::borrow::Cow<'a, str>, {v})>")
+            format!("crate::borrowed::List<'a, (&'a str, {v})>")
         } else {
             let s = scalar_in(ctx, f, Family::Borrowed);
             let t = elem_type(&s);
             match f.label() {
-                Label::Repeated => format!("::std::vec::Vec<{t}>"),
+                Label::Repeated => format!("crate::borrowed::List<'a, {t}>"),
                 Label::Required => t,
                 Label::Optional if boxed.contains(format!("{full}.{}", f.name()).as_str()) => {
-                    format!("::core::option::Option<::std::boxed::Box<{t}>>")
+                    format!("::core::option::Option<&'a mut {t}>")
                 }
                 Label::Optional => format!("::core::option::Option<{t}>"),
             }
@@ -139,11 +140,11 @@ fn gen_struct(
     let doc = full.trim_start_matches('.');
     if !special {
         return format!(
-            "/// Borrowed view of `{doc}`.\n#[derive(Debug, Clone, PartialEq, Default)]\npub struct {name}<'a> {{\n{fields}}}\n"
+            "/// Borrowed view of `{doc}`.\n#[derive(Debug, PartialEq, Default)]\npub struct {name}<'a> {{\n{fields}}}\n"
         );
     }
     format!(
-        "/// Borrowed view of `{doc}`.\n#[derive(Debug, Clone, PartialEq)]\npub struct {name}<'a> {{\n{fields}}}\n\
+        "/// Borrowed view of `{doc}`.\n#[derive(Debug, PartialEq)]\npub struct {name}<'a> {{\n{fields}}}\n\
          impl Default for {name}<'_> {{\n    fn default() -> Self {{\n        Self {{ {} }}\n    }}\n}}\n",
         inits.join(", ")
     )
@@ -171,9 +172,7 @@ fn required_default(ctx: &Ctx<'_>, f: &FieldDescriptorProto) -> Option<String> {
             let v: f64 = d.parse().ok()?;
             (v != 0.0).then(|| format!("{v:?}"))
         }
-        Type::String => declared
-            .filter(|d| !d.is_empty())
-            .map(|d| format!("::std::borrow::Cow::Borrowed({d:?})")),
+        Type::String => declared.filter(|d| !d.is_empty()).map(|d| format!("{d:?}")),
         Type::Bytes | Type::Message | Type::Group => None,
         _ => {
             let d = declared?;
@@ -198,8 +197,8 @@ fn pb_read(f: &FieldDescriptorProto) -> &'static str {
         Type::Sfixed32 => "r.sfixed32(wt)?",
         Type::Sfixed64 => "r.sfixed64(wt)?",
         Type::Bool => "r.bool(wt)?",
-        Type::String => "::std::borrow::Cow::Borrowed(r.str(wt)?)",
-        Type::Bytes => "::std::borrow::Cow::Borrowed(r.bytes(wt)?)",
+        Type::String => "r.str(wt)?",
+        Type::Bytes => "r.bytes(wt)?",
         Type::Message | Type::Group => unreachable!("messages are read with r.message"),
     }
 }
@@ -234,7 +233,7 @@ fn gen_protobuf(
     let _ = writeln!(out, "    {inline}");
     let _ = writeln!(
         out,
-        "    fn merge_pb(&mut self, outer: &mut PbReader<'a>) -> Result<(), PbError> {{"
+        "    fn merge_pb(&mut self, outer: &mut PbReader<'a>, arena: &'a Arena) -> Result<(), PbError> {{"
     );
     // Decode with a local copy of the reader (registers, not memory), stored back at the end.
     let _ = writeln!(out, "        let mut r = *outer;");
@@ -269,36 +268,39 @@ fn gen_protobuf(
             let entry = ctx.map_entry(f.type_name());
             let vf = &entry.field[1];
             let read_v = if vf.r#type() == Type::Message {
-                "r.message(wt, &mut v)?;".to_string()
+                "r.message(wt, &mut v, arena)?;".to_string()
             } else {
                 format!("v = {};", pb_read(vf))
             };
             format!(
-                "let mut r = r.sub(wt)?; let mut k = ::std::borrow::Cow::Borrowed(\"\"); let mut v = Default::default(); \
-                 while let Some((n, wt)) = r.key()? {{ match n {{ 1 => k = ::std::borrow::Cow::Borrowed(r.str(wt)?), 2 => {{ {read_v} }} _ => r.skip(wt)? }} }} \
-                 self.{field}.push((k, v));"
+                "let mut r = r.sub(wt)?; let mut k = \"\"; let mut v = Default::default(); \
+                 while let Some((n, wt)) = r.key()? {{ match n {{ 1 => k = r.str(wt)?, 2 => {{ {read_v} }} _ => r.skip(wt)? }} }} \
+                 self.{field}.push(arena, (k, v));"
             )
         } else {
             match (f.label(), is_msg) {
-                // A long list (an OFFERS event's offers) is sized once from a count of its
-                // elements ahead instead of growing and moving its elements on each doubling.
+                // A list is sized once from the count of its elements written together (an
+                // OFFERS event's 100 offers, an offer's resources) and its elements decoded in
+                // place, instead of growing and moving its elements on each doubling.
                 (Label::Repeated, true) => format!(
-                    "let e = push_default(&mut self.{field}, || r.count_ahead(num)); r.message(wt, e)?;"
+                    "let e = self.{field}.push_default(arena, || r.count_run(num)); r.message(wt, e, arena)?;"
                 ),
                 (Label::Repeated, false) if packable(f) => format!(
-                    "r.packed(wt, |r, wt| {{ self.{field}.push({}); Ok(()) }})?;",
+                    "r.packed(wt, |r, wt| {{ self.{field}.push(arena, {}); Ok(()) }})?;",
                     pb_read(f)
                 ),
-                (Label::Repeated, false) => format!("self.{field}.push({});", pb_read(f)),
-                (Label::Required, true) => format!("r.message(wt, &mut self.{field})?;"),
+                (Label::Repeated, false) => {
+                    format!("let v = {}; self.{field}.push(arena, v);", pb_read(f))
+                }
+                (Label::Required, true) => format!("r.message(wt, &mut self.{field}, arena)?;"),
                 (Label::Optional, true) => {
-                    let deref = if boxed.contains(format!("{full}.{}", f.name()).as_str()) {
-                        "&mut **"
+                    let (deref, init) = if boxed.contains(format!("{full}.{}", f.name()).as_str()) {
+                        ("&mut **", "|| arena.alloc(Default::default())")
                     } else {
-                        ""
+                        ("", "Default::default")
                     };
                     format!(
-                        "r.message(wt, {deref}self.{field}.get_or_insert_with(Default::default))?;"
+                        "r.message(wt, {deref}self.{field}.get_or_insert_with({init}), arena)?;"
                     )
                 }
                 (Label::Required, false) => format!("self.{field} = {};", pb_read(f)),
