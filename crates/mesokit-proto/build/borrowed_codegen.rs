@@ -235,14 +235,18 @@ fn gen_protobuf(
         out,
         "    fn merge_pb(&mut self, outer: &mut PbReader<'a>, arena: &'a Arena) -> Result<(), PbError> {{"
     );
-    // Decode with a local copy of the reader (registers, not memory), stored back at the end.
+    // Decode with a local copy of the reader (registers, not memory); at the end only its
+    // position is stored back (the rest never changes).
     let _ = writeln!(out, "        let mut r = *outer;");
     if m.field.is_empty() {
         let _ = writeln!(
             out,
             "        while let Some((_, wt)) = r.key()? {{ r.skip(wt)?; }}"
         );
-        let _ = writeln!(out, "        *outer = r;\n        Ok(())\n    }}\n}}\n");
+        let _ = writeln!(
+            out,
+            "        outer.advance_to(&r);\n        Ok(())\n    }}\n}}\n"
+        );
         return;
     }
     // Encoders (prost, Mesos's C++) write fields in ascending number order. Instead of one
@@ -321,7 +325,7 @@ fn gen_protobuf(
     );
     let _ = writeln!(
         out,
-        "        }}\n        }}\n        *outer = r;\n        Ok(())\n    }}\n}}\n"
+        "        }}\n        }}\n        outer.advance_to(&r);\n        Ok(())\n    }}\n}}\n"
     );
 }
 

@@ -157,6 +157,13 @@ impl<'a> PbReader<'a> {
         }
     }
 
+    /// Moves this reader to where `copy`, a copy of it that read on, stands.
+    #[inline(always)]
+    pub(crate) fn advance_to(&mut self, copy: &PbReader<'a>) {
+        debug_assert!(self.buf.as_ptr() == copy.buf.as_ptr() && self.base == copy.base);
+        self.pos = copy.pos;
+    }
+
     /// A length-delimited value.
     #[inline(always)]
     pub fn bytes(&mut self, wt: u8) -> R<&'a [u8]> {
