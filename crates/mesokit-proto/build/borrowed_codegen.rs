@@ -210,6 +210,16 @@ fn pb_read(f: &FieldDescriptorProto) -> &'static str {
     }
 }
 
+/// The wire type a field's values are written with (unpacked).
+fn wire_type(f: &FieldDescriptorProto) -> u32 {
+    match f.r#type() {
+        Type::Double | Type::Fixed64 | Type::Sfixed64 => 1,
+        Type::Float | Type::Fixed32 | Type::Sfixed32 => 5,
+        Type::String | Type::Bytes | Type::Message | Type::Group => 2,
+        _ => 0,
+    }
+}
+
 fn packable(f: &FieldDescriptorProto) -> bool {
     !matches!(
         f.r#type(),
@@ -249,7 +259,7 @@ fn gen_protobuf(
     if m.field.is_empty() {
         let _ = writeln!(
             out,
-            "        while let Some((_, wt)) = r.key()? {{ r.skip(wt)?; }}"
+            "        while let Some(tag) = r.tag()? {{ r.skip((tag & 7) as u8)?; }}"
         );
         let _ = writeln!(
             out,
@@ -262,16 +272,21 @@ fn gen_protobuf(
     // `match` on the field number (an indirect jump that mispredicts as the fields change), the
     // fields are tried in that order, each a plain compare: a well-formed message runs through
     // the chain once, a repeated field loops on its own compare. A key out of order restarts
-    // the chain; an unknown one is skipped.
-    let next = "match r.key()? { Some((n, w)) => { num = n; wt = w; } None => break 'msg }";
+    // the chain; an unknown one is skipped. The compares are on the whole key (number and wire
+    // type), so that a field's reader knows its wire type and checks nothing; a known field
+    // with another wire type falls through to the end of the chain and is an error there, as
+    // in prost (packable lists, which accept two wire types, compare their number only).
+    let next = "match r.tag()? { Some(t) => tag = t, None => break 'msg }";
     let _ = writeln!(out, "        'msg: {{");
     let _ = writeln!(
         out,
-        "        let Some((mut num, mut wt)) = r.key()? else {{ break 'msg }};"
+        "        let Some(mut tag) = r.tag()? else {{ break 'msg }};"
     );
     let _ = writeln!(out, "        loop {{");
     let mut fields: Vec<&FieldDescriptorProto> = m.field.iter().collect();
     fields.sort_by_key(|f| f.number());
+    let mut exact_tags = Vec::new();
+    let mut any_wire = Vec::new();
     for f in &fields {
         let field = escape_ident(f.name());
         let num = f.number();
@@ -299,11 +314,11 @@ fn gen_protobuf(
                     if INLINE_ELEMENTS.contains(&format!("{full}.{}", f.name()).as_str()) =>
                 {
                     format!(
-                        "let e = self.{field}.push_default(arena, || r.count_run(num)); let mut sub = r.sub(wt)?; e.merge_pb_inline(&mut sub, arena)?;"
+                        "let e = self.{field}.push_default(arena, || r.count_run({num})); let mut sub = r.sub(wt)?; e.merge_pb_inline(&mut sub, arena)?;"
                     )
                 }
                 (Label::Repeated, true) => format!(
-                    "let e = self.{field}.push_default(arena, || r.count_run(num)); r.message(wt, e, arena)?;"
+                    "let e = self.{field}.push_default(arena, || r.count_run({num})); r.message(wt, e, arena)?;"
                 ),
                 (Label::Repeated, false) if packable(f) => format!(
                     "r.packed(wt, |r, wt| {{ self.{field}.push(arena, {}); Ok(()) }})?;",
@@ -328,15 +343,31 @@ fn gen_protobuf(
             }
         };
         let looping = if repeated { "while" } else { "if" };
+        let (cond, wt) = if repeated && packable(f) && !ctx.is_map(f) {
+            any_wire.push(num.to_string());
+            (format!("tag >> 3 == {num}"), "(tag & 7) as u8".to_string())
+        } else {
+            let w = wire_type(f);
+            let tag = (u32::try_from(num).expect("field number") << 3) | w;
+            exact_tags.push(tag.to_string());
+            (format!("tag == {tag}"), format!("{w}u8"))
+        };
         let _ = writeln!(
             out,
-            "            {looping} num == {num} {{ {{ {body} }} {next} }}"
+            "            {looping} {cond} {{ {{ let wt: u8 = {wt}; {body} }} {next} }}"
         );
     }
     let known: Vec<String> = fields.iter().map(|f| f.number().to_string()).collect();
+    let mut expected = format!("matches!(tag, {})", exact_tags.join(" | "));
+    if !any_wire.is_empty() {
+        expected = format!("{expected} || matches!(tag >> 3, {})", any_wire.join(" | "));
+    }
+    if exact_tags.is_empty() {
+        expected = format!("matches!(tag >> 3, {})", any_wire.join(" | "));
+    }
     let _ = writeln!(
         out,
-        "            if !matches!(num, {}) {{ r.skip(wt)?; {next} }}",
+        "            if !({expected}) {{ if matches!(tag >> 3, {}) {{ return Err(r.wire_type_error()); }} r.skip((tag & 7) as u8)?; {next} }}",
         known.join(" | ")
     );
     let _ = writeln!(

@@ -258,6 +258,40 @@ mod tests {
             .to_owned_message()
     }
 
+    /// Fields are matched on their whole key: a packable list takes both its wire types, a
+    /// known field with another wire type is an error (as in prost), an unknown one is skipped.
+    #[test]
+    fn keys_with_unexpected_wire_types() {
+        use super::v1::health_check::HttpCheckInfo as View;
+        use v1::health_check::HttpCheckInfo;
+        let arena = super::Arena::new();
+        // port = 80; statuses [200, 1] packed, then unpacked; an unknown field 6 (varint).
+        let cases: [&[u8]; 3] = [
+            b"\x08\x50\x22\x03\xc8\x01\x01",
+            b"\x08\x50\x20\xc8\x01\x20\x01",
+            b"\x08\x50\x30\x07\x22\x03\xc8\x01\x01",
+        ];
+        for b in cases {
+            let view = super::decode_protobuf::<View<'_>>(b, &arena).expect("valid");
+            let prost = HttpCheckInfo::decode(b).expect("prost decodes");
+            assert_eq!(view.to_owned_message(), prost, "{b:x?}");
+            assert_eq!(&*view.statuses, &[200, 1]);
+        }
+        // path (a string) as a varint, scheme (a string) as fixed32: errors in both decoders.
+        for b in [
+            &b"\x08\x50\x10\x05"[..],
+            &b"\x08\x50\x1d\x00\x00\x00\x00"[..],
+        ] {
+            let e = super::decode_protobuf::<View<'_>>(b, &arena).unwrap_err();
+            assert_eq!(e.reason(), "unexpected wire type for field", "{b:x?}");
+            assert_eq!(
+                e.to_string(),
+                "invalid protobuf: unexpected wire type for field (at byte 3)"
+            );
+            assert!(HttpCheckInfo::decode(b).is_err());
+        }
+    }
+
     /// A view owns nothing: dropping one does no work (its memory is the arena's).
     #[test]
     fn views_have_no_drop_glue() {

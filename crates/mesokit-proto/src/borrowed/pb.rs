@@ -135,6 +135,32 @@ impl<'a> PbReader<'a> {
         Ok(Some((num, (k & 7) as u8)))
     }
 
+    /// The next field's whole key (number << 3 | wire type), or `None` at the end of the
+    /// message. The number is checked as by [`PbReader::key`].
+    #[inline(always)]
+    pub fn tag(&mut self) -> R<Option<u32>> {
+        match self.buf.get(self.pos) {
+            None => return Ok(None),
+            // Fields 1..=15: the key is one byte.
+            Some(&b) if (8..0x80).contains(&b) => {
+                self.pos += 1;
+                return Ok(Some(u32::from(b)));
+            }
+            Some(_) => {}
+        }
+        let k = self.varint()?;
+        if k >> 3 == 0 || k >> 3 > u64::from(u32::MAX >> 3) {
+            return Err(self.err("invalid field number"));
+        }
+        Ok(Some(k as u32))
+    }
+
+    /// The error for a known field read with a wire type its type does not have.
+    #[cold]
+    pub(crate) fn wire_type_error(&self) -> PbError {
+        self.err("unexpected wire type for field")
+    }
+
     #[inline(always)]
     fn expect(&self, wt: u8, want: u8) -> R<()> {
         if wt == want {
