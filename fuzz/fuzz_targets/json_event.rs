@@ -6,7 +6,8 @@ use mesokit_proto::{borrowed, json, v1::scheduler};
 
 fuzz_target!(|data: &[u8]| {
     let owned = json::decode::<scheduler::Call>(data);
-    let view = borrowed::decode_json::<borrowed::v1::scheduler::Call<'_>>(data);
+    let arena = borrowed::Arena::new();
+    let view = borrowed::decode_json::<borrowed::v1::scheduler::Call<'_>>(data, &arena);
     assert_eq!(owned.is_ok(), view.is_ok());
     if let (Ok(o), Ok(v)) = (owned, view) {
         // Through encodings: NaN != NaN would fail a field-wise comparison.

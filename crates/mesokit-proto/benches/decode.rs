@@ -175,13 +175,16 @@ fn bench(c: &mut Criterion) {
                     })
                 })
             });
+            // One arena for the stream, reset for each event, as an event loop would use it.
+            let mut arena = borrowed::Arena::new();
             g.bench_function(format!("{fmt}/borrowed"), |b| {
                 b.iter(|| {
                     each_record(&s, |rec| {
+                        arena.reset();
                         let ev: borrowed::v1::scheduler::Event<'_> = if protobuf {
-                            borrowed::decode_protobuf(&rec).unwrap()
+                            borrowed::decode_protobuf(&rec, &arena).unwrap()
                         } else {
-                            borrowed::decode_json(&rec).unwrap()
+                            borrowed::decode_json(&rec, &arena).unwrap()
                         };
                         std::hint::black_box(ev);
                     })

@@ -8,7 +8,7 @@
 //! when recursive; method-call syntax auto-derefs through the box), repeated `Vec<T>`, maps
 //! `BTreeMap<String, V>`, bytes `bytes::Bytes`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
 use heck::{ToSnakeCase, ToUpperCamelCase};
@@ -36,7 +36,8 @@ pub(crate) struct Ctx<'a> {
 pub(crate) enum Family {
     /// prost's owned types.
     Owned,
-    /// The borrowed views (`crate::borrowed`), whose strings and bytes point into the input.
+    /// The borrowed views (`crate::borrowed`), whose strings and bytes point into the input
+    /// and whose lists live in the decode's arena.
     Borrowed,
 }
 
@@ -382,8 +383,8 @@ pub(crate) fn scalar_in(ctx: &Ctx<'_>, f: &FieldDescriptorProto, fam: Family) ->
 /// Enums yield `Option<i32>` (None = unknown name).
 fn read_expr_in(s: &Scalar, fam: Family) -> String {
     match s {
-        Scalar::Str if fam == Family::Borrowed => "p.str_cow()?".into(),
-        Scalar::Bytes if fam == Family::Borrowed => "p.bytes_cow()?".into(),
+        Scalar::Str if fam == Family::Borrowed => "str_in(arena, p.str_cow()?)".into(),
+        Scalar::Bytes if fam == Family::Borrowed => "bytes_in(arena, p.bytes_field()?)".into(),
         Scalar::F64 => "p.f64()?".into(),
         Scalar::F32 => "p.f32()?".into(),
         Scalar::I64 => "p.i64()?".into(),
@@ -395,7 +396,12 @@ fn read_expr_in(s: &Scalar, fam: Family) -> String {
         Scalar::Bytes => "p.bytes_field()?".into(),
         Scalar::Enum(f) => format!("enum_value_{f}(&p.enum_name()?)"),
         Scalar::Message(path) => {
-            format!("{{ let mut m = <{path}>::default(); m.merge_json(p)?; m }}")
+            let arena = if fam == Family::Borrowed {
+                ", arena"
+            } else {
+                ""
+            };
+            format!("{{ let mut m = <{path}>::default(); m.merge_json(p{arena})?; m }}")
         }
     }
 }
@@ -446,19 +452,23 @@ fn default_stmt(s: &Scalar, default: &str) -> String {
 fn gen_message(out: &mut String, ctx: &Ctx<'_>, full: &str, m: &DescriptorProto) {
     let path = &ctx.types[full].rust_path;
     let _ = writeln!(out, "impl MesosJson for {path} {{");
-    gen_decode(out, ctx, full, m, Family::Owned);
+    gen_decode(out, ctx, full, m, Family::Owned, &HashSet::new());
     gen_encode(out, ctx, m);
     let _ = writeln!(out, "}}\n");
 }
 
-/// The `merge_json` method of a message, for either family.
+/// The `merge_json` method of a message, for either family. `boxed` names the optional message
+/// fields that are boxed (for the views: allocated in the arena).
 pub(crate) fn gen_decode(
     out: &mut String,
     ctx: &Ctx<'_>,
     full: &str,
     m: &DescriptorProto,
     fam: Family,
+    boxed: &HashSet<&str>,
 ) {
+    let borrowed = fam == Family::Borrowed;
+    let arena = if borrowed { ", arena" } else { "" };
     let required: Vec<&FieldDescriptorProto> = m
         .field
         .iter()
@@ -472,8 +482,12 @@ pub(crate) fn gen_decode(
     );
     let _ = writeln!(
         out,
-        "    fn merge_json(&mut self, p: &mut Parser<{}>) -> Result<(), JsonError> {{",
-        if fam == Family::Owned { "'_" } else { "'a" }
+        "    fn merge_json(&mut self, p: &mut Parser<{}) -> Result<(), JsonError> {{",
+        if borrowed {
+            "'a>, arena: &'a Arena"
+        } else {
+            "'_>"
+        }
     );
     let _ = writeln!(out, "        p.begin_object()?;");
     let _ = writeln!(out, "        let mut first = true;");
@@ -508,7 +522,10 @@ pub(crate) fn gen_decode(
                 let value = read_expr_in(&val, fam);
                 let (open, close) = match fam {
                     Family::Owned => (format!("self.{field}.insert(k.into_owned(), "), ")"),
-                    Family::Borrowed => (format!("self.{field}.push((k, "), "))"),
+                    Family::Borrowed => (
+                        format!("self.{field}.push(arena, (str_in(arena, k), "),
+                        "))",
+                    ),
                 };
                 let insert = match &val {
                     Scalar::Enum(_) => format!("if let Some(v) = {value} {{ {open}v{close}; }}"),
@@ -517,16 +534,23 @@ pub(crate) fn gen_decode(
                 format!("p.map_entries(|p, k| {{ {insert} Ok(()) }})")
             } else {
                 let s = scalar_in(ctx, f, fam);
+                let to = if borrowed { "arena, " } else { "" };
                 let push = match &s {
                     Scalar::Enum(_) => format!(
-                        "if let Some(v) = {} {{ self.{field}.push(v); }}",
+                        "if let Some(v) = {} {{ self.{field}.push({to}v); }}",
                         read_expr_in(&s, fam)
                     ),
                     // Decode messages in place: pushing a finished one would move it.
+                    Scalar::Message(_) if borrowed => {
+                        format!("self.{field}.push_default(arena, || 0).merge_json(p, arena)?;")
+                    }
                     Scalar::Message(_) => format!(
                         "self.{field}.push(Default::default()); self.{field}.last_mut().expect(\"just pushed\").merge_json(p)?;"
                     ),
-                    _ => format!("self.{field}.push({});", read_expr_in(&s, fam)),
+                    _ => format!(
+                        "let v = {}; self.{field}.push({to}v);",
+                        read_expr_in(&s, fam)
+                    ),
                 };
                 format!("p.repeated(|p| {{ {push} Ok(()) }})")
             }
@@ -534,10 +558,17 @@ pub(crate) fn gen_decode(
             let s = scalar_in(ctx, f, fam);
             let required = f.label() == Label::Required;
             match (&s, required) {
-                (Scalar::Message(_), true) => format!("self.{field}.merge_json(p)"),
-                (Scalar::Message(_), false) => {
-                    format!("self.{field}.get_or_insert_with(Default::default).merge_json(p)")
+                (Scalar::Message(_), true) => format!("self.{field}.merge_json(p{arena})"),
+                (Scalar::Message(_), false)
+                    if borrowed && boxed.contains(format!("{full}.{name}").as_str()) =>
+                {
+                    format!(
+                        "self.{field}.get_or_insert_with(|| arena.alloc(Default::default())).merge_json(p, arena)"
+                    )
                 }
+                (Scalar::Message(_), false) => format!(
+                    "self.{field}.get_or_insert_with(Default::default).merge_json(p{arena})"
+                ),
                 (Scalar::Enum(e), true) => format!(
                     "(|| -> Result<(), JsonError> {{ let n = p.enum_name()?; match enum_value_{e}(&n) {{ Some(v) => {{ self.{field} = v; Ok(()) }} None => Err(p.unknown_enum(&n)) }} }})()"
                 ),

@@ -60,11 +60,15 @@ fn main() {
         };
         std::hint::black_box(&ev);
     };
+    // One arena for the stream, reset for each event, as an event loop would use it.
+    let arena = std::cell::RefCell::new(borrowed::Arena::new());
     let borrowed = |rec: bytes::Bytes| {
+        let mut arena = arena.borrow_mut();
+        arena.reset();
         let ev: borrowed::v1::scheduler::Event<'_> = if proto {
-            borrowed::decode_protobuf(&rec).expect("valid protobuf event")
+            borrowed::decode_protobuf(&rec, &arena).expect("valid protobuf event")
         } else {
-            borrowed::decode_json(&rec).expect("valid JSON event")
+            borrowed::decode_json(&rec, &arena).expect("valid JSON event")
         };
         std::hint::black_box(&ev);
     };

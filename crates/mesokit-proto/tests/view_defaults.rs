@@ -5,7 +5,9 @@
 use mesokit_proto::{Message, borrowed, v1::scheduler};
 
 fn same_as_prost(input: &[u8]) {
-    let view = borrowed::decode_protobuf::<borrowed::v1::scheduler::Event<'_>>(input).unwrap();
+    let arena = borrowed::Arena::new();
+    let view =
+        borrowed::decode_protobuf::<borrowed::v1::scheduler::Event<'_>>(input, &arena).unwrap();
     let owned = scheduler::Event::decode(input).unwrap();
     assert_eq!(
         view.to_owned_message().encode_to_vec(),

@@ -135,6 +135,32 @@ impl<'a> PbReader<'a> {
         Ok(Some((num, (k & 7) as u8)))
     }
 
+    /// The next field's whole key (number << 3 | wire type), or `None` at the end of the
+    /// message. The number is checked as by [`PbReader::key`].
+    #[inline(always)]
+    pub fn tag(&mut self) -> R<Option<u32>> {
+        match self.buf.get(self.pos) {
+            None => return Ok(None),
+            // Fields 1..=15: the key is one byte.
+            Some(&b) if (8..0x80).contains(&b) => {
+                self.pos += 1;
+                return Ok(Some(u32::from(b)));
+            }
+            Some(_) => {}
+        }
+        let k = self.varint()?;
+        if k >> 3 == 0 || k >> 3 > u64::from(u32::MAX >> 3) {
+            return Err(self.err("invalid field number"));
+        }
+        Ok(Some(k as u32))
+    }
+
+    /// The error for a known field read with a wire type its type does not have.
+    #[cold]
+    pub(crate) fn wire_type_error(&self) -> PbError {
+        self.err("unexpected wire type for field")
+    }
+
     #[inline(always)]
     fn expect(&self, wt: u8, want: u8) -> R<()> {
         if wt == want {
@@ -155,6 +181,13 @@ impl<'a> PbReader<'a> {
             }
             None => Err(self.err("length runs past the end of the message")),
         }
+    }
+
+    /// Moves this reader to where `copy`, a copy of it that read on, stands.
+    #[inline(always)]
+    pub(crate) fn advance_to(&mut self, copy: &PbReader<'a>) {
+        debug_assert!(self.buf.as_ptr() == copy.buf.as_ptr() && self.base == copy.base);
+        self.pos = copy.pos;
     }
 
     /// A length-delimited value.
@@ -201,11 +234,16 @@ impl<'a> PbReader<'a> {
         })
     }
 
-    /// Merges an embedded message into `into`.
+    /// Merges an embedded message into `into`, allocating in `arena`.
     #[inline(always)]
-    pub fn message<T: super::BorrowedProto<'a>>(&mut self, wt: u8, into: &mut T) -> R<()> {
+    pub fn message<T: super::BorrowedProto<'a>>(
+        &mut self,
+        wt: u8,
+        into: &mut T,
+        arena: &'a super::Arena,
+    ) -> R<()> {
         let mut sub = self.sub(wt)?;
-        into.merge_pb(&mut sub)
+        into.merge_pb(&mut sub, arena)
     }
 
     /// A repeated scalar field: one value, or a packed run of them.
@@ -308,16 +346,17 @@ impl<'a> PbReader<'a> {
         Ok(i64::from_le_bytes(self.fixed(wt, 1)?))
     }
 
-    /// How many length-delimited fields numbered `num` are left in this message, counting the
-    /// one whose key was just read; a sizing hint for a repeated field. Scans only when the rest
-    /// of the message is long (short lists are cheaper to grow than to count), and stops at the
-    /// first malformed key: the decoder itself reports errors.
+    /// How many length-delimited fields numbered `num` follow one another from here, counting
+    /// the one whose key was just read: the elements of a repeated field that an encoder wrote
+    /// together, a sizing hint for its list (0: not counted). Counts only when the rest of the
+    /// message is long (short lists are cheaper to start at four elements than to count), and
+    /// stops at the first other or malformed key: the decoder itself reports errors.
     #[inline(always)]
-    pub fn count_ahead(&self, num: u32) -> usize {
+    pub fn count_run(&self, num: u32) -> usize {
         if self.buf.len() - self.pos < 2048 {
             return 0;
         }
-        count_fields(*self, num)
+        count_run(*self, num)
     }
 
     /// Skips a field of an unknown number.
@@ -333,21 +372,18 @@ impl<'a> PbReader<'a> {
     }
 }
 
-/// The counting loop of [`PbReader::count_ahead`], out of line.
+/// The counting loop of [`PbReader::count_run`], out of line.
 #[inline(never)]
-fn count_fields(mut s: PbReader<'_>, num: u32) -> usize {
-    let mut n = 0;
+fn count_run(mut s: PbReader<'_>, num: u32) -> usize {
     if s.bytes(2).is_err() {
         return 0;
     }
-    n += 1;
-    while let Ok(Some((k, wt))) = s.key() {
-        if k == num && wt == 2 {
-            n += 1;
-        }
-        if s.skip(wt).is_err() {
+    let mut n = 1;
+    while let Ok(Some((k, 2))) = s.key() {
+        if k != num || s.bytes(2).is_err() {
             break;
         }
+        n += 1;
     }
     n
 }

@@ -121,7 +121,8 @@ macro_rules! check_borrowed {
         let mut r = crate::json::testing::Rng::new($seed);
         let msg = <$owned as crate::json::testing::Random>::random(&mut r, 5);
         let pb = prost::Message::encode_to_vec(&msg);
-        let view: $view = crate::borrowed::decode_protobuf(&pb)
+        let arena = crate::borrowed::Arena::new();
+        let view: $view = crate::borrowed::decode_protobuf(&pb, &arena)
             .unwrap_or_else(|e| panic!("{}: {e}", stringify!($view)));
         assert_eq!(
             view.to_owned_message(),
@@ -130,7 +131,7 @@ macro_rules! check_borrowed {
             stringify!($view)
         );
         let json = crate::json::encode(&msg);
-        let view: $view = crate::borrowed::decode_json(&json)
+        let view: $view = crate::borrowed::decode_json(&json, &arena)
             .unwrap_or_else(|e| panic!("{}: {e}", stringify!($view)));
         assert_eq!(
             view.to_owned_message(),
@@ -179,13 +180,14 @@ mod tests {
                 }
                 bytes.truncate(cut.index(bytes.len() + 1));
                 let owned = crate::json::decode::<Event>(&bytes);
-                let view = crate::borrowed::decode_json::<crate::borrowed::v1::scheduler::Event<'_>>(&bytes);
+                let arena = crate::borrowed::Arena::new();
+                let view = crate::borrowed::decode_json::<crate::borrowed::v1::scheduler::Event<'_>>(&bytes, &arena);
                 prop_assert_eq!(owned.is_ok(), view.is_ok());
                 // Compared through their encodings: corrupted bytes can make a double NaN,
                 // and NaN != NaN would fail a field-by-field comparison of equal messages.
                 let same = |a: &Event, b: &Event| prost::Message::encode_to_vec(a) == prost::Message::encode_to_vec(b);
                 if let (Ok(o), Ok(v)) = (owned, view) { prop_assert!(same(&v.to_owned_message(), &o)); }
-                let view = crate::borrowed::decode_protobuf::<crate::borrowed::v1::scheduler::Event<'_>>(&bytes);
+                let view = crate::borrowed::decode_protobuf::<crate::borrowed::v1::scheduler::Event<'_>>(&bytes, &arena);
                 if let (Ok(v), Ok(p)) = (view, <Event as prost::Message>::decode(bytes.as_slice())) {
                     prop_assert!(same(&v.to_owned_message(), &p));
                 }

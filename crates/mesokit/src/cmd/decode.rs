@@ -76,9 +76,10 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, String> {
 
 /// One line about an event, read through the zero-copy view.
 fn summary(rec: &[u8], format: Format) -> Result<String, String> {
+    let arena = borrowed::Arena::new();
     let ev: borrowed::v1::scheduler::Event<'_> = match format {
-        Format::Json => borrowed::decode_json(rec).map_err(|e| e.to_string())?,
-        Format::Protobuf => borrowed::decode_protobuf(rec).map_err(|e| e.to_string())?,
+        Format::Json => borrowed::decode_json(rec, &arena).map_err(|e| e.to_string())?,
+        Format::Protobuf => borrowed::decode_protobuf(rec, &arena).map_err(|e| e.to_string())?,
     };
     let ty = ev
         .r#type
@@ -86,7 +87,7 @@ fn summary(rec: &[u8], format: Format) -> Result<String, String> {
         .map_or("UNKNOWN", |t| t.as_str_name());
     let what = if let Some(o) = &ev.offers {
         let agents: std::collections::BTreeSet<&str> =
-            o.offers.iter().map(|o| &*o.agent_id.value).collect();
+            o.offers.iter().map(|o| o.agent_id.value).collect();
         format!("{} offers from {} agents", o.offers.len(), agents.len())
     } else if let Some(u) = &ev.update {
         let s = &u.status;
@@ -95,10 +96,7 @@ fn summary(rec: &[u8], format: Format) -> Result<String, String> {
         format!(
             "task {} {state}{}",
             s.task_id.value,
-            s.message
-                .as_deref()
-                .map(|m| format!(": {m}"))
-                .unwrap_or_default()
+            s.message.map(|m| format!(": {m}")).unwrap_or_default()
         )
     } else if let Some(s) = &ev.subscribed {
         format!("framework {}", s.framework_id.value)
