@@ -15,18 +15,20 @@
 //!   as empty output, a missing error file as no cause);
 //! - the error file's text is trimmed and bounded to [`ERROR_FILE_LIMIT`] bytes.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::process::CommandExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use tokio::process::Command;
+use tokio::sync::oneshot;
 
 use crate::proctree::{self, Proc};
 
@@ -114,45 +116,7 @@ impl Runner {
                 }
             })?;
 
-        let mut child = spawn(inv, &files, stdin).await?;
-        files.pgid = child.id();
-
-        let status = match tokio::time::timeout(inv.timeout, child.wait()).await {
-            Ok(status) => status,
-            Err(_) => {
-                // The whole tree, as Mesos's `os::killtree`: the group, and what left it
-                // (`setsid`) but descends from it, found while the leader still lives (reads
-                // all of /proc: only on timeouts).
-                let tree = files.pgid.map(proctree::tree).unwrap_or_default();
-                files.signal(libc::SIGTERM);
-                signal_each(&tree, libc::SIGTERM);
-                // Whether or not the leader went, the rest of the tree gets SIGKILL.
-                let _ = tokio::time::timeout(KILL_GRACE, child.wait()).await;
-                let mut tree = tree;
-                if let Some(pgid) = files.pgid {
-                    tree.extend(proctree::tree(pgid));
-                }
-                files.signal(libc::SIGKILL);
-                signal_each(&tree, libc::SIGKILL);
-                let _ = child.wait().await;
-                files.pgid = None;
-                drop(files);
-                tracing::warn!(label = %inv.label, command = %inv.command, timeout = ?inv.timeout, "command timed out, killed");
-                return Err(RunError::Timeout {
-                    label: inv.label.clone(),
-                    command: inv.command.clone(),
-                    after: inv.timeout,
-                });
-            }
-        };
-        // Stragglers: children the command left in its group.
-        files.signal(libc::SIGKILL);
-        files.pgid = None;
-        let status = status.map_err(|source| RunError::Wait {
-            label: inv.label.clone(),
-            command: inv.command.clone(),
-            source,
-        })?;
+        let status = execute(inv, &mut files, stdin).await?;
 
         if status.success() {
             let output = files
@@ -327,49 +291,150 @@ fn cause_suffix(cause: &str) -> String {
     }
 }
 
-/// Runs in flight in this process, over all runners; see [`spawn`].
-static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
-
-/// Spawns handed to the spawner at one time, at most; see [`spawn`].
-const SPAWN_THREADS: usize = 4;
-static SPAWNING: AtomicUsize = AtomicUsize::new(0);
-
-/// The spawner: a small runtime of its own, on a thread of its own, that lives as long as
-/// the process. Handed-off spawns run on its blocking pool, and the children they start are
-/// registered with its reactor, which is never shut down: a spawn on the caller's blocking
-/// pool can finish while the caller's runtime shuts down, and tokio then cannot register the
-/// child and drops it without killing it. `None` if the thread could not be started.
-fn spawner() -> Option<&'static tokio::runtime::Handle> {
-    static SPAWNER: OnceLock<Option<tokio::runtime::Handle>> = OnceLock::new();
-    SPAWNER
-        .get_or_init(|| {
-            // The runtime is built on its own thread: dropping one (should building fail
-            // half-way) is not allowed on the caller's, which is inside a runtime.
-            let (tx, rx) = std::sync::mpsc::sync_channel(1);
-            std::thread::Builder::new()
-                .name("mesokit-spawner".into())
-                .spawn(move || {
-                    let runtime = tokio::runtime::Builder::new_current_thread()
-                        .enable_io()
-                        .max_blocking_threads(SPAWN_THREADS)
-                        .thread_name("mesokit-spawner")
-                        .build();
-                    let runtime = match runtime {
-                        Ok(runtime) => runtime,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "cannot start the command spawner; commands are spawned by their callers");
-                            let _ = tx.send(None);
-                            return;
-                        }
-                    };
-                    let _ = tx.send(Some(runtime.handle().clone()));
-                    runtime.block_on(std::future::pending::<()>());
-                })
-                .ok()?;
-            rx.recv().ok().flatten()
-        })
-        .as_ref()
+/// A started command as its run thread and its run share it: the pid once the thread has
+/// started it, and whether the run gave it up meanwhile (cancelled or timed out).
+#[derive(Debug, Default)]
+struct Started {
+    pid: AtomicU32,
+    given_up: AtomicBool,
 }
+
+impl Started {
+    /// The command's pid (its group's id), once it has started.
+    fn pid(&self) -> Option<u32> {
+        Some(self.pid.load(Ordering::SeqCst)).filter(|pid| *pid != 0)
+    }
+
+    /// Kills the command's process group, now if it has started, else as soon as its run
+    /// thread has started it. Both sides store, then load the other's flag (`SeqCst`), so at
+    /// least one of them sees the other's and sends the SIGKILL.
+    fn give_up(&self) {
+        self.given_up.store(true, Ordering::SeqCst);
+        if let Some(pid) = self.pid() {
+            signal_group(pid, libc::SIGKILL);
+        }
+    }
+}
+
+/// What a run thread reports for one start of the command.
+#[derive(Debug)]
+enum Ended {
+    /// The command could not be started.
+    NotStarted(io::Error),
+    /// The command ran: its exit status, or why waiting failed.
+    Exited(io::Result<ExitStatus>),
+}
+
+/// One start of a command, handed to a run thread.
+struct Job {
+    command: std::process::Command,
+    started: Arc<Started>,
+    ended: oneshot::Sender<Ended>,
+}
+
+impl Job {
+    /// Starts the command, waits for it (blocking: this is a run thread), kills what it
+    /// left in its group, and reports. Nobody may be waiting for the report any more: a
+    /// cancelled run gave the command up, which is then killed right after it starts.
+    fn run(mut self) {
+        let child = self.command.spawn();
+        drop(self.command);
+        let mut child = match child {
+            Ok(child) => child,
+            Err(e) => {
+                let _ = self.ended.send(Ended::NotStarted(e));
+                return;
+            }
+        };
+        let pid = child.id();
+        self.started.pid.store(pid, Ordering::SeqCst);
+        if self.started.given_up.load(Ordering::SeqCst) {
+            signal_group(pid, libc::SIGKILL);
+        }
+        let status = child.wait();
+        // Stragglers: children the command left in its group.
+        signal_group(pid, libc::SIGKILL);
+        let _ = self.ended.send(Ended::Exited(status));
+    }
+}
+
+/// The run threads: each starts one command at a time (`posix_spawn`, which holds the
+/// thread until the child has exec'd) and blocks in `waitpid` until it exits, as a plain
+/// spawn/wait loop does. A run in flight has a thread of its own, so no run waits for
+/// another's spawn, and the async side pays two thread hand-offs per run and no reactor
+/// registration (docs/benchmarks.md, "Agent command modules"). Threads are started on
+/// demand and end after [`RUN_THREAD_IDLE`] without work. They belong to no runtime, so a
+/// runtime shutting down never drops a child unwaited.
+struct RunThreads {
+    jobs: VecDeque<Job>,
+    /// Threads waiting for a job.
+    idle: usize,
+}
+
+static RUN_THREADS: Mutex<RunThreads> = Mutex::new(RunThreads {
+    jobs: VecDeque::new(),
+    idle: 0,
+});
+static RUN_THREAD_WORK: Condvar = Condvar::new();
+
+/// How long a run thread waits for a job before it ends.
+const RUN_THREAD_IDLE: Duration = Duration::from_secs(10);
+
+/// Stack of a run thread: it only builds the spawn's arguments.
+const RUN_THREAD_STACK: usize = 256 * 1024;
+
+fn run_threads() -> std::sync::MutexGuard<'static, RunThreads> {
+    // The lock is never held across anything that can panic; a poisoned queue is intact.
+    RUN_THREADS.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Hands `job` to an idle run thread, or to a new one. An error means no thread could be
+/// started; the job is then dropped (and its command never started).
+fn submit(job: Job) -> io::Result<()> {
+    {
+        let mut threads = run_threads();
+        // Every queued job has an idle thread of its own.
+        if threads.idle > threads.jobs.len() {
+            threads.jobs.push_back(job);
+            drop(threads);
+            RUN_THREAD_WORK.notify_one();
+            return Ok(());
+        }
+    }
+    std::thread::Builder::new()
+        .name("mesokit-run".into())
+        .stack_size(RUN_THREAD_STACK)
+        .spawn(move || {
+            job.run();
+            serve();
+        })
+        .map(drop)
+}
+
+/// A run thread's loop, after its first job.
+fn serve() {
+    let mut threads = run_threads();
+    loop {
+        if let Some(job) = threads.jobs.pop_front() {
+            drop(threads);
+            job.run();
+            threads = run_threads();
+            continue;
+        }
+        threads.idle += 1;
+        let (guard, waited) = RUN_THREAD_WORK
+            .wait_timeout(threads, RUN_THREAD_IDLE)
+            .unwrap_or_else(PoisonError::into_inner);
+        threads = guard;
+        threads.idle -= 1;
+        if waited.timed_out() && threads.jobs.is_empty() {
+            return;
+        }
+    }
+}
+
+/// Runs in flight in this process, over all runners; see [`execute`].
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 
 /// Counts a run in [`IN_FLIGHT`] while it lives.
 struct InFlight;
@@ -387,60 +452,57 @@ impl Drop for InFlight {
     }
 }
 
-/// A slot of [`SPAWNING`], released on drop.
-struct SpawnSlot;
-
-impl SpawnSlot {
-    fn take() -> Option<Self> {
-        SPAWNING
-            .fetch_update(Ordering::Acquire, Ordering::Relaxed, |n| {
-                (n < SPAWN_THREADS).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| Self)
-    }
+/// A started command, waited for on the run's task or by a run thread.
+enum Running {
+    /// Spawned on the run's task; tokio reaps it.
+    Task(tokio::process::Child),
+    /// Spawned by a run thread, which reaps it and reports here; `None` once it has.
+    Thread(Option<oneshot::Receiver<Ended>>),
 }
 
-impl Drop for SpawnSlot {
-    fn drop(&mut self) {
-        SPAWNING.fetch_sub(1, Ordering::Release);
-    }
-}
-
-/// A child spawned by the spawner for a run that may have been cancelled meanwhile: if
-/// nobody takes it, its process group is killed (`kill_on_drop` alone reaches the leader).
-struct Spawned(Option<tokio::process::Child>);
-
-impl Spawned {
-    fn take(mut self) -> tokio::process::Child {
-        self.0.take().expect("taken once")
-    }
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0.as_ref().and_then(|child| child.id()) {
-            signal_group(pid, libc::SIGKILL);
+impl Running {
+    /// Waits for the command's exit (cancel-safe; again after it returned, at once). The
+    /// error is a run thread's failure to start the command.
+    async fn wait(&mut self, started: &Started) -> Result<io::Result<ExitStatus>, io::Error> {
+        match self {
+            Self::Task(child) => {
+                let status = child.wait().await;
+                // Stragglers: children the command left in its group.
+                started.give_up();
+                Ok(status)
+            }
+            Self::Thread(None) => Ok(Err(io::Error::other("already reaped"))),
+            Self::Thread(Some(ended)) => {
+                let ended = ended.await;
+                *self = Self::Thread(None);
+                match ended {
+                    Ok(Ended::Exited(status)) => Ok(status),
+                    Ok(Ended::NotStarted(e)) => Err(e),
+                    Err(_) => Ok(Err(io::Error::other(
+                        "its run thread ended without reporting",
+                    ))),
+                }
+            }
         }
     }
 }
 
-/// Starts the command with `stdin` (the input file) as its stdin. A script that was just
-/// written may still be open for writing in a child forked concurrently by another thread
-/// (ETXTBSY until that child execs): retry a few times, each with the input file opened anew,
-/// before giving up.
+/// Runs the command with `stdin` (the input file) as its stdin and waits for its exit
+/// status within the invocation's timeout. A script that was just written may still be open
+/// for writing in a child forked concurrently by another thread (ETXTBSY until that child
+/// execs): retry a few times, each with the input file opened anew, before giving up.
 ///
 /// Spawning (`posix_spawn`, a vfork) holds the calling thread until the child has exec'd;
-/// on a busy machine the child can wait for a CPU meanwhile, and so does everything else
-/// queued on that runtime worker. A run that is alone spawns right on its task (no hand-off
-/// to pay); with other runs in flight, the spawn goes to the [`spawner`], at most
-/// [`SPAWN_THREADS`] at a time (beyond that, on the task again), so that the workers keep
-/// serving the other runs (docs/benchmarks.md, "Agent command modules").
-async fn spawn(
+/// on a busy machine the child can wait for a CPU meanwhile, and so would everything else
+/// queued on that runtime worker. A run that is alone spawns right on its task and tokio
+/// reaps the child (no thread hand-off to pay); with other runs in flight, the command goes
+/// to a run thread of its own (see [`RunThreads`]), so that the workers keep serving the
+/// other runs (docs/benchmarks.md, "Agent command modules").
+async fn execute(
     inv: &Invocation,
-    files: &RunFiles,
+    files: &mut RunFiles,
     stdin: File,
-) -> Result<tokio::process::Child, RunError> {
+) -> Result<ExitStatus, RunError> {
     let spawn_error = |source| RunError::Spawn {
         label: inv.label.clone(),
         command: inv.command.clone(),
@@ -453,41 +515,100 @@ async fn spawn(
             Some(file) => file,
             None => files.open_input().map_err(spawn_error)?,
         };
-        let mut command = Command::new(&inv.command);
+        let mut command = std::process::Command::new(&inv.command);
         command
             .arg(&files.input)
             .arg(&files.output)
             .arg(&files.error)
             .stdin(input)
-            .process_group(0)
-            .kill_on_drop(true);
-        let handoff = if IN_FLIGHT.load(Ordering::Relaxed) > 1 {
-            spawner().zip(SpawnSlot::take())
+            .process_group(0);
+        let started = Arc::new(Started::default());
+        let mut running = if IN_FLIGHT.load(Ordering::Relaxed) > 1 {
+            let (tx, rx) = oneshot::channel();
+            submit(Job {
+                command,
+                started: Arc::clone(&started),
+                ended: tx,
+            })
+            .map_err(|e| {
+                spawn_error(io::Error::new(
+                    e.kind(),
+                    format!("cannot start a thread to run it: {e}"),
+                ))
+            })?;
+            Running::Thread(Some(rx))
         } else {
-            None
-        };
-        let spawned = match handoff {
-            None => command.spawn(),
-            Some((spawner, slot)) => {
-                let handed = spawner.spawn_blocking(move || {
-                    let spawned = command.spawn().map(|child| Spawned(Some(child)));
-                    drop(slot);
-                    spawned
-                });
-                match handed.await {
-                    Ok(spawned) => spawned.map(Spawned::take),
-                    Err(e) => Err(io::Error::other(format!("the spawning thread failed: {e}"))),
+            let mut command = tokio::process::Command::from(command);
+            command.kill_on_drop(true);
+            match command.spawn() {
+                Ok(child) => {
+                    started.pid.store(child.id().unwrap_or(0), Ordering::SeqCst);
+                    Running::Task(child)
                 }
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempt < 3 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(10 * attempt)).await;
+                    continue;
+                }
+                Err(e) => return Err(spawn_error(e)),
             }
         };
-        match spawned {
+        // From here, dropping `files` (this run cancelled) kills the group.
+        files.started = Some(Arc::clone(&started));
+        let ended = match tokio::time::timeout(inv.timeout, running.wait(&started)).await {
+            Ok(ended) => ended,
+            Err(_) => {
+                timed_out(&started, &mut running).await;
+                files.started = None;
+                tracing::warn!(label = %inv.label, command = %inv.command, timeout = ?inv.timeout, "command timed out, killed");
+                return Err(RunError::Timeout {
+                    label: inv.label.clone(),
+                    command: inv.command.clone(),
+                    after: inv.timeout,
+                });
+            }
+        };
+        // Reaped, and what it left in its group killed.
+        files.started = None;
+        match ended {
+            Ok(status) => {
+                return status.map_err(|source| RunError::Wait {
+                    label: inv.label.clone(),
+                    command: inv.command.clone(),
+                    source,
+                });
+            }
             Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempt < 3 => {
                 attempt += 1;
                 tokio::time::sleep(Duration::from_millis(10 * attempt)).await;
             }
-            other => return other.map_err(spawn_error),
+            Err(e) => return Err(spawn_error(e)),
         }
     }
+}
+
+/// A timed-out command: the whole tree, as Mesos's `os::killtree`: the group, and what left
+/// it (`setsid`) but descends from it, found while the leader still lives (reads all of
+/// /proc: only on timeouts), gets SIGTERM, then SIGKILL [`KILL_GRACE`] later or once the
+/// leader is gone. Returns once the leader is reaped.
+async fn timed_out(started: &Started, running: &mut Running) {
+    let pid = started.pid();
+    let tree = pid.map(proctree::tree).unwrap_or_default();
+    match pid {
+        Some(pid) => signal_group(pid, libc::SIGTERM),
+        // Not started yet: killed as soon as it is.
+        None => started.give_up(),
+    }
+    signal_each(&tree, libc::SIGTERM);
+    // Whether or not the leader went, the rest of the tree gets SIGKILL.
+    let _ = tokio::time::timeout(KILL_GRACE, running.wait(started)).await;
+    let mut tree = tree;
+    if let Some(pid) = started.pid() {
+        tree.extend(proctree::tree(pid));
+    }
+    started.give_up();
+    signal_each(&tree, libc::SIGKILL);
+    let _ = running.wait(started).await;
 }
 
 /// The three temp files of one run, and the process group while it may be alive. Dropping
@@ -499,7 +620,8 @@ struct RunFiles {
     output: PathBuf,
     error: PathBuf,
     created: usize,
-    pgid: Option<u32>,
+    /// The command while it may be alive.
+    started: Option<Arc<Started>>,
 }
 
 impl RunFiles {
@@ -515,7 +637,7 @@ impl RunFiles {
                 output: dir.join(format!("{stem}.out")),
                 error: dir.join(format!("{stem}.err")),
                 created: 0,
-                pgid: None,
+                started: None,
             };
             match files.create_all(input) {
                 Ok(stdin) => return Ok((files, stdin)),
@@ -578,17 +700,13 @@ impl RunFiles {
         }
         cause
     }
-
-    fn signal(&self, signal: libc::c_int) {
-        if let Some(pgid) = self.pgid {
-            signal_group(pgid, signal);
-        }
-    }
 }
 
 impl Drop for RunFiles {
     fn drop(&mut self) {
-        self.signal(libc::SIGKILL);
+        if let Some(started) = &self.started {
+            started.give_up();
+        }
         for path in [&self.input, &self.output, &self.error]
             .into_iter()
             .take(self.created)

@@ -408,9 +408,8 @@ async fn ten_runs_in_parallel() {
     s.assert_no_temp_files();
 }
 
-/// Many runs at once on one thread: with others in flight, a run hands its spawn to the
-/// blocking pool (at most a few at a time, the rest spawn on their task); every run must
-/// still get its own stdin and output.
+/// Many runs at once on one thread: with others in flight, a run hands its command to a run
+/// thread of its own; every run must still get its own stdin and output.
 #[tokio::test]
 async fn parallel_runs_on_a_current_thread_runtime() {
     let s = Scratch::new("parallel-1");
@@ -435,9 +434,9 @@ async fn parallel_runs_on_a_current_thread_runtime() {
     s.assert_no_temp_files();
 }
 
-/// Runs cancelled at every stage, also while their spawn is on the blocking pool: once the
-/// runtime is gone (which waits for the blocking pool), every command that started, and
-/// the child it left in its group, is dead and no temp file is left.
+/// Runs cancelled at every stage, also while their command is being started by a run
+/// thread: once the runtime is gone, every command that started, and the child it left in
+/// its group, is dead and no temp file is left.
 #[test]
 fn parallel_runs_cancelled_while_spawning_leave_nothing_behind() {
     let s = Scratch::new("cancel-spawning");
