@@ -9,6 +9,10 @@
 //! - every run has a timeout and runs the path directly, with no `/bin/sh -c` (Criteo's watch
 //!   loop uses `system()` with no timeout);
 //! - the temp files are removed on every path, also on error, timeout or cancellation;
+//! - they are not `mkstemp` files in the temp directory: each runner makes one private
+//!   directory there (mode 0700) on its first run and removes it when dropped; a run creates
+//!   its input file in it (mode 0600) and names the output and error files next to it, which
+//!   the command creates if it writes them (they are not created in advance);
 //! - processes the command leaves behind in its process group are killed when it exits
 //!   (on a timeout, the whole tree is killed, as Criteo does, also what left the group);
 //! - a command that deletes its own temp files is not an error (a missing output file reads
@@ -17,9 +21,10 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::hash::{BuildHasher, RandomState};
 use std::io::{self, Read};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -42,30 +47,87 @@ pub const KILL_GRACE: Duration = Duration::from_secs(1);
 /// At most this many bytes of the error file are quoted in [`RunError::Exit`].
 pub const ERROR_FILE_LIMIT: usize = 4096;
 
-/// Makes temp file names unique within this process; `create_new` catches the rest
-/// (stale files of an earlier process with the same pid).
+/// Makes temp file names unique within this process (and so within a private directory).
 static NEXT_RUN: AtomicU64 = AtomicU64::new(0);
 
-/// Runs external commands. Cheap to clone; one runner can serve many concurrent runs.
+/// Runs external commands. Cheap to clone; one runner can serve many concurrent runs. The
+/// clones share one private directory for their temp files, removed with the last clone.
 #[derive(Debug, Clone)]
 pub struct Runner {
     dir: PathBuf,
     debug: bool,
+    private: Arc<PrivateDir>,
+}
+
+/// A runner's own directory (mode 0700) in its temp directory, made on the first run, so
+/// that its temp files need no random names and the output and error files need not be
+/// created in advance: nobody else can create or replace a file there. Removed on drop.
+#[derive(Debug, Default)]
+struct PrivateDir(Mutex<Option<Arc<Path>>>);
+
+impl PrivateDir {
+    /// The directory, made in `parent` if there is none yet.
+    fn get(&self, parent: &Path) -> Result<Arc<Path>, (PathBuf, io::Error)> {
+        let mut dir = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(dir) = &*dir {
+            return Ok(Arc::clone(dir));
+        }
+        let made: Arc<Path> = make_private_dir(parent)?.into();
+        *dir = Some(Arc::clone(&made));
+        Ok(made)
+    }
+
+    /// Forgets `gone` (removed by someone else), so that the next run makes a new one.
+    fn forget(&self, gone: &Path) {
+        let mut dir = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if dir.as_deref() == Some(gone) {
+            *dir = None;
+        }
+    }
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        let dir = self.0.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if let Some(dir) = dir.take() {
+            // Normally empty; remove_dir_all also takes what a command's detached child may
+            // have written after its run (it does not follow symlinks).
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+}
+
+/// Makes a new directory, mode 0700, in `parent`: `mesokit-runs-<pid>-<random>`.
+fn make_private_dir(parent: &Path) -> Result<PathBuf, (PathBuf, io::Error)> {
+    let mut tries = 0;
+    loop {
+        let random = RandomState::new().hash_one(NEXT_RUN.fetch_add(1, Ordering::Relaxed));
+        let dir = parent.join(format!("mesokit-runs-{}-{random:016x}", std::process::id()));
+        match DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < 16 => tries += 1,
+            Err(e) => return Err((dir, e)),
+        }
+    }
 }
 
 impl Default for Runner {
-    /// A runner that keeps its temp files in [`std::env::temp_dir`], debug off.
+    /// A runner that keeps its temp files in [`std::env::temp_dir`] (in a private directory
+    /// of its own), debug off.
     fn default() -> Self {
         Self::new(std::env::temp_dir())
     }
 }
 
 impl Runner {
-    /// A runner that creates its temp files (mode 0600) in `dir`, which must exist.
+    /// A runner that keeps its temp files in `dir`, which must exist: on its first run it
+    /// makes a private directory there (mode 0700), removed when the runner and all its
+    /// clones are dropped.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {
             dir: dir.into(),
             debug: false,
+            private: Arc::default(),
         }
     }
 
@@ -76,7 +138,7 @@ impl Runner {
         self
     }
 
-    /// The directory holding the temp files.
+    /// The directory holding the runner's private directory, in which the temp files are.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -108,13 +170,12 @@ impl Runner {
         // syscalls, cheaper than handing each step to the blocking pool (two thread
         // hand-offs per run; docs/benchmarks.md, "Agent command modules").
         let (mut files, stdin) =
-            RunFiles::create(&self.dir, &inv.input).map_err(|(path, source)| {
-                RunError::TempFile {
+            self.create_files(&inv.input)
+                .map_err(|(path, source)| RunError::TempFile {
                     label: inv.label.clone(),
                     path,
                     source,
-                }
-            })?;
+                })?;
 
         let status = execute(inv, &mut files, stdin).await?;
 
@@ -147,6 +208,20 @@ impl Runner {
                 status: ExitKind::from_status(status),
                 cause,
             })
+        }
+    }
+}
+
+impl Runner {
+    /// A run's files in the private directory; a new one if ours was removed meanwhile.
+    fn create_files(&self, input: &[u8]) -> Result<(RunFiles, File), (PathBuf, io::Error)> {
+        let dir = self.private.get(&self.dir)?;
+        match RunFiles::create(&dir, input) {
+            Err((_, e)) if e.kind() == io::ErrorKind::NotFound => {
+                self.private.forget(&dir);
+                RunFiles::create(&self.private.get(&self.dir)?, input)
+            }
+            other => other,
         }
     }
 }
@@ -619,55 +694,38 @@ struct RunFiles {
     input: PathBuf,
     output: PathBuf,
     error: PathBuf,
-    created: usize,
+    /// Whether the input file was created (the others are the command's).
+    created: bool,
     /// The command while it may be alive.
     started: Option<Arc<Started>>,
 }
 
 impl RunFiles {
-    /// Creates the files (mode 0600) and writes `input`; returns the input file, at offset 0,
-    /// to serve as the command's stdin.
+    /// Creates the input file (mode 0600) in the private directory `dir` and writes
+    /// `input`; returns it, at offset 0, to serve as the command's stdin. The output and
+    /// error files are only named: the command creates them if it writes them.
     fn create(dir: &Path, input: &[u8]) -> Result<(Self, File), (PathBuf, io::Error)> {
-        let mut tries = 0;
-        loop {
-            let n = NEXT_RUN.fetch_add(1, Ordering::Relaxed);
-            let stem = format!("mesokit-hook-{}-{n}", std::process::id());
-            let mut files = Self {
-                input: dir.join(format!("{stem}.in")),
-                output: dir.join(format!("{stem}.out")),
-                error: dir.join(format!("{stem}.err")),
-                created: 0,
-                started: None,
-            };
-            match files.create_all(input) {
-                Ok(stdin) => return Ok((files, stdin)),
-                Err((_, e)) if e.kind() == io::ErrorKind::AlreadyExists && tries < 16 => tries += 1,
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    fn create_all(&mut self, input: &[u8]) -> Result<File, (PathBuf, io::Error)> {
-        let open = |path: &Path, read: bool| {
-            OpenOptions::new()
-                .read(read)
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(|e| (path.to_owned(), e))
+        let n = NEXT_RUN.fetch_add(1, Ordering::Relaxed);
+        let mut files = Self {
+            input: dir.join(format!("{n}.in")),
+            output: dir.join(format!("{n}.out")),
+            error: dir.join(format!("{n}.err")),
+            created: false,
+            started: None,
         };
-        let stdin = open(&self.input, true)?;
-        self.created = 1;
+        let stdin = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&files.input)
+            .map_err(|e| (files.input.clone(), e))?;
+        files.created = true;
         // Written at offset 0 (no seek back), so the command reads its stdin from the start.
         stdin
             .write_all_at(input, 0)
-            .map_err(|e| (self.input.clone(), e))?;
-        open(&self.output, false)?;
-        self.created = 2;
-        open(&self.error, false)?;
-        self.created = 3;
-        Ok(stdin)
+            .map_err(|e| (files.input.clone(), e))?;
+        Ok((files, stdin))
     }
 
     /// The input file opened again for reading, for a retried spawn.
@@ -707,12 +765,12 @@ impl Drop for RunFiles {
         if let Some(started) = &self.started {
             started.give_up();
         }
-        for path in [&self.input, &self.output, &self.error]
-            .into_iter()
-            .take(self.created)
-        {
-            // NotFound is fine: the command may delete its own files.
-            let _ = std::fs::remove_file(path);
+        if self.created {
+            for path in [&self.input, &self.output, &self.error] {
+                // NotFound is fine: the command may not write its output or error file, or
+                // delete its own files.
+                let _ = std::fs::remove_file(path);
+            }
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The external-command runner against real shell scripts, written to a fresh directory
-//! per test. Every test also checks that the runner's temp directory is empty afterwards.
+//! per test. Every test also checks that no temp file is left in the runner's temp directory
+//! afterwards.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -42,10 +43,7 @@ impl Scratch {
     }
 
     fn assert_no_temp_files(&self) {
-        let left: Vec<_> = std::fs::read_dir(self.runner.dir())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let left = files_under(self.runner.dir());
         assert!(left.is_empty(), "temp files left behind: {left:?}");
     }
 }
@@ -54,6 +52,21 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.root);
     }
+}
+
+/// Every file under `dir`, at any depth (the runner's private directory may remain while
+/// the runner lives, empty).
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            files.extend(files_under(&entry.path()));
+        } else {
+            files.push(entry.path());
+        }
+    }
+    files
 }
 
 fn inv(command: &str, input: &str) -> Invocation {
@@ -123,16 +136,50 @@ async fn stdin_is_the_input_file() {
     s.assert_no_temp_files();
 }
 
+/// The input file is 0600 in a directory of the runner's own (0700), where the command
+/// creates its output and error files.
 #[tokio::test]
 async fn temp_files_are_private() {
     let s = Scratch::new("mode");
     let cmd = s.script(
         "mode.sh",
-        r#"stat -c %a "$1" "$2" "$3" | tr '\n' ' ' > "$2""#,
+        r#"d=$(dirname "$1")
+[ "$(dirname "$2")" = "$d" ] && [ "$(dirname "$3")" = "$d" ] || exit 9
+[ -e "$2" ] || [ -e "$3" ] && exit 8
+echo oops > "$3"
+stat -c %a "$1" "$d" | tr '\n' ' ' > "$2""#,
     );
     let outcome = s.runner.run(&inv(&cmd, "x")).await.unwrap();
-    assert_eq!(outcome.output, b"600 600 600 ");
+    assert_eq!(outcome.output, b"600 700 ");
     s.assert_no_temp_files();
+}
+
+/// The private directory goes with the last clone of the runner; runs in an earlier one do
+/// not stop a new runner from working in the same temp directory.
+#[tokio::test]
+async fn the_private_directory_goes_with_the_runner() {
+    let s = Scratch::new("private-dir");
+    let cmd = s.script("ok.sh", r#"dirname "$1" > "$2""#);
+    let tmp = s.path("tmp");
+    let runner = Runner::new(&tmp);
+    let clone = runner.clone();
+    let first = runner.run(&inv(&cmd, "{}")).await.unwrap().output;
+    let second = clone.run(&inv(&cmd, "{}")).await.unwrap().output;
+    assert_eq!(first, second, "clones share one directory");
+    let private = PathBuf::from(String::from_utf8(first).unwrap().trim());
+    assert_eq!(private.parent(), Some(tmp.as_path()));
+    drop(runner);
+    assert!(private.is_dir());
+    drop(clone);
+    assert!(!private.exists(), "{} left behind", private.display());
+
+    // Removed by someone else while the runner lives: the next run makes a new one.
+    let runner = Runner::new(&tmp);
+    let private = runner.run(&inv(&cmd, "{}")).await.unwrap().output;
+    std::fs::remove_dir(String::from_utf8(private).unwrap().trim()).unwrap();
+    runner.run(&inv(&cmd, "{}")).await.unwrap();
+    drop(runner);
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
 }
 
 #[tokio::test]
