@@ -694,8 +694,9 @@ struct RunFiles {
     input: PathBuf,
     output: PathBuf,
     error: PathBuf,
-    /// Whether the input file was created (the others are the command's).
-    created: bool,
+    /// Files known not to exist (input, output, error): not created, or found missing
+    /// after the command's exit.
+    absent: [bool; 3],
     /// The command while it may be alive.
     started: Option<Arc<Started>>,
 }
@@ -710,7 +711,7 @@ impl RunFiles {
             input: dir.join(format!("{n}.in")),
             output: dir.join(format!("{n}.out")),
             error: dir.join(format!("{n}.err")),
-            created: false,
+            absent: [true; 3],
             started: None,
         };
         let stdin = OpenOptions::new()
@@ -720,7 +721,8 @@ impl RunFiles {
             .mode(0o600)
             .open(&files.input)
             .map_err(|e| (files.input.clone(), e))?;
-        files.created = true;
+        // From here the command may create the other two.
+        files.absent = [false; 3];
         // Written at offset 0 (no seek back), so the command reads its stdin from the start.
         stdin
             .write_all_at(input, 0)
@@ -733,20 +735,27 @@ impl RunFiles {
         File::open(&self.input)
     }
 
-    fn read_output(self) -> Result<Vec<u8>, (PathBuf, io::Error)> {
-        match std::fs::read(&self.output) {
-            Ok(output) => Ok(output),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+    fn read_output(mut self) -> Result<Vec<u8>, (PathBuf, io::Error)> {
+        // Through `take`, which gives no size hint: no `statx` and `lseek` for the file's
+        // size; a small output takes two reads.
+        let mut output = Vec::new();
+        match File::open(&self.output).and_then(|f| f.take(u64::MAX).read_to_end(&mut output)) {
+            Ok(_) => Ok(output),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.absent[1] = true;
+                Ok(Vec::new())
+            }
             Err(e) => Err((self.output.clone(), e)),
         }
     }
 
     /// The trimmed error file, bounded to [`ERROR_FILE_LIMIT`] bytes; empty if unreadable.
-    fn read_error(self) -> String {
+    fn read_error(mut self) -> String {
         let mut bytes = Vec::new();
         let read = File::open(&self.error)
             .and_then(|f| f.take(ERROR_FILE_LIMIT as u64 + 1).read_to_end(&mut bytes));
-        if read.is_err() {
+        if let Err(e) = read {
+            self.absent[2] = e.kind() == io::ErrorKind::NotFound;
             return String::new();
         }
         let truncated = bytes.len() > ERROR_FILE_LIMIT;
@@ -765,8 +774,11 @@ impl Drop for RunFiles {
         if let Some(started) = &self.started {
             started.give_up();
         }
-        if self.created {
-            for path in [&self.input, &self.output, &self.error] {
+        for (path, absent) in [&self.input, &self.output, &self.error]
+            .into_iter()
+            .zip(self.absent)
+        {
+            if !absent {
                 // NotFound is fine: the command may not write its output or error file, or
                 // delete its own files.
                 let _ = std::fs::remove_file(path);
