@@ -455,6 +455,42 @@ async fn ten_runs_in_parallel() {
     s.assert_no_temp_files();
 }
 
+/// Runs in flight time out together: each command (on a run thread of its own) and the
+/// child it left in its group are killed, and each run reports its timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_in_flight_time_out_each() {
+    let s = Scratch::new("parallel-hang");
+    let pids = s.path("pids");
+    std::fs::create_dir(&pids).unwrap();
+    let cmd = s.script(
+        "hang.sh",
+        &format!(
+            "sleep 60 & echo $! > {p}/$!; echo $$ > {p}/$$; while :; do sleep 0.05; done",
+            p = pids.display()
+        ),
+    );
+    let runner = Arc::new(s.runner.clone());
+    let mut runs = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let runner = Arc::clone(&runner);
+        let inv = inv(&cmd, "{}").with_timeout(Duration::from_millis(300));
+        runs.spawn(async move { runner.run(&inv).await });
+    }
+    while let Some(joined) = runs.join_next().await {
+        let err = joined.unwrap().unwrap_err();
+        assert!(matches!(err, RunError::Timeout { .. }), "{err:?}");
+    }
+    let started: Vec<u32> = std::fs::read_dir(&pids)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(started.len(), 8, "{started:?}");
+    for pid in started {
+        assert_dies(pid).await;
+    }
+    s.assert_no_temp_files();
+}
+
 /// Many runs at once on one thread: with others in flight, a run hands its command to a run
 /// thread of its own; every run must still get its own stdin and output.
 #[tokio::test]
