@@ -151,6 +151,9 @@ impl Runner {
     /// command exits, whatever is left in its group is killed (a daemon meant to outlive the
     /// command must leave the group, e.g. with `setsid`). The temp files are removed in every
     /// case, also when this future is dropped before it completes (the group is then killed).
+    ///
+    /// A run alone in the process spawns on its task and tokio reaps the child; with other
+    /// runs in flight, a run thread of its own starts the command and waits for it.
     pub async fn run(&self, inv: &Invocation) -> Result<Outcome, RunError> {
         let start = Instant::now();
         let _in_flight = InFlight::enter();
