@@ -20,10 +20,13 @@
 //! - the error file's text is trimmed and bounded to [`ERROR_FILE_LIMIT`] bytes.
 
 use std::collections::VecDeque;
+use std::ffi::{CStr, CString, OsStr};
 use std::fmt;
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::hash::{BuildHasher, RandomState};
 use std::io::{self, Read};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
 use std::os::unix::process::ExitStatusExt;
@@ -63,24 +66,43 @@ pub struct Runner {
 /// that its temp files need no random names and the output and error files need not be
 /// created in advance: nobody else can create or replace a file there. Removed on drop.
 #[derive(Debug, Default)]
-struct PrivateDir(Mutex<Option<Arc<Path>>>);
+struct PrivateDir(Mutex<Option<Arc<Dir>>>);
+
+/// An open directory: the run files are opened and removed relative to it (`openat`,
+/// `unlinkat`), one path component to walk instead of the whole temp path each time.
+#[derive(Debug)]
+struct Dir {
+    path: PathBuf,
+    fd: File,
+}
 
 impl PrivateDir {
     /// The directory, made in `parent` if there is none yet.
-    fn get(&self, parent: &Path) -> Result<Arc<Path>, (PathBuf, io::Error)> {
+    fn get(&self, parent: &Path) -> Result<Arc<Dir>, (PathBuf, io::Error)> {
         let mut dir = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(dir) = &*dir {
             return Ok(Arc::clone(dir));
         }
-        let made: Arc<Path> = make_private_dir(parent)?.into();
+        let path = make_private_dir(parent)?;
+        let fd = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(&path);
+        let made = match fd {
+            Ok(fd) => Arc::new(Dir { path, fd }),
+            Err(e) => {
+                let _ = std::fs::remove_dir(&path);
+                return Err((path, e));
+            }
+        };
         *dir = Some(Arc::clone(&made));
         Ok(made)
     }
 
     /// Forgets `gone` (removed by someone else), so that the next run makes a new one.
-    fn forget(&self, gone: &Path) {
+    fn forget(&self, gone: &Arc<Dir>) {
         let mut dir = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if dir.as_deref() == Some(gone) {
+        if dir.as_ref().is_some_and(|dir| Arc::ptr_eq(dir, gone)) {
             *dir = None;
         }
     }
@@ -92,7 +114,7 @@ impl Drop for PrivateDir {
         if let Some(dir) = dir.take() {
             // Normally empty; remove_dir_all also takes what a command's detached child may
             // have written after its run (it does not follow symlinks).
-            let _ = std::fs::remove_dir_all(&dir);
+            let _ = std::fs::remove_dir_all(&dir.path);
         }
     }
 }
@@ -108,6 +130,38 @@ fn make_private_dir(parent: &Path) -> Result<PathBuf, (PathBuf, io::Error)> {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < 16 => tries += 1,
             Err(e) => return Err((dir, e)),
         }
+    }
+}
+
+impl Dir {
+    /// `openat(2)` of `name` in this directory, close-on-exec.
+    #[allow(unsafe_code)]
+    fn open(&self, name: &CStr, flags: libc::c_int) -> io::Result<File> {
+        // SAFETY: `name` is NUL-terminated and outlives the call, and `self.fd` is open for
+        // its whole length; openat only reads the string.
+        let fd = unsafe {
+            libc::openat(
+                self.fd.as_raw_fd(),
+                name.as_ptr(),
+                flags | libc::O_CLOEXEC,
+                0o600 as libc::c_uint,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: openat returned a new descriptor, owned by nothing else.
+        Ok(unsafe { File::from_raw_fd(fd) })
+    }
+
+    /// `unlinkat(2)` of `name` in this directory.
+    #[allow(unsafe_code)]
+    fn unlink(&self, name: &CStr) -> io::Result<()> {
+        // SAFETY: as in `open`: a NUL-terminated string and a descriptor open for the call.
+        if unsafe { libc::unlinkat(self.fd.as_raw_fd(), name.as_ptr(), 0) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
     }
 }
 
@@ -219,10 +273,10 @@ impl Runner {
     /// A run's files in the private directory; a new one if ours was removed meanwhile.
     fn create_files(&self, input: &[u8]) -> Result<(RunFiles, File), (PathBuf, io::Error)> {
         let dir = self.private.get(&self.dir)?;
-        match RunFiles::create(&dir, input) {
+        match RunFiles::create(Arc::clone(&dir), input) {
             Err((_, e)) if e.kind() == io::ErrorKind::NotFound => {
                 self.private.forget(&dir);
-                RunFiles::create(&self.private.get(&self.dir)?, input)
+                RunFiles::create(self.private.get(&self.dir)?, input)
             }
             other => other,
         }
@@ -694,9 +748,13 @@ async fn timed_out(started: &Started, running: &mut Running) {
 /// leaves anything behind.
 #[derive(Debug)]
 struct RunFiles {
+    dir: Arc<Dir>,
+    /// Full paths, for the command's arguments and for errors.
     input: PathBuf,
     output: PathBuf,
     error: PathBuf,
+    /// The same, relative to `dir`.
+    names: [CString; 3],
     /// Files known not to exist (input, output, error): not created, or found missing
     /// after the command's exit.
     absent: [bool; 3],
@@ -708,21 +766,23 @@ impl RunFiles {
     /// Creates the input file (mode 0600) in the private directory `dir` and writes
     /// `input`; returns it, at offset 0, to serve as the command's stdin. The output and
     /// error files are only named: the command creates them if it writes them.
-    fn create(dir: &Path, input: &[u8]) -> Result<(Self, File), (PathBuf, io::Error)> {
+    fn create(dir: Arc<Dir>, input: &[u8]) -> Result<(Self, File), (PathBuf, io::Error)> {
         let n = NEXT_RUN.fetch_add(1, Ordering::Relaxed);
+        let name = |ext: &str| CString::new(format!("{n}.{ext}")).expect("no NUL in a number");
+        let names = [name("in"), name("out"), name("err")];
+        let path = |name: &CString| dir.path.join(OsStr::from_bytes(name.as_bytes()));
         let mut files = Self {
-            input: dir.join(format!("{n}.in")),
-            output: dir.join(format!("{n}.out")),
-            error: dir.join(format!("{n}.err")),
+            input: path(&names[0]),
+            output: path(&names[1]),
+            error: path(&names[2]),
+            names,
+            dir,
             absent: [true; 3],
             started: None,
         };
-        let stdin = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&files.input)
+        let stdin = files
+            .dir
+            .open(&files.names[0], libc::O_RDWR | libc::O_CREAT | libc::O_EXCL)
             .map_err(|e| (files.input.clone(), e))?;
         // From here the command may create the other two.
         files.absent = [false; 3];
@@ -735,14 +795,18 @@ impl RunFiles {
 
     /// The input file opened again for reading, for a retried spawn.
     fn open_input(&self) -> io::Result<File> {
-        File::open(&self.input)
+        self.dir.open(&self.names[0], libc::O_RDONLY)
     }
 
     fn read_output(mut self) -> Result<Vec<u8>, (PathBuf, io::Error)> {
         // Through `take`, which gives no size hint: no `statx` and `lseek` for the file's
         // size; a small output takes two reads.
         let mut output = Vec::new();
-        match File::open(&self.output).and_then(|f| f.take(u64::MAX).read_to_end(&mut output)) {
+        let read = self
+            .dir
+            .open(&self.names[1], libc::O_RDONLY)
+            .and_then(|f| f.take(u64::MAX).read_to_end(&mut output));
+        match read {
             Ok(_) => Ok(output),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 self.absent[1] = true;
@@ -755,7 +819,9 @@ impl RunFiles {
     /// The trimmed error file, bounded to [`ERROR_FILE_LIMIT`] bytes; empty if unreadable.
     fn read_error(mut self) -> String {
         let mut bytes = Vec::new();
-        let read = File::open(&self.error)
+        let read = self
+            .dir
+            .open(&self.names[2], libc::O_RDONLY)
             .and_then(|f| f.take(ERROR_FILE_LIMIT as u64 + 1).read_to_end(&mut bytes));
         if let Err(e) = read {
             self.absent[2] = e.kind() == io::ErrorKind::NotFound;
@@ -777,14 +843,11 @@ impl Drop for RunFiles {
         if let Some(started) = &self.started {
             started.give_up();
         }
-        for (path, absent) in [&self.input, &self.output, &self.error]
-            .into_iter()
-            .zip(self.absent)
-        {
+        for (name, absent) in self.names.iter().zip(self.absent) {
             if !absent {
                 // NotFound is fine: the command may not write its output or error file, or
                 // delete its own files.
-                let _ = std::fs::remove_file(path);
+                let _ = self.dir.unlink(name);
             }
         }
     }
