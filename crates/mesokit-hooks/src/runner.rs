@@ -207,7 +207,8 @@ impl Runner {
     /// case, also when this future is dropped before it completes (the group is then killed).
     ///
     /// A run alone in the process spawns on its task and tokio reaps the child; with other
-    /// runs in flight, a run thread of its own starts the command and waits for it.
+    /// runs in flight, a run thread of its own starts the command and waits for it (up to 32
+    /// such threads, started on demand; beyond, runs spawn on their task).
     pub async fn run(&self, inv: &Invocation) -> Result<Outcome, RunError> {
         let start = Instant::now();
         let _in_flight = InFlight::enter();
@@ -459,7 +460,8 @@ enum Ended {
 
 /// One start of a command, handed to a run thread.
 struct Job {
-    command: std::process::Command,
+    /// Boxed: a job travels through a queue, and back when no thread takes it.
+    command: Box<std::process::Command>,
     started: Arc<Started>,
     ended: oneshot::Sender<Ended>,
 }
@@ -495,17 +497,20 @@ impl Job {
 /// spawn/wait loop does. A run in flight has a thread of its own, so no run waits for
 /// another's spawn, and the async side pays two thread hand-offs per run and no reactor
 /// registration (docs/benchmarks.md, "Agent command modules"). Threads are started on
-/// demand and end after [`RUN_THREAD_IDLE`] without work. They belong to no runtime, so a
-/// runtime shutting down never drops a child unwaited.
+/// demand, at most [`MAX_RUN_THREADS`], and end after [`RUN_THREAD_IDLE`] without work. They
+/// belong to no runtime, so a runtime shutting down never drops a child unwaited.
 struct RunThreads {
     jobs: VecDeque<Job>,
     /// Threads waiting for a job.
     idle: usize,
+    /// Threads alive.
+    alive: usize,
 }
 
 static RUN_THREADS: Mutex<RunThreads> = Mutex::new(RunThreads {
     jobs: VecDeque::new(),
     idle: 0,
+    alive: 0,
 });
 static RUN_THREAD_WORK: Condvar = Condvar::new();
 
@@ -515,14 +520,27 @@ const RUN_THREAD_IDLE: Duration = Duration::from_secs(10);
 /// Stack of a run thread: it only builds the spawn's arguments.
 const RUN_THREAD_STACK: usize = 256 * 1024;
 
+/// Run threads at most; beyond, runs spawn on their task (as a run alone does), so that a
+/// burst of runs (a `/monitor/statistics` request runs one usage command per container)
+/// does not hold hundreds of threads.
+const MAX_RUN_THREADS: usize = 32;
+
 fn run_threads() -> std::sync::MutexGuard<'static, RunThreads> {
     // The lock is never held across anything that can panic; a poisoned queue is intact.
     RUN_THREADS.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Hands `job` to an idle run thread, or to a new one. An error means no thread could be
-/// started; the job is then dropped (and its command never started).
-fn submit(job: Job) -> io::Result<()> {
+/// Where [`submit`] put a job.
+enum Submitted {
+    /// With a run thread.
+    Taken,
+    /// Nowhere: [`MAX_RUN_THREADS`] are busy, or no thread could be started (the job, and
+    /// its command's stdin with it, was then dropped).
+    Refused(Option<Job>),
+}
+
+/// Hands `job` to an idle run thread, or to a new one.
+fn submit(job: Job) -> Submitted {
     {
         let mut threads = run_threads();
         // Every queued job has an idle thread of its own.
@@ -530,17 +548,28 @@ fn submit(job: Job) -> io::Result<()> {
             threads.jobs.push_back(job);
             drop(threads);
             RUN_THREAD_WORK.notify_one();
-            return Ok(());
+            return Submitted::Taken;
         }
+        if threads.alive >= MAX_RUN_THREADS {
+            return Submitted::Refused(Some(job));
+        }
+        threads.alive += 1;
     }
-    std::thread::Builder::new()
+    let started = std::thread::Builder::new()
         .name("mesokit-run".into())
         .stack_size(RUN_THREAD_STACK)
         .spawn(move || {
             job.run();
             serve();
-        })
-        .map(drop)
+        });
+    match started {
+        Ok(_) => Submitted::Taken,
+        Err(e) => {
+            run_threads().alive -= 1;
+            tracing::warn!(error = %e, "cannot start a thread to run a command; it runs on its task");
+            Submitted::Refused(None)
+        }
+    }
 }
 
 /// A run thread's loop, after its first job.
@@ -560,6 +589,7 @@ fn serve() {
         threads = guard;
         threads.idle -= 1;
         if waited.timed_out() && threads.jobs.is_empty() {
+            threads.alive -= 1;
             return;
         }
     }
@@ -628,8 +658,9 @@ impl Running {
 /// on a busy machine the child can wait for a CPU meanwhile, and so would everything else
 /// queued on that runtime worker. A run that is alone spawns right on its task and tokio
 /// reaps the child (no thread hand-off to pay); with other runs in flight, the command goes
-/// to a run thread of its own (see [`RunThreads`]), so that the workers keep serving the
-/// other runs (docs/benchmarks.md, "Agent command modules").
+/// to a run thread of its own (see [`RunThreads`]; with [`MAX_RUN_THREADS`] busy, it spawns
+/// on its task again), so that the workers keep serving the other runs (docs/benchmarks.md,
+/// "Agent command modules").
 async fn execute(
     inv: &Invocation,
     files: &mut RunFiles,
@@ -647,42 +678,34 @@ async fn execute(
             Some(file) => file,
             None => files.open_input().map_err(spawn_error)?,
         };
-        let mut command = std::process::Command::new(&inv.command);
-        command
-            .arg(&files.input)
-            .arg(&files.output)
-            .arg(&files.error)
-            .stdin(input)
-            .process_group(0);
+        let command = command_for(inv, files, input);
         let started = Arc::new(Started::default());
-        let mut running = if IN_FLIGHT.load(Ordering::Relaxed) > 1 {
-            let (tx, rx) = oneshot::channel();
-            submit(Job {
-                command,
-                started: Arc::clone(&started),
-                ended: tx,
-            })
-            .map_err(|e| {
-                spawn_error(io::Error::new(
-                    e.kind(),
-                    format!("cannot start a thread to run it: {e}"),
-                ))
-            })?;
-            Running::Thread(Some(rx))
+        let handed = if IN_FLIGHT.load(Ordering::Relaxed) > 1 {
+            to_run_thread(command, &started)
         } else {
-            let mut command = tokio::process::Command::from(command);
-            command.kill_on_drop(true);
-            match command.spawn() {
-                Ok(child) => {
-                    started.pid.store(child.id().unwrap_or(0), Ordering::SeqCst);
-                    Running::Task(child)
+            Err(Some(Box::new(command)))
+        };
+        let mut running = match handed {
+            Ok(running) => running,
+            Err(command) => {
+                let command = match command {
+                    Some(command) => *command,
+                    None => command_for(inv, files, files.open_input().map_err(spawn_error)?),
+                };
+                let mut command = tokio::process::Command::from(command);
+                command.kill_on_drop(true);
+                match command.spawn() {
+                    Ok(child) => {
+                        started.pid.store(child.id().unwrap_or(0), Ordering::SeqCst);
+                        Running::Task(child)
+                    }
+                    Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempt < 3 => {
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_millis(10 * attempt)).await;
+                        continue;
+                    }
+                    Err(e) => return Err(spawn_error(e)),
                 }
-                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempt < 3 => {
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(10 * attempt)).await;
-                    continue;
-                }
-                Err(e) => return Err(spawn_error(e)),
             }
         };
         // From here, dropping `files` (this run cancelled) kills the group.
@@ -717,6 +740,37 @@ async fn execute(
             Err(e) => return Err(spawn_error(e)),
         }
     }
+}
+
+/// Hands `command` to a run thread. If none takes it, gives it back, or `None` if it was
+/// dropped with a thread that could not be started.
+fn to_run_thread(
+    command: std::process::Command,
+    started: &Arc<Started>,
+) -> Result<Running, Option<Box<std::process::Command>>> {
+    let (tx, rx) = oneshot::channel();
+    let job = Job {
+        command: Box::new(command),
+        started: Arc::clone(started),
+        ended: tx,
+    };
+    match submit(job) {
+        Submitted::Taken => Ok(Running::Thread(Some(rx))),
+        Submitted::Refused(job) => Err(job.map(|job| job.command)),
+    }
+}
+
+/// The command of a run: `<cmd> <input> <output> <error>`, stdin = `input` (the input
+/// file), in a new process group.
+fn command_for(inv: &Invocation, files: &RunFiles, input: File) -> std::process::Command {
+    let mut command = std::process::Command::new(&inv.command);
+    command
+        .arg(&files.input)
+        .arg(&files.output)
+        .arg(&files.error)
+        .stdin(input)
+        .process_group(0);
+    command
 }
 
 /// A timed-out command: the whole tree, as Mesos's `os::killtree`: the group, and what left

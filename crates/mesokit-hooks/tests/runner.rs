@@ -517,6 +517,32 @@ async fn parallel_runs_on_a_current_thread_runtime() {
     s.assert_no_temp_files();
 }
 
+/// More runs in flight than there are run threads (32): the rest spawn on their task, and
+/// every run still gets its own output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_runs_in_flight_than_run_threads() {
+    let s = Scratch::new("parallel-40");
+    let cmd = s.script("echo.sh", r#"sleep 0.3; cat > "$2""#);
+    let runner = Arc::new(s.runner.clone());
+    let mut runs = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let runner = Arc::clone(&runner);
+        let inv = inv(&cmd, &format!("{{\"run\":{i}}}"));
+        runs.spawn(async move { (i, runner.run(&inv).await) });
+    }
+    let mut seen = 0;
+    while let Some(joined) = runs.join_next().await {
+        let (i, result) = joined.unwrap();
+        assert_eq!(
+            result.unwrap().output,
+            format!("{{\"run\":{i}}}").into_bytes()
+        );
+        seen += 1;
+    }
+    assert_eq!(seen, 40);
+    s.assert_no_temp_files();
+}
+
 /// Runs cancelled at every stage, also while their command is being started by a run
 /// thread: once the runtime is gone, every command that started, and the child it left in
 /// its group, is dead and no temp file is left.
