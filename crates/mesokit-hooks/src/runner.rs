@@ -424,8 +424,8 @@ fn cause_suffix(cause: &str) -> String {
     }
 }
 
-/// A started command as its run thread and its run share it: the pid once the thread has
-/// started it, and whether the run gave it up meanwhile (cancelled or timed out).
+/// A run's command as the run and its run thread (if it has one) share it: the pid once
+/// started, and whether the run gave it up meanwhile (cancelled or timed out).
 #[derive(Debug, Default)]
 struct Started {
     pid: AtomicU32,
@@ -472,6 +472,7 @@ impl Job {
     /// cancelled run gave the command up, which is then killed right after it starts.
     fn run(mut self) {
         let child = self.command.spawn();
+        // Closes our copy of the command's stdin (the input file) before the wait.
         drop(self.command);
         let mut child = match child {
             Ok(child) => child,
