@@ -10,8 +10,7 @@
 //!   loop uses `system()` with no timeout);
 //! - the temp files are removed on every path, also on error, timeout or cancellation;
 //! - they are not `mkstemp` files in the temp directory: each runner makes one private
-//!   directory there (mode 0700) on its first run and removes it when dropped (and removes
-//!   those of processes that died without removing theirs); a run creates
+//!   directory there (mode 0700) on its first run and removes it when dropped; a run creates
 //!   its input file in it (mode 0600) and names the output and error files next to it, which
 //!   the command creates if it writes them (they are not created in advance);
 //! - processes the command leaves behind in its process group are killed when it exits
@@ -84,7 +83,6 @@ impl PrivateDir {
         if let Some(dir) = &*dir {
             return Ok(Arc::clone(dir));
         }
-        remove_stale_private_dirs(parent);
         let path = make_private_dir(parent)?;
         let fd = OpenOptions::new()
             .read(true)
@@ -117,35 +115,6 @@ impl Drop for PrivateDir {
             // Normally empty; remove_dir_all also takes what a command's detached child may
             // have written after its run (it does not follow symlinks).
             let _ = std::fs::remove_dir_all(&dir.path);
-        }
-    }
-}
-
-/// Removes the private directories in `parent` of processes that are gone (killed before
-/// they could remove theirs), with whatever they hold. One listing per private directory
-/// made; a directory whose pid is alive (or reused) is left alone. Only where `/proc` tells
-/// which processes live.
-fn remove_stale_private_dirs(parent: &Path) {
-    if !Path::new("/proc/self").exists() {
-        return;
-    }
-    let Ok(entries) = std::fs::read_dir(parent) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let pid = name
-            .to_str()
-            .and_then(|name| name.strip_prefix("mesokit-runs-"))
-            .and_then(|rest| rest.split_once('-'))
-            .and_then(|(pid, _)| pid.parse::<u32>().ok());
-        let Some(pid) = pid else {
-            continue;
-        };
-        let gone = pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists();
-        // Not following a symlink: only a real directory is removed.
-        if gone && entry.file_type().is_ok_and(|t| t.is_dir()) {
-            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
 }

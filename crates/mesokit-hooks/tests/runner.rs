@@ -154,29 +154,6 @@ stat -c %a "$1" "$d" | tr '\n' ' ' > "$2""#,
     s.assert_no_temp_files();
 }
 
-/// A private directory left by a process that was killed (its pid gone) is removed when a
-/// runner makes its own in the same temp directory; one of a live process is not.
-#[tokio::test]
-async fn private_directories_of_gone_processes_are_removed() {
-    let s = Scratch::new("stale-dir");
-    let tmp = s.path("tmp");
-    let gone = std::process::Command::new("true").spawn().unwrap();
-    let gone_pid = gone.id();
-    let mut gone = gone;
-    gone.wait().unwrap();
-    let stale = tmp.join(format!("mesokit-runs-{gone_pid}-0123456789abcdef"));
-    std::fs::create_dir(&stale).unwrap();
-    std::fs::write(stale.join("7.in"), "{}").unwrap();
-    let live = tmp.join("mesokit-runs-1-0123456789abcdef");
-    std::fs::create_dir(&live).unwrap();
-    let cmd = s.script("ok.sh", "exit 0");
-    let runner = Runner::new(&tmp);
-    runner.run(&inv(&cmd, "{}")).await.unwrap();
-    assert!(!stale.exists(), "{} left", stale.display());
-    assert!(live.exists());
-    std::fs::remove_dir(&live).unwrap();
-}
-
 /// The private directory goes with the last clone of the runner; runs in an earlier one do
 /// not stop a new runner from working in the same temp directory.
 #[tokio::test]
