@@ -2,7 +2,8 @@
 //! same run: `cargo bench -p mesokit-hooks --bench runner` (`RUNNER_BENCH_CALLS` sets the
 //! calls per row, default 2000). Rows: `/bin/true`, and a `/bin/sh` script that writes a
 //! small JSON answer; each sequential, then with 4 calls in flight (raw: 4 threads; runner: 4
-//! tasks). Each call of the runner creates, writes, reads and removes its three temp files;
+//! tasks). Each call of the runner creates and writes its input file, reads the output file
+//! and removes its three temp files (in its private directory);
 //! the raw loop passes the same three arguments and creates nothing. Raw and runner calls
 //! alternate in rounds of 100 so that both see the same machine load.
 //!
@@ -286,6 +287,8 @@ fn main() {
             }
         }
     }
+    // The runner's private directory goes with it.
+    drop(runner);
     let left = std::fs::read_dir(&tmp).unwrap().count();
     assert_eq!(left, 0, "the runner left temp files behind");
     let _ = std::fs::remove_dir_all(&dir);

@@ -9,24 +9,34 @@
 //! - every run has a timeout and runs the path directly, with no `/bin/sh -c` (Criteo's watch
 //!   loop uses `system()` with no timeout);
 //! - the temp files are removed on every path, also on error, timeout or cancellation;
+//! - they are not `mkstemp` files in the temp directory: each runner makes one private
+//!   directory there (mode 0700) on its first run and removes it when dropped; a run creates
+//!   its input file in it (mode 0600) and names the output and error files next to it, which
+//!   the command creates if it writes them (they are not created in advance);
 //! - processes the command leaves behind in its process group are killed when it exits
 //!   (on a timeout, the whole tree is killed, as Criteo does, also what left the group);
 //! - a command that deletes its own temp files is not an error (a missing output file reads
 //!   as empty output, a missing error file as no cause);
 //! - the error file's text is trimmed and bounded to [`ERROR_FILE_LIMIT`] bytes.
 
+use std::collections::VecDeque;
+use std::ffi::{CStr, CString, OsStr};
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::hash::{BuildHasher, RandomState};
 use std::io::{self, Read};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::os::unix::process::CommandExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use tokio::process::Command;
+use tokio::sync::oneshot;
 
 use crate::proctree::{self, Proc};
 
@@ -40,30 +50,138 @@ pub const KILL_GRACE: Duration = Duration::from_secs(1);
 /// At most this many bytes of the error file are quoted in [`RunError::Exit`].
 pub const ERROR_FILE_LIMIT: usize = 4096;
 
-/// Makes temp file names unique within this process; `create_new` catches the rest
-/// (stale files of an earlier process with the same pid).
+/// Makes temp file names unique within this process (and so within a private directory).
 static NEXT_RUN: AtomicU64 = AtomicU64::new(0);
 
-/// Runs external commands. Cheap to clone; one runner can serve many concurrent runs.
+/// Runs external commands. Cheap to clone; one runner can serve many concurrent runs. The
+/// clones share one private directory for their temp files, removed with the last clone.
 #[derive(Debug, Clone)]
 pub struct Runner {
     dir: PathBuf,
     debug: bool,
+    private: Arc<PrivateDir>,
+}
+
+/// A runner's own directory (mode 0700) in its temp directory, made on the first run, so
+/// that its temp files need no random names and the output and error files need not be
+/// created in advance: nobody else can create or replace a file there. Removed on drop.
+#[derive(Debug, Default)]
+struct PrivateDir(Mutex<Option<Arc<Dir>>>);
+
+/// An open directory: the run files are opened and removed relative to it (`openat`,
+/// `unlinkat`), one path component to walk instead of the whole temp path each time.
+#[derive(Debug)]
+struct Dir {
+    path: PathBuf,
+    fd: File,
+}
+
+impl PrivateDir {
+    /// The directory, made in `parent` if there is none yet.
+    fn get(&self, parent: &Path) -> Result<Arc<Dir>, (PathBuf, io::Error)> {
+        let mut dir = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(dir) = &*dir {
+            return Ok(Arc::clone(dir));
+        }
+        let path = make_private_dir(parent)?;
+        let fd = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(&path);
+        let made = match fd {
+            Ok(fd) => Arc::new(Dir { path, fd }),
+            Err(e) => {
+                let _ = std::fs::remove_dir(&path);
+                return Err((path, e));
+            }
+        };
+        *dir = Some(Arc::clone(&made));
+        Ok(made)
+    }
+
+    /// Forgets `gone` (removed by someone else), so that the next run makes a new one.
+    fn forget(&self, gone: &Arc<Dir>) {
+        let mut dir = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if dir.as_ref().is_some_and(|dir| Arc::ptr_eq(dir, gone)) {
+            *dir = None;
+        }
+    }
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        let dir = self.0.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if let Some(dir) = dir.take() {
+            // Normally empty; remove_dir_all also takes what a command's detached child may
+            // have written after its run (it does not follow symlinks).
+            let _ = std::fs::remove_dir_all(&dir.path);
+        }
+    }
+}
+
+/// Makes a new directory, mode 0700, in `parent`: `mesokit-runs-<pid>-<random>`.
+fn make_private_dir(parent: &Path) -> Result<PathBuf, (PathBuf, io::Error)> {
+    let mut tries = 0;
+    loop {
+        let random = RandomState::new().hash_one(NEXT_RUN.fetch_add(1, Ordering::Relaxed));
+        let dir = parent.join(format!("mesokit-runs-{}-{random:016x}", std::process::id()));
+        match DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < 16 => tries += 1,
+            Err(e) => return Err((dir, e)),
+        }
+    }
+}
+
+impl Dir {
+    /// `openat(2)` of `name` in this directory, close-on-exec.
+    #[allow(unsafe_code)]
+    fn open(&self, name: &CStr, flags: libc::c_int) -> io::Result<File> {
+        // SAFETY: `name` is NUL-terminated and outlives the call, and `self.fd` is open for
+        // its whole length; openat only reads the string.
+        let fd = unsafe {
+            libc::openat(
+                self.fd.as_raw_fd(),
+                name.as_ptr(),
+                flags | libc::O_CLOEXEC,
+                0o600 as libc::c_uint,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: openat returned a new descriptor, owned by nothing else.
+        Ok(unsafe { File::from_raw_fd(fd) })
+    }
+
+    /// `unlinkat(2)` of `name` in this directory.
+    #[allow(unsafe_code)]
+    fn unlink(&self, name: &CStr) -> io::Result<()> {
+        // SAFETY: as in `open`: a NUL-terminated string and a descriptor open for the call.
+        if unsafe { libc::unlinkat(self.fd.as_raw_fd(), name.as_ptr(), 0) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
 }
 
 impl Default for Runner {
-    /// A runner that keeps its temp files in [`std::env::temp_dir`], debug off.
+    /// A runner that keeps its temp files in [`std::env::temp_dir`] (in a private directory
+    /// of its own), debug off.
     fn default() -> Self {
         Self::new(std::env::temp_dir())
     }
 }
 
 impl Runner {
-    /// A runner that creates its temp files (mode 0600) in `dir`, which must exist.
+    /// A runner that keeps its temp files in `dir`, which must exist: on its first run it
+    /// makes a private directory there (mode 0700), removed when the runner and all its
+    /// clones are dropped.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {
             dir: dir.into(),
             debug: false,
+            private: Arc::default(),
         }
     }
 
@@ -74,7 +192,7 @@ impl Runner {
         self
     }
 
-    /// The directory holding the temp files.
+    /// The directory holding the runner's private directory, in which the temp files are.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -87,6 +205,10 @@ impl Runner {
     /// command exits, whatever is left in its group is killed (a daemon meant to outlive the
     /// command must leave the group, e.g. with `setsid`). The temp files are removed in every
     /// case, also when this future is dropped before it completes (the group is then killed).
+    ///
+    /// A run alone in the process spawns on its task and tokio reaps the child; with other
+    /// runs in flight, a run thread of its own starts the command and waits for it (up to 32
+    /// such threads, started on demand; beyond, runs spawn on their task).
     pub async fn run(&self, inv: &Invocation) -> Result<Outcome, RunError> {
         let start = Instant::now();
         let _in_flight = InFlight::enter();
@@ -106,53 +228,14 @@ impl Runner {
         // syscalls, cheaper than handing each step to the blocking pool (two thread
         // hand-offs per run; docs/benchmarks.md, "Agent command modules").
         let (mut files, stdin) =
-            RunFiles::create(&self.dir, &inv.input).map_err(|(path, source)| {
-                RunError::TempFile {
+            self.create_files(&inv.input)
+                .map_err(|(path, source)| RunError::TempFile {
                     label: inv.label.clone(),
                     path,
                     source,
-                }
-            })?;
+                })?;
 
-        let mut child = spawn(inv, &files, stdin).await?;
-        files.pgid = child.id();
-
-        let status = match tokio::time::timeout(inv.timeout, child.wait()).await {
-            Ok(status) => status,
-            Err(_) => {
-                // The whole tree, as Mesos's `os::killtree`: the group, and what left it
-                // (`setsid`) but descends from it, found while the leader still lives (reads
-                // all of /proc: only on timeouts).
-                let tree = files.pgid.map(proctree::tree).unwrap_or_default();
-                files.signal(libc::SIGTERM);
-                signal_each(&tree, libc::SIGTERM);
-                // Whether or not the leader went, the rest of the tree gets SIGKILL.
-                let _ = tokio::time::timeout(KILL_GRACE, child.wait()).await;
-                let mut tree = tree;
-                if let Some(pgid) = files.pgid {
-                    tree.extend(proctree::tree(pgid));
-                }
-                files.signal(libc::SIGKILL);
-                signal_each(&tree, libc::SIGKILL);
-                let _ = child.wait().await;
-                files.pgid = None;
-                drop(files);
-                tracing::warn!(label = %inv.label, command = %inv.command, timeout = ?inv.timeout, "command timed out, killed");
-                return Err(RunError::Timeout {
-                    label: inv.label.clone(),
-                    command: inv.command.clone(),
-                    after: inv.timeout,
-                });
-            }
-        };
-        // Stragglers: children the command left in its group.
-        files.signal(libc::SIGKILL);
-        files.pgid = None;
-        let status = status.map_err(|source| RunError::Wait {
-            label: inv.label.clone(),
-            command: inv.command.clone(),
-            source,
-        })?;
+        let status = execute(inv, &mut files, stdin).await?;
 
         if status.success() {
             let output = files
@@ -183,6 +266,20 @@ impl Runner {
                 status: ExitKind::from_status(status),
                 cause,
             })
+        }
+    }
+}
+
+impl Runner {
+    /// A run's files in the private directory; a new one if ours was removed meanwhile.
+    fn create_files(&self, input: &[u8]) -> Result<(RunFiles, File), (PathBuf, io::Error)> {
+        let dir = self.private.get(&self.dir)?;
+        match RunFiles::create(Arc::clone(&dir), input) {
+            Err((_, e)) if e.kind() == io::ErrorKind::NotFound => {
+                self.private.forget(&dir);
+                RunFiles::create(self.private.get(&self.dir)?, input)
+            }
+            other => other,
         }
     }
 }
@@ -327,49 +424,180 @@ fn cause_suffix(cause: &str) -> String {
     }
 }
 
-/// Runs in flight in this process, over all runners; see [`spawn`].
-static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
-
-/// Spawns handed to the spawner at one time, at most; see [`spawn`].
-const SPAWN_THREADS: usize = 4;
-static SPAWNING: AtomicUsize = AtomicUsize::new(0);
-
-/// The spawner: a small runtime of its own, on a thread of its own, that lives as long as
-/// the process. Handed-off spawns run on its blocking pool, and the children they start are
-/// registered with its reactor, which is never shut down: a spawn on the caller's blocking
-/// pool can finish while the caller's runtime shuts down, and tokio then cannot register the
-/// child and drops it without killing it. `None` if the thread could not be started.
-fn spawner() -> Option<&'static tokio::runtime::Handle> {
-    static SPAWNER: OnceLock<Option<tokio::runtime::Handle>> = OnceLock::new();
-    SPAWNER
-        .get_or_init(|| {
-            // The runtime is built on its own thread: dropping one (should building fail
-            // half-way) is not allowed on the caller's, which is inside a runtime.
-            let (tx, rx) = std::sync::mpsc::sync_channel(1);
-            std::thread::Builder::new()
-                .name("mesokit-spawner".into())
-                .spawn(move || {
-                    let runtime = tokio::runtime::Builder::new_current_thread()
-                        .enable_io()
-                        .max_blocking_threads(SPAWN_THREADS)
-                        .thread_name("mesokit-spawner")
-                        .build();
-                    let runtime = match runtime {
-                        Ok(runtime) => runtime,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "cannot start the command spawner; commands are spawned by their callers");
-                            let _ = tx.send(None);
-                            return;
-                        }
-                    };
-                    let _ = tx.send(Some(runtime.handle().clone()));
-                    runtime.block_on(std::future::pending::<()>());
-                })
-                .ok()?;
-            rx.recv().ok().flatten()
-        })
-        .as_ref()
+/// A run's command as the run and its run thread (if it has one) share it: the pid once
+/// started, and whether the run gave it up meanwhile (cancelled or timed out).
+#[derive(Debug, Default)]
+struct Started {
+    pid: AtomicU32,
+    given_up: AtomicBool,
 }
+
+impl Started {
+    /// The command's pid (its group's id), once it has started.
+    fn pid(&self) -> Option<u32> {
+        Some(self.pid.load(Ordering::SeqCst)).filter(|pid| *pid != 0)
+    }
+
+    /// Kills the command's process group, now if it has started, else as soon as its run
+    /// thread has started it. Both sides store, then load the other's flag (`SeqCst`), so at
+    /// least one of them sees the other's and sends the SIGKILL.
+    fn give_up(&self) {
+        self.given_up.store(true, Ordering::SeqCst);
+        if let Some(pid) = self.pid() {
+            signal_group(pid, libc::SIGKILL);
+        }
+    }
+}
+
+/// What a run thread reports for one start of the command.
+#[derive(Debug)]
+enum Ended {
+    /// The command could not be started.
+    NotStarted(io::Error),
+    /// The command ran: its exit status, or why waiting failed.
+    Exited(io::Result<ExitStatus>),
+}
+
+/// One start of a command, handed to a run thread.
+struct Job {
+    /// Boxed: a job travels through a queue, and back when no thread takes it.
+    command: Box<std::process::Command>,
+    started: Arc<Started>,
+    ended: oneshot::Sender<Ended>,
+}
+
+impl Job {
+    /// Starts the command, waits for it (blocking: this is a run thread), kills what it
+    /// left in its group, and reports. Nobody may be waiting for the report any more: a
+    /// cancelled run gave the command up, which is then killed right after it starts.
+    fn run(mut self) {
+        let child = self.command.spawn();
+        // Closes our copy of the command's stdin (the input file) before the wait.
+        drop(self.command);
+        let mut child = match child {
+            Ok(child) => child,
+            Err(e) => {
+                let _ = self.ended.send(Ended::NotStarted(e));
+                return;
+            }
+        };
+        let pid = child.id();
+        self.started.pid.store(pid, Ordering::SeqCst);
+        if self.started.given_up.load(Ordering::SeqCst) {
+            signal_group(pid, libc::SIGKILL);
+        }
+        let status = child.wait();
+        // Stragglers: children the command left in its group.
+        signal_group(pid, libc::SIGKILL);
+        let _ = self.ended.send(Ended::Exited(status));
+    }
+}
+
+/// The run threads: each starts one command at a time (`posix_spawn`, which holds the
+/// thread until the child has exec'd) and blocks in `waitpid` until it exits, as a plain
+/// spawn/wait loop does. A run in flight has a thread of its own, so no run waits for
+/// another's spawn, and the async side pays two thread hand-offs per run and no reactor
+/// registration (docs/benchmarks.md, "Agent command modules"). Threads are started on
+/// demand, at most [`MAX_RUN_THREADS`], and end after [`RUN_THREAD_IDLE`] without work. They
+/// belong to no runtime, so a runtime shutting down never drops a child unwaited.
+struct RunThreads {
+    jobs: VecDeque<Job>,
+    /// Threads waiting for a job.
+    idle: usize,
+    /// Threads alive.
+    alive: usize,
+}
+
+static RUN_THREADS: Mutex<RunThreads> = Mutex::new(RunThreads {
+    jobs: VecDeque::new(),
+    idle: 0,
+    alive: 0,
+});
+static RUN_THREAD_WORK: Condvar = Condvar::new();
+
+/// How long a run thread waits for a job before it ends.
+const RUN_THREAD_IDLE: Duration = Duration::from_secs(10);
+
+/// Stack of a run thread: it only builds the spawn's arguments.
+const RUN_THREAD_STACK: usize = 256 * 1024;
+
+/// Run threads at most; beyond, runs spawn on their task (as a run alone does), so that a
+/// burst of runs (a `/monitor/statistics` request runs one usage command per container)
+/// does not hold hundreds of threads.
+const MAX_RUN_THREADS: usize = 32;
+
+fn run_threads() -> std::sync::MutexGuard<'static, RunThreads> {
+    // The lock is never held across anything that can panic; a poisoned queue is intact.
+    RUN_THREADS.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Where [`submit`] put a job.
+enum Submitted {
+    /// With a run thread.
+    Taken,
+    /// Nowhere: [`MAX_RUN_THREADS`] are busy, or no thread could be started (the job, and
+    /// its command's stdin with it, was then dropped).
+    Refused(Option<Job>),
+}
+
+/// Hands `job` to an idle run thread, or to a new one.
+fn submit(job: Job) -> Submitted {
+    {
+        let mut threads = run_threads();
+        // Every queued job has an idle thread of its own.
+        if threads.idle > threads.jobs.len() {
+            threads.jobs.push_back(job);
+            drop(threads);
+            RUN_THREAD_WORK.notify_one();
+            return Submitted::Taken;
+        }
+        if threads.alive >= MAX_RUN_THREADS {
+            return Submitted::Refused(Some(job));
+        }
+        threads.alive += 1;
+    }
+    let started = std::thread::Builder::new()
+        .name("mesokit-run".into())
+        .stack_size(RUN_THREAD_STACK)
+        .spawn(move || {
+            job.run();
+            serve();
+        });
+    match started {
+        Ok(_) => Submitted::Taken,
+        Err(e) => {
+            run_threads().alive -= 1;
+            tracing::warn!(error = %e, "cannot start a thread to run a command; it runs on its task");
+            Submitted::Refused(None)
+        }
+    }
+}
+
+/// A run thread's loop, after its first job.
+fn serve() {
+    let mut threads = run_threads();
+    loop {
+        if let Some(job) = threads.jobs.pop_front() {
+            drop(threads);
+            job.run();
+            threads = run_threads();
+            continue;
+        }
+        threads.idle += 1;
+        let (guard, waited) = RUN_THREAD_WORK
+            .wait_timeout(threads, RUN_THREAD_IDLE)
+            .unwrap_or_else(PoisonError::into_inner);
+        threads = guard;
+        threads.idle -= 1;
+        if waited.timed_out() && threads.jobs.is_empty() {
+            threads.alive -= 1;
+            return;
+        }
+    }
+}
+
+/// Runs in flight in this process, over all runners; see [`execute`].
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 
 /// Counts a run in [`IN_FLIGHT`] while it lives.
 struct InFlight;
@@ -387,60 +615,58 @@ impl Drop for InFlight {
     }
 }
 
-/// A slot of [`SPAWNING`], released on drop.
-struct SpawnSlot;
-
-impl SpawnSlot {
-    fn take() -> Option<Self> {
-        SPAWNING
-            .fetch_update(Ordering::Acquire, Ordering::Relaxed, |n| {
-                (n < SPAWN_THREADS).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| Self)
-    }
+/// A started command, waited for on the run's task or by a run thread.
+enum Running {
+    /// Spawned on the run's task; tokio reaps it.
+    Task(tokio::process::Child),
+    /// Spawned by a run thread, which reaps it and reports here; `None` once it has.
+    Thread(Option<oneshot::Receiver<Ended>>),
 }
 
-impl Drop for SpawnSlot {
-    fn drop(&mut self) {
-        SPAWNING.fetch_sub(1, Ordering::Release);
-    }
-}
-
-/// A child spawned by the spawner for a run that may have been cancelled meanwhile: if
-/// nobody takes it, its process group is killed (`kill_on_drop` alone reaches the leader).
-struct Spawned(Option<tokio::process::Child>);
-
-impl Spawned {
-    fn take(mut self) -> tokio::process::Child {
-        self.0.take().expect("taken once")
-    }
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0.as_ref().and_then(|child| child.id()) {
-            signal_group(pid, libc::SIGKILL);
+impl Running {
+    /// Waits for the command's exit (cancel-safe; again after it returned, at once). The
+    /// error is a run thread's failure to start the command.
+    async fn wait(&mut self, started: &Started) -> Result<io::Result<ExitStatus>, io::Error> {
+        match self {
+            Self::Task(child) => {
+                let status = child.wait().await;
+                // Stragglers: children the command left in its group.
+                started.give_up();
+                Ok(status)
+            }
+            Self::Thread(None) => Ok(Err(io::Error::other("already reaped"))),
+            Self::Thread(Some(ended)) => {
+                let ended = ended.await;
+                *self = Self::Thread(None);
+                match ended {
+                    Ok(Ended::Exited(status)) => Ok(status),
+                    Ok(Ended::NotStarted(e)) => Err(e),
+                    Err(_) => Ok(Err(io::Error::other(
+                        "its run thread ended without reporting",
+                    ))),
+                }
+            }
         }
     }
 }
 
-/// Starts the command with `stdin` (the input file) as its stdin. A script that was just
-/// written may still be open for writing in a child forked concurrently by another thread
-/// (ETXTBSY until that child execs): retry a few times, each with the input file opened anew,
-/// before giving up.
+/// Runs the command with `stdin` (the input file) as its stdin and waits for its exit
+/// status within the invocation's timeout. A script that was just written may still be open
+/// for writing in a child forked concurrently by another thread (ETXTBSY until that child
+/// execs): retry a few times, each with the input file opened anew, before giving up.
 ///
 /// Spawning (`posix_spawn`, a vfork) holds the calling thread until the child has exec'd;
-/// on a busy machine the child can wait for a CPU meanwhile, and so does everything else
-/// queued on that runtime worker. A run that is alone spawns right on its task (no hand-off
-/// to pay); with other runs in flight, the spawn goes to the [`spawner`], at most
-/// [`SPAWN_THREADS`] at a time (beyond that, on the task again), so that the workers keep
-/// serving the other runs (docs/benchmarks.md, "Agent command modules").
-async fn spawn(
+/// on a busy machine the child can wait for a CPU meanwhile, and so would everything else
+/// queued on that runtime worker. A run that is alone spawns right on its task and tokio
+/// reaps the child (no thread hand-off to pay); with other runs in flight, the command goes
+/// to a run thread of its own (see [`RunThreads`]; with [`MAX_RUN_THREADS`] busy, it spawns
+/// on its task again), so that the workers keep serving the other runs (docs/benchmarks.md,
+/// "Agent command modules").
+async fn execute(
     inv: &Invocation,
-    files: &RunFiles,
+    files: &mut RunFiles,
     stdin: File,
-) -> Result<tokio::process::Child, RunError> {
+) -> Result<ExitStatus, RunError> {
     let spawn_error = |source| RunError::Spawn {
         label: inv.label.clone(),
         command: inv.command.clone(),
@@ -453,41 +679,123 @@ async fn spawn(
             Some(file) => file,
             None => files.open_input().map_err(spawn_error)?,
         };
-        let mut command = Command::new(&inv.command);
-        command
-            .arg(&files.input)
-            .arg(&files.output)
-            .arg(&files.error)
-            .stdin(input)
-            .process_group(0)
-            .kill_on_drop(true);
-        let handoff = if IN_FLIGHT.load(Ordering::Relaxed) > 1 {
-            spawner().zip(SpawnSlot::take())
+        let command = command_for(inv, files, input);
+        let started = Arc::new(Started::default());
+        let handed = if IN_FLIGHT.load(Ordering::Relaxed) > 1 {
+            to_run_thread(command, &started)
         } else {
-            None
+            Err(Some(Box::new(command)))
         };
-        let spawned = match handoff {
-            None => command.spawn(),
-            Some((spawner, slot)) => {
-                let handed = spawner.spawn_blocking(move || {
-                    let spawned = command.spawn().map(|child| Spawned(Some(child)));
-                    drop(slot);
-                    spawned
-                });
-                match handed.await {
-                    Ok(spawned) => spawned.map(Spawned::take),
-                    Err(e) => Err(io::Error::other(format!("the spawning thread failed: {e}"))),
+        let mut running = match handed {
+            Ok(running) => running,
+            Err(command) => {
+                let command = match command {
+                    Some(command) => *command,
+                    None => command_for(inv, files, files.open_input().map_err(spawn_error)?),
+                };
+                let mut command = tokio::process::Command::from(command);
+                command.kill_on_drop(true);
+                match command.spawn() {
+                    Ok(child) => {
+                        started.pid.store(child.id().unwrap_or(0), Ordering::SeqCst);
+                        Running::Task(child)
+                    }
+                    Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempt < 3 => {
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_millis(10 * attempt)).await;
+                        continue;
+                    }
+                    Err(e) => return Err(spawn_error(e)),
                 }
             }
         };
-        match spawned {
+        // From here, dropping `files` (this run cancelled) kills the group.
+        files.started = Some(Arc::clone(&started));
+        let ended = match tokio::time::timeout(inv.timeout, running.wait(&started)).await {
+            Ok(ended) => ended,
+            Err(_) => {
+                timed_out(&started, &mut running).await;
+                files.started = None;
+                tracing::warn!(label = %inv.label, command = %inv.command, timeout = ?inv.timeout, "command timed out, killed");
+                return Err(RunError::Timeout {
+                    label: inv.label.clone(),
+                    command: inv.command.clone(),
+                    after: inv.timeout,
+                });
+            }
+        };
+        // Reaped, and what it left in its group killed.
+        files.started = None;
+        match ended {
+            Ok(status) => {
+                return status.map_err(|source| RunError::Wait {
+                    label: inv.label.clone(),
+                    command: inv.command.clone(),
+                    source,
+                });
+            }
             Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempt < 3 => {
                 attempt += 1;
                 tokio::time::sleep(Duration::from_millis(10 * attempt)).await;
             }
-            other => return other.map_err(spawn_error),
+            Err(e) => return Err(spawn_error(e)),
         }
     }
+}
+
+/// Hands `command` to a run thread. If none takes it, gives it back, or `None` if it was
+/// dropped with a thread that could not be started.
+fn to_run_thread(
+    command: std::process::Command,
+    started: &Arc<Started>,
+) -> Result<Running, Option<Box<std::process::Command>>> {
+    let (tx, rx) = oneshot::channel();
+    let job = Job {
+        command: Box::new(command),
+        started: Arc::clone(started),
+        ended: tx,
+    };
+    match submit(job) {
+        Submitted::Taken => Ok(Running::Thread(Some(rx))),
+        Submitted::Refused(job) => Err(job.map(|job| job.command)),
+    }
+}
+
+/// The command of a run: `<cmd> <input> <output> <error>`, stdin = `input` (the input
+/// file), in a new process group.
+fn command_for(inv: &Invocation, files: &RunFiles, input: File) -> std::process::Command {
+    let mut command = std::process::Command::new(&inv.command);
+    command
+        .arg(&files.input)
+        .arg(&files.output)
+        .arg(&files.error)
+        .stdin(input)
+        .process_group(0);
+    command
+}
+
+/// A timed-out command: the whole tree, as Mesos's `os::killtree`: the group, and what left
+/// it (`setsid`) but descends from it, found while the leader still lives (reads all of
+/// /proc: only on timeouts), gets SIGTERM, then SIGKILL [`KILL_GRACE`] later or once the
+/// leader is gone. Returns once the leader is reaped.
+async fn timed_out(started: &Started, running: &mut Running) {
+    let pid = started.pid();
+    let tree = pid.map(proctree::tree).unwrap_or_default();
+    match pid {
+        Some(pid) => signal_group(pid, libc::SIGTERM),
+        // Not started yet: killed as soon as it is.
+        None => started.give_up(),
+    }
+    signal_each(&tree, libc::SIGTERM);
+    // Whether or not the leader went, the rest of the tree gets SIGKILL.
+    let _ = tokio::time::timeout(KILL_GRACE, running.wait(started)).await;
+    let mut tree = tree;
+    if let Some(pid) = started.pid() {
+        tree.extend(proctree::tree(pid));
+    }
+    started.give_up();
+    signal_each(&tree, libc::SIGKILL);
+    let _ = running.wait(started).await;
 }
 
 /// The three temp files of one run, and the process group while it may be alive. Dropping
@@ -495,78 +803,83 @@ async fn spawn(
 /// leaves anything behind.
 #[derive(Debug)]
 struct RunFiles {
+    dir: Arc<Dir>,
+    /// Full paths, for the command's arguments and for errors.
     input: PathBuf,
     output: PathBuf,
     error: PathBuf,
-    created: usize,
-    pgid: Option<u32>,
+    /// The same, relative to `dir`.
+    names: [CString; 3],
+    /// Files known not to exist (input, output, error): not created, or found missing
+    /// after the command's exit.
+    absent: [bool; 3],
+    /// The command while it may be alive.
+    started: Option<Arc<Started>>,
 }
 
 impl RunFiles {
-    /// Creates the files (mode 0600) and writes `input`; returns the input file, at offset 0,
-    /// to serve as the command's stdin.
-    fn create(dir: &Path, input: &[u8]) -> Result<(Self, File), (PathBuf, io::Error)> {
-        let mut tries = 0;
-        loop {
-            let n = NEXT_RUN.fetch_add(1, Ordering::Relaxed);
-            let stem = format!("mesokit-hook-{}-{n}", std::process::id());
-            let mut files = Self {
-                input: dir.join(format!("{stem}.in")),
-                output: dir.join(format!("{stem}.out")),
-                error: dir.join(format!("{stem}.err")),
-                created: 0,
-                pgid: None,
-            };
-            match files.create_all(input) {
-                Ok(stdin) => return Ok((files, stdin)),
-                Err((_, e)) if e.kind() == io::ErrorKind::AlreadyExists && tries < 16 => tries += 1,
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    fn create_all(&mut self, input: &[u8]) -> Result<File, (PathBuf, io::Error)> {
-        let open = |path: &Path, read: bool| {
-            OpenOptions::new()
-                .read(read)
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(|e| (path.to_owned(), e))
+    /// Creates the input file (mode 0600) in the private directory `dir` and writes
+    /// `input`; returns it, at offset 0, to serve as the command's stdin. The output and
+    /// error files are only named: the command creates them if it writes them.
+    fn create(dir: Arc<Dir>, input: &[u8]) -> Result<(Self, File), (PathBuf, io::Error)> {
+        let n = NEXT_RUN.fetch_add(1, Ordering::Relaxed);
+        let name = |ext: &str| CString::new(format!("{n}.{ext}")).expect("no NUL in a number");
+        let names = [name("in"), name("out"), name("err")];
+        let path = |name: &CString| dir.path.join(OsStr::from_bytes(name.as_bytes()));
+        let mut files = Self {
+            input: path(&names[0]),
+            output: path(&names[1]),
+            error: path(&names[2]),
+            names,
+            dir,
+            absent: [true; 3],
+            started: None,
         };
-        let stdin = open(&self.input, true)?;
-        self.created = 1;
+        let stdin = files
+            .dir
+            .open(&files.names[0], libc::O_RDWR | libc::O_CREAT | libc::O_EXCL)
+            .map_err(|e| (files.input.clone(), e))?;
+        // From here the command may create the other two.
+        files.absent = [false; 3];
         // Written at offset 0 (no seek back), so the command reads its stdin from the start.
         stdin
             .write_all_at(input, 0)
-            .map_err(|e| (self.input.clone(), e))?;
-        open(&self.output, false)?;
-        self.created = 2;
-        open(&self.error, false)?;
-        self.created = 3;
-        Ok(stdin)
+            .map_err(|e| (files.input.clone(), e))?;
+        Ok((files, stdin))
     }
 
     /// The input file opened again for reading, for a retried spawn.
     fn open_input(&self) -> io::Result<File> {
-        File::open(&self.input)
+        self.dir.open(&self.names[0], libc::O_RDONLY)
     }
 
-    fn read_output(self) -> Result<Vec<u8>, (PathBuf, io::Error)> {
-        match std::fs::read(&self.output) {
-            Ok(output) => Ok(output),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+    fn read_output(mut self) -> Result<Vec<u8>, (PathBuf, io::Error)> {
+        // Through `take`, which gives no size hint: no `statx` and `lseek` for the file's
+        // size; a small output takes two reads.
+        let mut output = Vec::new();
+        let read = self
+            .dir
+            .open(&self.names[1], libc::O_RDONLY)
+            .and_then(|f| f.take(u64::MAX).read_to_end(&mut output));
+        match read {
+            Ok(_) => Ok(output),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.absent[1] = true;
+                Ok(Vec::new())
+            }
             Err(e) => Err((self.output.clone(), e)),
         }
     }
 
     /// The trimmed error file, bounded to [`ERROR_FILE_LIMIT`] bytes; empty if unreadable.
-    fn read_error(self) -> String {
+    fn read_error(mut self) -> String {
         let mut bytes = Vec::new();
-        let read = File::open(&self.error)
+        let read = self
+            .dir
+            .open(&self.names[2], libc::O_RDONLY)
             .and_then(|f| f.take(ERROR_FILE_LIMIT as u64 + 1).read_to_end(&mut bytes));
-        if read.is_err() {
+        if let Err(e) = read {
+            self.absent[2] = e.kind() == io::ErrorKind::NotFound;
             return String::new();
         }
         let truncated = bytes.len() > ERROR_FILE_LIMIT;
@@ -578,23 +891,19 @@ impl RunFiles {
         }
         cause
     }
-
-    fn signal(&self, signal: libc::c_int) {
-        if let Some(pgid) = self.pgid {
-            signal_group(pgid, signal);
-        }
-    }
 }
 
 impl Drop for RunFiles {
     fn drop(&mut self) {
-        self.signal(libc::SIGKILL);
-        for path in [&self.input, &self.output, &self.error]
-            .into_iter()
-            .take(self.created)
-        {
-            // NotFound is fine: the command may delete its own files.
-            let _ = std::fs::remove_file(path);
+        if let Some(started) = &self.started {
+            started.give_up();
+        }
+        for (name, absent) in self.names.iter().zip(self.absent) {
+            if !absent {
+                // NotFound is fine: the command may not write its output or error file, or
+                // delete its own files.
+                let _ = self.dir.unlink(name);
+            }
         }
     }
 }

@@ -54,9 +54,16 @@ impl Scratch {
     }
 
     async fn assert_clean(&self) {
+        // The runner's private directory remains while it lives, empty.
         let left: Vec<_> = std::fs::read_dir(self.runner.dir())
             .unwrap()
-            .map(|e| e.unwrap().file_name())
+            .flat_map(|e| {
+                let e = e.unwrap();
+                match std::fs::read_dir(e.path()) {
+                    Ok(inner) => inner.map(|f| f.unwrap().path()).collect(),
+                    Err(_) => vec![e.path()],
+                }
+            })
             .collect();
         assert!(left.is_empty(), "temp files left behind: {left:?}");
         for _ in 0..100 {

@@ -1,5 +1,6 @@
 //! The external-command runner against real shell scripts, written to a fresh directory
-//! per test. Every test also checks that the runner's temp directory is empty afterwards.
+//! per test. Every test also checks that no temp file is left in the runner's temp directory
+//! afterwards.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -42,10 +43,7 @@ impl Scratch {
     }
 
     fn assert_no_temp_files(&self) {
-        let left: Vec<_> = std::fs::read_dir(self.runner.dir())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let left = files_under(self.runner.dir());
         assert!(left.is_empty(), "temp files left behind: {left:?}");
     }
 }
@@ -54,6 +52,21 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.root);
     }
+}
+
+/// Every file under `dir`, at any depth (the runner's private directory may remain while
+/// the runner lives, empty).
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            files.extend(files_under(&entry.path()));
+        } else {
+            files.push(entry.path());
+        }
+    }
+    files
 }
 
 fn inv(command: &str, input: &str) -> Invocation {
@@ -123,16 +136,50 @@ async fn stdin_is_the_input_file() {
     s.assert_no_temp_files();
 }
 
+/// The input file is 0600 in a directory of the runner's own (0700), where the command
+/// creates its output and error files.
 #[tokio::test]
 async fn temp_files_are_private() {
     let s = Scratch::new("mode");
     let cmd = s.script(
         "mode.sh",
-        r#"stat -c %a "$1" "$2" "$3" | tr '\n' ' ' > "$2""#,
+        r#"d=$(dirname "$1")
+[ "$(dirname "$2")" = "$d" ] && [ "$(dirname "$3")" = "$d" ] || exit 9
+[ -e "$2" ] || [ -e "$3" ] && exit 8
+echo oops > "$3"
+stat -c %a "$1" "$d" | tr '\n' ' ' > "$2""#,
     );
     let outcome = s.runner.run(&inv(&cmd, "x")).await.unwrap();
-    assert_eq!(outcome.output, b"600 600 600 ");
+    assert_eq!(outcome.output, b"600 700 ");
     s.assert_no_temp_files();
+}
+
+/// The private directory goes with the last clone of the runner; runs in an earlier one do
+/// not stop a new runner from working in the same temp directory.
+#[tokio::test]
+async fn the_private_directory_goes_with_the_runner() {
+    let s = Scratch::new("private-dir");
+    let cmd = s.script("ok.sh", r#"dirname "$1" > "$2""#);
+    let tmp = s.path("tmp");
+    let runner = Runner::new(&tmp);
+    let clone = runner.clone();
+    let first = runner.run(&inv(&cmd, "{}")).await.unwrap().output;
+    let second = clone.run(&inv(&cmd, "{}")).await.unwrap().output;
+    assert_eq!(first, second, "clones share one directory");
+    let private = PathBuf::from(String::from_utf8(first).unwrap().trim());
+    assert_eq!(private.parent(), Some(tmp.as_path()));
+    drop(runner);
+    assert!(private.is_dir());
+    drop(clone);
+    assert!(!private.exists(), "{} left behind", private.display());
+
+    // Removed by someone else while the runner lives: the next run makes a new one.
+    let runner = Runner::new(&tmp);
+    let private = runner.run(&inv(&cmd, "{}")).await.unwrap().output;
+    std::fs::remove_dir(String::from_utf8(private).unwrap().trim()).unwrap();
+    runner.run(&inv(&cmd, "{}")).await.unwrap();
+    drop(runner);
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
 }
 
 #[tokio::test]
@@ -408,9 +455,44 @@ async fn ten_runs_in_parallel() {
     s.assert_no_temp_files();
 }
 
-/// Many runs at once on one thread: with others in flight, a run hands its spawn to the
-/// blocking pool (at most a few at a time, the rest spawn on their task); every run must
-/// still get its own stdin and output.
+/// Runs in flight time out together: each command (on a run thread of its own) and the
+/// child it left in its group are killed, and each run reports its timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_in_flight_time_out_each() {
+    let s = Scratch::new("parallel-hang");
+    let pids = s.path("pids");
+    std::fs::create_dir(&pids).unwrap();
+    let cmd = s.script(
+        "hang.sh",
+        &format!(
+            "sleep 60 & echo $! > {p}/$!; echo $$ > {p}/$$; while :; do sleep 0.05; done",
+            p = pids.display()
+        ),
+    );
+    let runner = Arc::new(s.runner.clone());
+    let mut runs = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let runner = Arc::clone(&runner);
+        let inv = inv(&cmd, "{}").with_timeout(Duration::from_millis(300));
+        runs.spawn(async move { runner.run(&inv).await });
+    }
+    while let Some(joined) = runs.join_next().await {
+        let err = joined.unwrap().unwrap_err();
+        assert!(matches!(err, RunError::Timeout { .. }), "{err:?}");
+    }
+    let started: Vec<u32> = std::fs::read_dir(&pids)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(started.len(), 8, "{started:?}");
+    for pid in started {
+        assert_dies(pid).await;
+    }
+    s.assert_no_temp_files();
+}
+
+/// Many runs at once on one thread: with others in flight, a run hands its command to a run
+/// thread of its own; every run must still get its own stdin and output.
 #[tokio::test]
 async fn parallel_runs_on_a_current_thread_runtime() {
     let s = Scratch::new("parallel-1");
@@ -435,9 +517,35 @@ async fn parallel_runs_on_a_current_thread_runtime() {
     s.assert_no_temp_files();
 }
 
-/// Runs cancelled at every stage, also while their spawn is on the blocking pool: once the
-/// runtime is gone (which waits for the blocking pool), every command that started, and
-/// the child it left in its group, is dead and no temp file is left.
+/// More runs in flight than there are run threads (32): the rest spawn on their task, and
+/// every run still gets its own output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_runs_in_flight_than_run_threads() {
+    let s = Scratch::new("parallel-40");
+    let cmd = s.script("echo.sh", r#"sleep 0.3; cat > "$2""#);
+    let runner = Arc::new(s.runner.clone());
+    let mut runs = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let runner = Arc::clone(&runner);
+        let inv = inv(&cmd, &format!("{{\"run\":{i}}}"));
+        runs.spawn(async move { (i, runner.run(&inv).await) });
+    }
+    let mut seen = 0;
+    while let Some(joined) = runs.join_next().await {
+        let (i, result) = joined.unwrap();
+        assert_eq!(
+            result.unwrap().output,
+            format!("{{\"run\":{i}}}").into_bytes()
+        );
+        seen += 1;
+    }
+    assert_eq!(seen, 40);
+    s.assert_no_temp_files();
+}
+
+/// Runs cancelled at every stage, also while their command is being started by a run
+/// thread: once the runtime is gone, every command that started, and the child it left in
+/// its group, is dead and no temp file is left.
 #[test]
 fn parallel_runs_cancelled_while_spawning_leave_nothing_behind() {
     let s = Scratch::new("cancel-spawning");
