@@ -11,8 +11,8 @@
 //! - the temp files are removed on every path, also on error, timeout or cancellation;
 //! - they are not `mkstemp` files in the temp directory: each runner makes one private
 //!   directory there (mode 0700) on its first run and removes it when dropped; a run creates
-//!   its input file in it (mode 0600) and names the output and error files next to it, which
-//!   the command creates if it writes them (they are not created in advance);
+//!   its three files in it (mode 0600, output and error empty, as Criteo's are), named by a
+//!   counter and opened and removed relative to the directory's descriptor;
 //! - processes the command leaves behind in its process group are killed when it exits
 //!   (on a timeout, the whole tree is killed, as Criteo does, also what left the group);
 //! - a command that deletes its own temp files is not an error (a missing output file reads
@@ -63,8 +63,8 @@ pub struct Runner {
 }
 
 /// A runner's own directory (mode 0700) in its temp directory, made on the first run, so
-/// that its temp files need no random names and the output and error files need not be
-/// created in advance: nobody else can create or replace a file there. Removed on drop.
+/// that its temp files need no random names: nobody else can create or replace a file
+/// there. Removed on drop.
 #[derive(Debug, Default)]
 struct PrivateDir(Mutex<Option<Arc<Dir>>>);
 
@@ -818,9 +818,10 @@ struct RunFiles {
 }
 
 impl RunFiles {
-    /// Creates the input file (mode 0600) in the private directory `dir` and writes
-    /// `input`; returns it, at offset 0, to serve as the command's stdin. The output and
-    /// error files are only named: the command creates them if it writes them.
+    /// Creates the three files (mode 0600) in the private directory `dir`, empty, as
+    /// Criteo's `mkstemp` files are (a script may open its output or error file without
+    /// creating it), and writes `input` to the input file; returns that one, at offset 0, to
+    /// serve as the command's stdin.
     fn create(dir: Arc<Dir>, input: &[u8]) -> Result<(Self, File), (PathBuf, io::Error)> {
         let n = NEXT_RUN.fetch_add(1, Ordering::Relaxed);
         let name = |ext: &str| CString::new(format!("{n}.{ext}")).expect("no NUL in a number");
@@ -839,12 +840,24 @@ impl RunFiles {
             .dir
             .open(&files.names[0], libc::O_RDWR | libc::O_CREAT | libc::O_EXCL)
             .map_err(|e| (files.input.clone(), e))?;
-        // From here the command may create the other two.
-        files.absent = [false; 3];
+        files.absent[0] = false;
         // Written at offset 0 (no seek back), so the command reads its stdin from the start.
         stdin
             .write_all_at(input, 0)
             .map_err(|e| (files.input.clone(), e))?;
+        for at in 1..3 {
+            files
+                .dir
+                .open(
+                    &files.names[at],
+                    libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+                )
+                .map_err(|e| {
+                    let path = if at == 1 { &files.output } else { &files.error };
+                    (path.clone(), e)
+                })?;
+            files.absent[at] = false;
+        }
         Ok((files, stdin))
     }
 

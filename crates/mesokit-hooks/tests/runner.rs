@@ -145,12 +145,12 @@ async fn temp_files_are_private() {
         "mode.sh",
         r#"d=$(dirname "$1")
 [ "$(dirname "$2")" = "$d" ] && [ "$(dirname "$3")" = "$d" ] || exit 9
-[ -e "$2" ] || [ -e "$3" ] && exit 8
-echo oops > "$3"
-stat -c %a "$1" "$d" | tr '\n' ' ' > "$2""#,
+# Criteo's contract: the output and error files exist, empty, before the command runs.
+[ -f "$2" ] && [ ! -s "$2" ] && [ -f "$3" ] && [ ! -s "$3" ] || exit 8
+stat -c %a "$1" "$2" "$3" "$d" | tr '\n' ' ' > "$2""#,
     );
     let outcome = s.runner.run(&inv(&cmd, "x")).await.unwrap();
-    assert_eq!(outcome.output, b"600 700 ");
+    assert_eq!(outcome.output, b"600 600 600 700 ");
     s.assert_no_temp_files();
 }
 
