@@ -67,9 +67,10 @@ impl RotatingFile {
         })
     }
 
-    /// Appends `buf`. With rotation on, no file grows past the limit: the file is rotated
-    /// before a write that does not fit, and a piece larger than the limit is split, at its
-    /// last newline that fits when there is one.
+    /// Appends `buf`. With rotation on, no file grows past the limit: a piece that does not
+    /// fit fills the file up to its last whole line that fits, and the file is rotated
+    /// before the rest; a line longer than the limit is split at the limit. So where the
+    /// files are cut depends on the lines, not on how the output was read in pieces.
     pub fn write(&mut self, mut buf: &[u8]) -> io::Result<()> {
         let max = self.rotation.max_size;
         while !buf.is_empty() {
@@ -80,14 +81,16 @@ impl RotatingFile {
             };
             let n = if buf.len() as u64 <= room {
                 buf.len()
-            } else if self.size > 0 {
-                self.rotate()?;
-                continue;
             } else {
                 let fits = &buf[..usize::try_from(room).unwrap_or(buf.len())];
-                fits.iter()
-                    .rposition(|b| *b == b'\n')
-                    .map_or(fits.len(), |i| i + 1)
+                match fits.iter().rposition(|b| *b == b'\n') {
+                    Some(i) => i + 1,
+                    None if self.size > 0 => {
+                        self.rotate()?;
+                        continue;
+                    }
+                    None => fits.len(),
+                }
             };
             self.file.write_all(&buf[..n])?;
             self.size += n as u64;
@@ -165,8 +168,44 @@ mod tests {
             "yyyyyyyyyy",
             "split at the limit"
         );
-        assert_eq!(read(dir.join("stdout.2")), "xx\n", "split at the newline");
+        assert_eq!(
+            read(dir.join("stdout.2")),
+            "ddddddxx\n",
+            "filled up to the newline"
+        );
         assert!(!dir.join("stdout.3").exists(), "only max_files kept");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn files_are_cut_the_same_however_the_output_was_read() {
+        let dir =
+            std::env::temp_dir().join(format!("mesokit-rotate-pieces-{}", std::process::id()));
+        let rotation = LogRotation {
+            max_size: 25,
+            max_files: 3,
+        };
+        let lines: Vec<String> = (0..9).map(|i| format!("line {i:03}\n")).collect();
+        let mut layouts = Vec::new();
+        for per_write in [1, 2, 3, 9] {
+            let _ = std::fs::remove_dir_all(&dir);
+            let path = dir.join("stdout");
+            let mut f = RotatingFile::open(&path, rotation).unwrap();
+            for piece in lines.chunks(per_write) {
+                f.write(piece.concat().as_bytes()).unwrap();
+            }
+            let files: Vec<String> = ["stdout", "stdout.1", "stdout.2", "stdout.3"]
+                .iter()
+                .map(|n| std::fs::read_to_string(dir.join(n)).unwrap_or_default())
+                .collect();
+            layouts.push(files);
+        }
+        // Two 9-byte lines per file (a third would pass 25 bytes).
+        assert_eq!(layouts[0][0], "line 008\n");
+        assert_eq!(layouts[0][1], "line 006\nline 007\n");
+        for layout in &layouts[1..] {
+            assert_eq!(layout, &layouts[0]);
+        }
         let _ = std::fs::remove_dir_all(dir);
     }
 }
