@@ -433,26 +433,7 @@ async fn cancelled_run_kills_the_group_and_removes_the_files() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ten_runs_in_parallel() {
-    let s = Scratch::new("parallel");
-    let cmd = s.script("echo.sh", r#"sleep 0.1; cat > "$2""#);
-    let runner = Arc::new(s.runner.clone());
-    let mut runs = tokio::task::JoinSet::new();
-    for i in 0..10 {
-        let runner = Arc::clone(&runner);
-        let inv = inv(&cmd, &format!("{{\"run\":{i}}}"));
-        runs.spawn(async move { (i, runner.run(&inv).await) });
-    }
-    let mut seen = 0;
-    while let Some(joined) = runs.join_next().await {
-        let (i, result) = joined.unwrap();
-        assert_eq!(
-            result.unwrap().output,
-            format!("{{\"run\":{i}}}").into_bytes()
-        );
-        seen += 1;
-    }
-    assert_eq!(seen, 10);
-    s.assert_no_temp_files();
+    runs_in_parallel("parallel", "sleep 0.1; ", 10).await;
 }
 
 /// Runs in flight time out together: each command (on a run thread of its own) and the
@@ -495,52 +476,14 @@ async fn runs_in_flight_time_out_each() {
 /// thread of its own; every run must still get its own stdin and output.
 #[tokio::test]
 async fn parallel_runs_on_a_current_thread_runtime() {
-    let s = Scratch::new("parallel-1");
-    let cmd = s.script("echo.sh", r#"cat > "$2""#);
-    let runner = Arc::new(s.runner.clone());
-    let mut runs = tokio::task::JoinSet::new();
-    for i in 0..16 {
-        let runner = Arc::clone(&runner);
-        let inv = inv(&cmd, &format!("{{\"run\":{i}}}"));
-        runs.spawn(async move { (i, runner.run(&inv).await) });
-    }
-    let mut seen = 0;
-    while let Some(joined) = runs.join_next().await {
-        let (i, result) = joined.unwrap();
-        assert_eq!(
-            result.unwrap().output,
-            format!("{{\"run\":{i}}}").into_bytes()
-        );
-        seen += 1;
-    }
-    assert_eq!(seen, 16);
-    s.assert_no_temp_files();
+    runs_in_parallel("parallel-1", "", 16).await;
 }
 
 /// More runs in flight than there are run threads (32): the rest spawn on their task, and
 /// every run still gets its own output.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn more_runs_in_flight_than_run_threads() {
-    let s = Scratch::new("parallel-40");
-    let cmd = s.script("echo.sh", r#"sleep 0.3; cat > "$2""#);
-    let runner = Arc::new(s.runner.clone());
-    let mut runs = tokio::task::JoinSet::new();
-    for i in 0..40 {
-        let runner = Arc::clone(&runner);
-        let inv = inv(&cmd, &format!("{{\"run\":{i}}}"));
-        runs.spawn(async move { (i, runner.run(&inv).await) });
-    }
-    let mut seen = 0;
-    while let Some(joined) = runs.join_next().await {
-        let (i, result) = joined.unwrap();
-        assert_eq!(
-            result.unwrap().output,
-            format!("{{\"run\":{i}}}").into_bytes()
-        );
-        seen += 1;
-    }
-    assert_eq!(seen, 40);
-    s.assert_no_temp_files();
+    runs_in_parallel("parallel-40", "sleep 0.3; ", 40).await;
 }
 
 /// Runs cancelled at every stage, also while their command is being started by a run
@@ -593,4 +536,30 @@ fn parallel_runs_cancelled_while_spawning_leave_nothing_behind() {
             .unwrap();
         check.block_on(assert_dies(pid));
     }
+}
+
+/// `n` runs of one script at once (`pause` runs before it echoes its stdin to its output),
+/// on whatever runtime the caller runs: every run gets its own stdin and output back, and no
+/// temp file is left.
+async fn runs_in_parallel(name: &str, pause: &str, n: usize) {
+    let s = Scratch::new(name);
+    let cmd = s.script("echo.sh", &format!(r#"{pause}cat > "$2""#));
+    let runner = Arc::new(s.runner.clone());
+    let mut runs = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let runner = Arc::clone(&runner);
+        let inv = inv(&cmd, &format!("{{\"run\":{i}}}"));
+        runs.spawn(async move { (i, runner.run(&inv).await) });
+    }
+    let mut seen = 0;
+    while let Some(joined) = runs.join_next().await {
+        let (i, result) = joined.unwrap();
+        assert_eq!(
+            result.unwrap().output,
+            format!("{{\"run\":{i}}}").into_bytes()
+        );
+        seen += 1;
+    }
+    assert_eq!(seen, n);
+    s.assert_no_temp_files();
 }
