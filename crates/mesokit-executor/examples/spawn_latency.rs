@@ -3,7 +3,10 @@
 //! writing to files in a sandbox, as the executor starts tasks (huge pages opted out, on a
 //! current-thread runtime).
 //!
-//!   cargo run --release -p mesokit-executor --example spawn_latency [rounds]
+//!   cargo run --release -p mesokit-executor --example spawn_latency [rounds] [idle ms]
+//!
+//! With `idle ms`, the process sleeps that long before each spawn, as an executor waits for
+//! its next launch (an idle machine lets its CPUs sleep meanwhile).
 
 use std::time::{Duration, Instant};
 
@@ -14,6 +17,12 @@ fn main() {
         .nth(1)
         .and_then(|n| n.parse().ok())
         .unwrap_or(500);
+    let idle = Duration::from_millis(
+        std::env::args()
+            .nth(2)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0),
+    );
     process::disable_huge_pages().expect("prctl");
     let dir = std::env::temp_dir().join(format!("mesokit-spawn-latency-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -28,6 +37,9 @@ fn main() {
             spec.cwd = Some(dir.clone());
             spec.stdout = Output::File(dir.join("stdout"));
             spec.stderr = Output::File(dir.join("stderr"));
+            if !idle.is_zero() {
+                tokio::time::sleep(idle).await;
+            }
             let start = Instant::now();
             let mut child = process::spawn(&spec).expect("spawn");
             spawn.push(start.elapsed());
