@@ -111,24 +111,27 @@ fn raw_round(program: &str, dir: &Path, calls: usize, parallel: usize, acc: &mut
     acc.lat.extend(lat);
 }
 
-fn runner_round(
+/// `calls` runs of `one` on `rt`, from `parallel` tasks; adds latencies and wall time to `acc`.
+fn async_round<F, Fut>(
     rt: &tokio::runtime::Runtime,
-    runner: &Runner,
-    inv: &Arc<Invocation>,
     calls: usize,
     parallel: usize,
     acc: &mut Acc,
-) {
+    one: F,
+) where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     let lat = acc.timed(|| {
         rt.block_on(async {
             let mut set = tokio::task::JoinSet::new();
             for _ in 0..parallel {
-                let (runner, inv) = (runner.clone(), inv.clone());
+                let one = one.clone();
                 set.spawn(async move {
                     let mut lat = Vec::new();
                     for _ in 0..calls / parallel {
                         let t = Instant::now();
-                        runner.run(&inv).await.expect("run");
+                        one().await;
                         lat.push(t.elapsed());
                     }
                     lat
@@ -144,6 +147,24 @@ fn runner_round(
     acc.lat.extend(lat);
 }
 
+/// `calls` runner runs, `parallel` tasks on the runtime.
+fn runner_round(
+    rt: &tokio::runtime::Runtime,
+    runner: &Runner,
+    inv: &Arc<Invocation>,
+    calls: usize,
+    parallel: usize,
+    acc: &mut Acc,
+) {
+    let (runner, inv) = (Arc::new(runner.clone()), inv.clone());
+    async_round(rt, calls, parallel, acc, move || {
+        let (runner, inv) = (runner.clone(), inv.clone());
+        async move {
+            runner.run(&inv).await.expect("run");
+        }
+    });
+}
+
 /// `calls` plain tokio spawn + wait runs, `parallel` tasks on the runtime.
 fn tokio_round(
     rt: &tokio::runtime::Runtime,
@@ -154,37 +175,21 @@ fn tokio_round(
     acc: &mut Acc,
 ) {
     let args = Arc::new([dir.join("in"), dir.join("out"), dir.join("err")]);
-    let lat = acc.timed(|| {
-        rt.block_on(async {
-            let mut set = tokio::task::JoinSet::new();
-            for _ in 0..parallel {
-                let (program, args) = (program.to_owned(), args.clone());
-                set.spawn(async move {
-                    let mut lat = Vec::new();
-                    for _ in 0..calls / parallel {
-                        let t = Instant::now();
-                        let status = tokio::process::Command::new(&program)
-                            .args(args.iter())
-                            .stdin(Stdio::null())
-                            .process_group(0)
-                            .kill_on_drop(true)
-                            .status()
-                            .await
-                            .expect("spawn");
-                        assert!(status.success());
-                        lat.push(t.elapsed());
-                    }
-                    lat
-                });
-            }
-            let mut all = Vec::new();
-            while let Some(l) = set.join_next().await {
-                all.extend(l.unwrap());
-            }
-            all
-        })
+    let program = program.to_owned();
+    async_round(rt, calls, parallel, acc, move || {
+        let (program, args) = (program.clone(), args.clone());
+        async move {
+            let status = tokio::process::Command::new(&program)
+                .args(args.iter())
+                .stdin(Stdio::null())
+                .process_group(0)
+                .kill_on_drop(true)
+                .status()
+                .await
+                .expect("spawn");
+            assert!(status.success());
+        }
     });
-    acc.lat.extend(lat);
 }
 
 fn env_or(name: &str, default: &str) -> String {

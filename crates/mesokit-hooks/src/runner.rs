@@ -268,9 +268,7 @@ impl Runner {
             })
         }
     }
-}
 
-impl Runner {
     /// A run's files in the private directory; a new one if ours was removed meanwhile.
     fn create_files(&self, input: &[u8]) -> Result<(RunFiles, File), (PathBuf, io::Error)> {
         let dir = self.private.get(&self.dir)?;
@@ -700,11 +698,7 @@ async fn execute(
                         started.pid.store(child.id().unwrap_or(0), Ordering::SeqCst);
                         Running::Task(child)
                     }
-                    Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempt < 3 => {
-                        attempt += 1;
-                        tokio::time::sleep(Duration::from_millis(10 * attempt)).await;
-                        continue;
-                    }
+                    Err(e) if text_busy_again(&e, &mut attempt).await => continue,
                     Err(e) => return Err(spawn_error(e)),
                 }
             }
@@ -734,13 +728,21 @@ async fn execute(
                     source,
                 });
             }
-            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempt < 3 => {
-                attempt += 1;
-                tokio::time::sleep(Duration::from_millis(10 * attempt)).await;
-            }
+            Err(e) if text_busy_again(&e, &mut attempt).await => {}
             Err(e) => return Err(spawn_error(e)),
         }
     }
+}
+
+/// Whether a failed start is worth another attempt: ETXTBSY (see [`execute`]), at most three
+/// times, after a pause that grows with each attempt.
+async fn text_busy_again(e: &io::Error, attempt: &mut u64) -> bool {
+    if e.raw_os_error() != Some(libc::ETXTBSY) || *attempt >= 3 {
+        return false;
+    }
+    *attempt += 1;
+    tokio::time::sleep(Duration::from_millis(10 * *attempt)).await;
+    true
 }
 
 /// Hands `command` to a run thread. If none takes it, gives it back, or `None` if it was

@@ -196,12 +196,15 @@ fn candidates(program: &str, env: &[(String, String)]) -> Vec<Vec<u8>> {
     if program.contains('/') {
         return vec![program.as_bytes().to_vec()];
     }
-    let own = std::env::var_os("PATH");
+    // The executor's own PATH is read only when the task has none.
+    let own;
     let path: &[u8] = match env.iter().rev().find(|(k, _)| k == "PATH") {
         Some((_, v)) => v.as_bytes(),
-        None => own
-            .as_deref()
-            .map_or(b"/usr/local/bin:/usr/bin:/bin", |p| p.as_bytes()),
+        None => {
+            own = std::env::var_os("PATH");
+            own.as_deref()
+                .map_or(b"/usr/local/bin:/usr/bin:/bin", |p| p.as_bytes())
+        }
     };
     path.split(|&b| b == b':')
         .map(|dir| {

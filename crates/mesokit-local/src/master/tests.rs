@@ -1452,6 +1452,16 @@ fn disconnect(w: &mut World) {
     w.m.handle_agent(w.now, ToMaster::AgentDisconnected { agent_id });
 }
 
+/// The agent comes back, knowing these tasks of `sub`.
+fn reregister(w: &mut World, sub: &Sub, tasks: &[&str]) {
+    let agent_id = w.agent.clone();
+    let tasks = tasks
+        .iter()
+        .map(|t| (sub.id.clone(), v1::TaskId { value: (*t).into() }))
+        .collect();
+    w.m.handle_agent(w.now, ToMaster::AgentReregistered { agent_id, tasks });
+}
+
 #[test]
 fn a_disconnected_agent_gets_no_offers_and_loses_only_uncheckpointed_tasks() {
     let (mut w, sub) = running_with(&[], false);
@@ -1471,14 +1481,7 @@ fn a_disconnected_agent_gets_no_offers_and_loses_only_uncheckpointed_tasks() {
     disconnect(&mut w);
     assert!(updates(w.events(1)).is_empty(), "checkpointed tasks wait");
     // Back: offers again, its task kept.
-    let agent_id = w.agent.clone();
-    w.m.handle_agent(
-        w.now,
-        ToMaster::AgentReregistered {
-            agent_id,
-            tasks: vec![(sub.id.clone(), v1::TaskId { value: "t1".into() })],
-        },
-    );
+    reregister(&mut w, &sub, &["t1"]);
     w.advance(secs(5));
     assert_eq!(w.offers(&sub).len(), 1);
     assert!(w.m.frameworks[&sub.id.value].tasks.contains_key("t1"));
@@ -1486,16 +1489,9 @@ fn a_disconnected_agent_gets_no_offers_and_loses_only_uncheckpointed_tasks() {
 
 #[test]
 fn a_reregistered_agent_that_does_not_know_a_task_loses_it() {
-    let (mut w, _sub) = running_with(&[Cap::PartitionAware], true);
+    let (mut w, sub) = running_with(&[Cap::PartitionAware], true);
     disconnect(&mut w);
-    let agent_id = w.agent.clone();
-    w.m.handle_agent(
-        w.now,
-        ToMaster::AgentReregistered {
-            agent_id,
-            tasks: Vec::new(),
-        },
-    );
+    reregister(&mut w, &sub, &[]);
     let ups = updates(w.events(1));
     assert_eq!(ups.len(), 1);
     assert_eq!(state(&ups[0]), TaskState::TaskGone);
@@ -1554,14 +1550,7 @@ fn an_agent_disconnected_for_the_lost_timeout_is_unreachable_once() {
             "the hook runs once"
         );
         // Coming back too late: its frameworks there are shut down.
-        let agent_id = w.agent.clone();
-        w.m.handle_agent(
-            w.now,
-            ToMaster::AgentReregistered {
-                agent_id,
-                tasks: vec![(sub.id.clone(), v1::TaskId { value: "t1".into() })],
-            },
-        );
+        reregister(&mut w, &sub, &["t1"]);
         assert_eq!(
             w.agent_msgs(),
             [ToAgent::ShutdownFramework {
