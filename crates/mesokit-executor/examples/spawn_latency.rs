@@ -1,4 +1,4 @@
-//! How long `process::spawn` holds the executor's thread: from the call until the task's
+//! How long `process::spawn` takes: from the call until the task's
 //! program has been exec'd (what a launch waits for before TASK_RUNNING), for a shell task
 //! writing to files in a sandbox, as the executor starts tasks (huge pages opted out, on a
 //! current-thread runtime).
@@ -41,7 +41,7 @@ fn main() {
                 tokio::time::sleep(idle).await;
             }
             let start = Instant::now();
-            let mut child = process::spawn(&spec).expect("spawn");
+            let mut child = process::spawn(&spec).await.expect("spawn");
             spawn.push(start.elapsed());
             assert!(child.wait().await.unwrap().success());
             whole.push(start.elapsed());

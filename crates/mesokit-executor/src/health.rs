@@ -721,7 +721,7 @@ pub async fn run_command(
     spec: &CommandSpec,
     timeout: Option<Duration>,
 ) -> Result<Termination, ProbeError> {
-    let mut child = process::spawn(spec).map_err(ProbeError::Command)?;
+    let mut child = process::spawn(spec).await.map_err(ProbeError::Command)?;
     let status = match timeout {
         None => child.wait().await,
         Some(limit) => match tokio::time::timeout(limit, child.wait()).await {

@@ -156,9 +156,8 @@ pub struct CommandSpec {
     /// Standard error.
     pub stderr: Output,
     /// Linux: SIGKILL the process if the executor dies first (`PR_SET_PDEATHSIG`), so that a
-    /// killed executor does not leave its task behind. The kernel sends it when the *thread*
-    /// that called [`spawn`] ends, so spawn from a thread that lives as long as the executor
-    /// (a runtime's main or worker thread), never from `spawn_blocking`.
+    /// killed executor does not leave its task behind. The kernel sends it when the thread
+    /// that made the process ends: the launcher thread, which lives as long as the executor.
     pub die_with_parent: bool,
 }
 
@@ -420,27 +419,21 @@ pub fn trim_memory() {
 /// Starts the process in a new session (`setsid`), so that it leads a process group and a
 /// session of its own, with every signal at its default action and none blocked; stdin is
 /// `/dev/null`. Must be called within a Tokio runtime. See [`spawn`](self::spawn) (the module)
-/// for how: as fast as `posix_spawn`, with the set-up `posix_spawn` cannot do.
+/// for how: as fast as `posix_spawn`, with the set-up `posix_spawn` cannot do, on the
+/// executor's launcher thread while the runtime goes on.
 ///
 /// Errors name what failed: the working directory, an output file, or the `exec` itself (for
 /// example `No such file or directory` for an unknown program).
-pub fn spawn(spec: &CommandSpec) -> io::Result<Child> {
-    if let Some(cwd) = &spec.cwd {
-        if spec.create_cwd {
-            std::fs::create_dir_all(cwd).map_err(|e| {
-                io::Error::new(e.kind(), format!("cannot create {}: {e}", cwd.display()))
-            })?;
-        } else if let Err(e) = std::fs::metadata(cwd) {
-            // Checked here, where the error can say which directory.
-            return Err(io::Error::new(
-                e.kind(),
-                format!("working directory {}: {e}", cwd.display()),
-            ));
-        }
-    }
+pub async fn spawn(spec: &CommandSpec) -> io::Result<Child> {
     let restore_huge_pages = THP_DISABLED_HERE.load(Ordering::Relaxed);
-    spawn::spawn(spec, restore_huge_pages)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot run {}: {e}", spec.program)))
+    spawn::spawn(spec, restore_huge_pages).await
+}
+
+/// Starts the thread that starts processes (see [`spawn`](self::spawn), the module), if it
+/// is not running yet: an executor calls it when it starts, so that its first launch does
+/// not wait for a new thread. [`spawn`] starts it otherwise.
+pub fn start_launcher() -> io::Result<()> {
+    spawn::start_launcher()
 }
 
 /// Sends `signal` to the process tree of a task started by [`spawn`]; see [`Tree::signal`].

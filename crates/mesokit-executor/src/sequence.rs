@@ -171,7 +171,7 @@ fn code(t: Termination) -> i32 {
 }
 
 /// Starts the first step. Its error is the task's launch error.
-pub(crate) fn start_first(
+pub(crate) async fn start_first(
     task_id: &TaskId,
     steps: &mut [Step],
     api: Option<&TaskApi>,
@@ -182,6 +182,7 @@ pub(crate) fn start_first(
         api.apply_env(task_id, &mut step.spec.env);
     }
     process::spawn(&step.spec)
+        .await
         .map(|mut child| {
             attach(&mut child, sinks);
             child
@@ -228,7 +229,7 @@ pub(crate) async fn drive(
                 if let Some(api) = &api {
                     api.apply_env(&task_id, &mut step.spec.env);
                 }
-                process::spawn(&step.spec).map(|mut child| {
+                process::spawn(&step.spec).await.map(|mut child| {
                     attach(&mut child, &sinks);
                     child
                 })

@@ -58,7 +58,9 @@ fn session_and_group(pid: i32) -> (i32, i32) {
 
 #[tokio::test]
 async fn a_task_runs_in_a_session_and_group_of_its_own() {
-    let mut child = process::spawn(&CommandSpec::shell("exec sleep 30")).unwrap();
+    let mut child = process::spawn(&CommandSpec::shell("exec sleep 30"))
+        .await
+        .unwrap();
     let pid = child.id().unwrap() as i32;
     assert_eq!(session_and_group(pid), (pid, pid));
     let (my_sid, my_pgid) = session_and_group(std::process::id() as i32);
@@ -75,7 +77,7 @@ async fn sigterm_kills_the_whole_group() {
     // The shell waits for a background sleep: SIGTERM must reach both.
     let mut spec = CommandSpec::shell("sleep 30 & echo $! > bg; wait");
     spec.cwd = Some(dir.clone());
-    let mut child = process::spawn(&spec).unwrap();
+    let mut child = process::spawn(&spec).await.unwrap();
     let bg = pid_in(&dir.join("bg")).await;
     assert!(exists(bg));
 
@@ -108,7 +110,7 @@ async fn a_process_that_ignores_sigterm_gets_sigkill_after_the_grace() {
     let dir = scratch("stubborn");
     let mut spec = CommandSpec::shell("trap '' TERM; echo $$ > ready; sleep 30; true");
     spec.cwd = Some(dir.clone());
-    let mut child = process::spawn(&spec).unwrap();
+    let mut child = process::spawn(&spec).await.unwrap();
     pid_in(&dir.join("ready")).await; // the trap is set
     let grace = Duration::from_millis(200);
 
@@ -143,7 +145,7 @@ async fn a_child_that_left_the_group_is_still_reached_through_the_session() {
         return;
     }
     spec.cwd = Some(dir.clone());
-    let mut child = process::spawn(&spec).unwrap();
+    let mut child = process::spawn(&spec).await.unwrap();
     let escaped = pid_in(&dir.join("escaped")).await;
     let leader = child.id().unwrap() as i32;
     let (sid, pgid) = session_and_group(escaped);
@@ -179,7 +181,7 @@ async fn a_child_in_a_session_of_its_own_is_reached_through_its_parent() {
          open(F, \">daemon\"); print F \"$$\\n\"; close F; sleep 30' & wait",
     );
     spec.cwd = Some(dir.clone());
-    let mut child = process::spawn(&spec).unwrap();
+    let mut child = process::spawn(&spec).await.unwrap();
     let daemon = pid_in(&dir.join("daemon")).await;
     let leader = child.id().unwrap() as i32;
     assert_eq!(
@@ -208,7 +210,7 @@ async fn a_child_in_a_session_of_its_own_is_reached_through_its_parent() {
 
 #[tokio::test]
 async fn killing_a_reaped_process_only_waits() {
-    let mut child = process::spawn(&CommandSpec::shell("exit 4")).unwrap();
+    let mut child = process::spawn(&CommandSpec::shell("exit 4")).await.unwrap();
     let status = child.wait().await.unwrap();
     assert_eq!(Termination::from(status), Termination::Exited(4));
     let again = process::kill_gracefully(&mut child, PATIENCE)
@@ -241,7 +243,7 @@ async fn a_task_starts_with_default_signal_dispositions() {
     spec.cwd = Some(dir.clone());
     let _term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
     ignore_sighup_and_block_sigusr2();
-    let mut child = process::spawn(&spec).unwrap();
+    let mut child = process::spawn(&spec).await.unwrap();
     assert!(child.wait().await.unwrap().success());
     let sig = std::fs::read_to_string(dir.join("sig")).unwrap();
     let mask = |name: &str| {
@@ -258,7 +260,7 @@ async fn a_task_starts_with_default_signal_dispositions() {
 async fn spawn_errors_say_what_failed() {
     let mut spec = CommandSpec::shell("true");
     spec.program = "/nonexistent/program".into();
-    let e = process::spawn(&spec).unwrap_err();
+    let e = process::spawn(&spec).await.unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
     assert!(
         e.to_string()
@@ -268,7 +270,7 @@ async fn spawn_errors_say_what_failed() {
 
     let mut spec = CommandSpec::shell("true");
     spec.cwd = Some("/nonexistent/dir".into());
-    let e = process::spawn(&spec).unwrap_err();
+    let e = process::spawn(&spec).await.unwrap_err();
     assert!(
         e.to_string()
             .starts_with("working directory /nonexistent/dir: "),
@@ -279,7 +281,7 @@ async fn spawn_errors_say_what_failed() {
     let mut spec = CommandSpec::shell("pwd > here");
     spec.cwd = Some(dir.join("a/b"));
     spec.create_cwd = true;
-    let mut child = process::spawn(&spec).unwrap();
+    let mut child = process::spawn(&spec).await.unwrap();
     assert!(child.wait().await.unwrap().success());
     assert!(dir.join("a/b/here").exists());
     let _ = std::fs::remove_dir_all(dir);
@@ -299,7 +301,7 @@ async fn a_program_is_found_in_the_tasks_path_and_a_script_without_interpreter_r
     spec.argv0 = None;
     spec.args = vec!["arg".into(), dir.join("out").display().to_string()];
     spec.env = vec![("PATH".into(), format!("/nonexistent:{}", bin.display()))];
-    let mut child = process::spawn(&spec).unwrap();
+    let mut child = process::spawn(&spec).await.unwrap();
     assert!(child.wait().await.unwrap().success());
     assert_eq!(
         std::fs::read_to_string(dir.join("out")).unwrap(),
@@ -308,14 +310,14 @@ async fn a_program_is_found_in_the_tasks_path_and_a_script_without_interpreter_r
 
     // Not in the task's PATH (the executor's own PATH is not searched then).
     spec.env = vec![("PATH".into(), "/nonexistent".into())];
-    let e = process::spawn(&spec).unwrap_err();
+    let e = process::spawn(&spec).await.unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
     assert!(e.to_string().starts_with("cannot run hello-task: "), "{e}");
 
     // Found but not executable: permission denied, not "not found".
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     spec.env = vec![("PATH".into(), bin.display().to_string())];
-    let e = process::spawn(&spec).unwrap_err();
+    let e = process::spawn(&spec).await.unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied, "{e}");
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -326,7 +328,7 @@ async fn piped_output_reaches_the_reader_and_the_status_is_kept() {
     let mut spec = CommandSpec::shell("echo out; echo err >&2; kill -USR1 $$");
     spec.stdout = process::Output::Pipe;
     spec.stderr = process::Output::Pipe;
-    let mut child = process::spawn(&spec).unwrap();
+    let mut child = process::spawn(&spec).await.unwrap();
     let pid = child.id().expect("running");
     let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
     let (mut o, mut e) = (String::new(), String::new());
@@ -383,7 +385,7 @@ fn a_task_gets_huge_pages_back_and_the_executor_keeps_its_opt_out() {
     rt.block_on(async {
         let mut spec = CommandSpec::shell("cat /proc/self/status > status");
         spec.cwd = Some(dir.clone());
-        let mut child = process::spawn(&spec).unwrap();
+        let mut child = process::spawn(&spec).await.unwrap();
         assert!(child.wait().await.unwrap().success());
     });
     assert_eq!(
@@ -396,31 +398,49 @@ fn a_task_gets_huge_pages_back_and_the_executor_keeps_its_opt_out() {
 
 #[cfg(target_os = "linux")]
 #[test]
-fn a_task_dies_with_the_thread_that_started_it() {
-    // PR_SET_PDEATHSIG fires when the thread that made the child ends: here a thread with a
-    // runtime of its own, standing in for a killed executor.
-    let (mut child, pid) = std::thread::spawn(|| {
+#[allow(unsafe_code)]
+fn a_task_dies_with_the_executor() {
+    // PR_SET_PDEATHSIG fires when the thread that made the child ends; that is the launcher
+    // thread, which ends with the process. Here a test process of its own stands in for the
+    // executor: it starts a task, prints its pid and is SIGKILLed.
+    if std::env::var_os("MESOKIT_TEST_PDEATHSIG_CHILD").is_some() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
-        let _guard = rt.enter();
-        let child = process::spawn(&CommandSpec::shell("sleep 30")).unwrap();
-        let pid = child.id().unwrap();
-        (child, pid)
-    })
-    .join()
-    .unwrap();
+        rt.block_on(async {
+            // Not on this process's stdout: the test reads it to its end.
+            let task = CommandSpec::shell("exec sleep 30 >/dev/null 2>&1");
+            let child = process::spawn(&task).await.unwrap();
+            println!("task pid {}", child.id().unwrap());
+            use std::io::Write;
+            std::io::stdout().flush().unwrap();
+            // SAFETY: kill(2) on this very process.
+            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        });
+        unreachable!("killed");
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "a_task_dies_with_the_executor", "--nocapture"])
+        .env("MESOKIT_TEST_PDEATHSIG_CHILD", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let pid: i32 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("task pid "))
+        .unwrap_or_else(|| {
+            panic!(
+                "no task pid in {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+        .trim()
+        .parse()
+        .unwrap();
     let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(start.elapsed() < PATIENCE, "{pid} still running");
+    while exists(pid) {
+        assert!(start.elapsed() < PATIENCE, "{pid} outlived its executor");
         std::thread::sleep(Duration::from_millis(5));
-    };
-    assert_eq!(
-        Termination::from(status),
-        Termination::Signaled(libc::SIGKILL)
-    );
+    }
 }
