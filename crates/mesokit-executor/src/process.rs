@@ -156,8 +156,9 @@ pub struct CommandSpec {
     /// Standard error.
     pub stderr: Output,
     /// Linux: SIGKILL the process if the executor dies first (`PR_SET_PDEATHSIG`), so that a
-    /// killed executor does not leave its task behind. The kernel sends it when the thread
-    /// that made the process ends: the launcher thread, which lives as long as the executor.
+    /// killed executor does not leave its task behind. The kernel sends it when the *thread*
+    /// that called [`spawn`] ends, so spawn from a thread that lives as long as the executor
+    /// (a runtime's main or worker thread), never from `spawn_blocking`.
     pub die_with_parent: bool,
 }
 
@@ -419,21 +420,14 @@ pub fn trim_memory() {
 /// Starts the process in a new session (`setsid`), so that it leads a process group and a
 /// session of its own, with every signal at its default action and none blocked; stdin is
 /// `/dev/null`. Must be called within a Tokio runtime. See [`spawn`](self::spawn) (the module)
-/// for how: as fast as `posix_spawn`, with the set-up `posix_spawn` cannot do, on the
-/// executor's launcher thread while the runtime goes on.
+/// for how: as fast as `posix_spawn`, with the set-up `posix_spawn` cannot do; the calling
+/// thread is held from the clone until the exec.
 ///
 /// Errors name what failed: the working directory, an output file, or the `exec` itself (for
 /// example `No such file or directory` for an unknown program).
 pub async fn spawn(spec: &CommandSpec) -> io::Result<Child> {
     let restore_huge_pages = THP_DISABLED_HERE.load(Ordering::Relaxed);
     spawn::spawn(spec, restore_huge_pages).await
-}
-
-/// Starts the thread that starts processes (see [`spawn`](self::spawn), the module), if it
-/// is not running yet: an executor calls it when it starts, so that its first launch does
-/// not wait for a new thread. [`spawn`] starts it otherwise.
-pub fn start_launcher() -> io::Result<()> {
-    spawn::start_launcher()
 }
 
 /// Sends `signal` to the process tree of a task started by [`spawn`]; see [`Tree::signal`].

@@ -73,9 +73,6 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
     if own_process && let Err(e) = process::become_subreaper() {
         tracing::warn!(error = %e, "cannot become a subreaper: daemons of tasks may escape kills");
     }
-    if let Err(e) = process::start_launcher() {
-        tracing::warn!(error = %e, "tasks cannot be started");
-    }
     let (client, mut events) = ExecutorClient::start(config).map_err(Error::Client)?;
     let (api, mut progress_rx) = if settings.task_api {
         match TaskApi::start(settings.max_message_length).await {
@@ -126,6 +123,8 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
     let mut trimmed = false;
     let mut trim_at: Option<Instant> = None;
     let mut lost = None;
+    // An update was handed to the sender since the loop last yielded.
+    let mut unsent = false;
 
     loop {
         while let Some(action) = sup.poll_action() {
@@ -139,6 +138,7 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
                     );
                     queued.fetch_add(1, Ordering::Relaxed);
                     let _ = update_tx.send(*status);
+                    unsent = true;
                 }
                 Action::Launch {
                     task_id,
@@ -146,6 +146,12 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
                     plan,
                     progress,
                 } => {
+                    if std::mem::take(&mut unsent) {
+                        // Starting a process blocks this thread until its exec: let the
+                        // sender write TASK_STARTING first, so that the agent forwards it
+                        // (and the scheduler acknowledges it) while the process starts.
+                        tokio::task::yield_now().await;
+                    }
                     if let Some(api) = &api {
                         let vars = api.register(&task_id, plan.before.len(), plan.after.len());
                         for (k, v) in vars {
@@ -158,10 +164,8 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
                         sequence::Sinks::default()
                     };
                     let mut steps = sequence::steps(*command, &plan);
-                    // The launcher thread starts the process; meanwhile this thread's other
-                    // tasks run: the sender writes TASK_STARTING and reads its answer, so it
-                    // is free for TASK_RUNNING as soon as the process has exec'd. Events wait
-                    // until the task is started, as they did when the spawn held the thread.
+                    // Events wait until the task has started, as the thread is held by
+                    // the clone until the exec anyway.
                     let result = sequence::start_first(&task_id, &mut steps, api.as_ref(), &sinks)
                         .await
                         .map(|child| {
@@ -234,6 +238,7 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
             break;
         }
         let timeout = sup.poll_timeout();
+        unsent = false;
         let mut idle = false;
         tokio::select! {
             event = events.next_event(), if stream_open => match event {

@@ -400,9 +400,8 @@ fn a_task_gets_huge_pages_back_and_the_executor_keeps_its_opt_out() {
 #[test]
 #[allow(unsafe_code)]
 fn a_task_dies_with_the_executor() {
-    // PR_SET_PDEATHSIG fires when the thread that made the child ends; that is the launcher
-    // thread, which ends with the process. Here a test process of its own stands in for the
-    // executor: it starts a task, prints its pid and is SIGKILLed.
+    // A test process of its own stands in for the executor: it starts a task, prints its
+    // pid and is SIGKILLed.
     if std::env::var_os("MESOKIT_TEST_PDEATHSIG_CHILD").is_some() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -443,4 +442,36 @@ fn a_task_dies_with_the_executor() {
         assert!(start.elapsed() < PATIENCE, "{pid} outlived its executor");
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_task_dies_with_the_thread_that_started_it() {
+    // PR_SET_PDEATHSIG fires when the thread that made the child ends: here a thread with a
+    // runtime of its own, standing in for a killed executor.
+    let (mut child, pid) = std::thread::spawn(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let child = rt
+            .block_on(process::spawn(&CommandSpec::shell("sleep 30")))
+            .unwrap();
+        let pid = child.id().unwrap();
+        (child, pid)
+    })
+    .join()
+    .unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(start.elapsed() < PATIENCE, "{pid} still running");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!(
+        Termination::from(status),
+        Termination::Signaled(libc::SIGKILL)
+    );
 }

@@ -15,37 +15,26 @@
 //! system calls: it allocates nothing, takes no lock and touches no memory but its stack and
 //! the [`Failure`] slot through which it reports what failed.
 //!
-//! The file-system work (the working directory, the output files) and the clone itself are
-//! done by one thread of the executor's own, the launcher, not by the runtime's thread: they
-//! take hundreds of microseconds (on ext4 here: a directory 90 µs, two files 75 µs, the
-//! clone until the exec 150–350 µs), and meanwhile the runtime sends TASK_STARTING, reads its
-//! answer and has the sender free for TASK_RUNNING the moment the launcher reports
-//! (docs/benchmarks.md, executor latency). The launcher lives as long as the process, so
-//! `PR_SET_PDEATHSIG`, which fires when the thread that made the child ends, fires when the
-//! executor dies; it keeps every signal blocked, so that none of the executor's handlers can
-//! run in a child (which shares the executor's memory) before the child has reset them; it
-//! keeps the child stack and `/dev/null` open from one spawn to the next; and it allocates
-//! nothing on the way of a successful spawn (a job comes with everything it needs and goes
-//! back whole to be freed by the caller), so the C library gives it no heap of its own.
+//! The child's stack (a mapping with a guard page) and `/dev/null` are kept from one spawn
+//! to the next. Before the clone, which holds the calling thread until the exec, the
+//! thread's other tasks get their turn (see [`spawn`]).
 //!
 //! The process is waited for through a pidfd registered with Tokio's reactor (Linux 5.3 and
 //! later), or by polling `waitpid` where there is none.
 
-use std::collections::VecDeque;
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
 use tokio::net::unix::pipe;
-use tokio::sync::oneshot;
 
 use super::{CommandSpec, Output};
 
@@ -267,7 +256,7 @@ fn cloexec_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     #[cfg(target_os = "linux")]
     let made = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
     // SAFETY: as above; the descriptors are made close-on-exec right after (this process
-    // starts children only from the launcher thread).
+    // starts children only from this module, on one thread).
     #[cfg(not(target_os = "linux"))]
     let made = unsafe {
         let r = libc::pipe(fds.as_mut_ptr());
@@ -284,9 +273,15 @@ fn cloexec_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-fn null_input() -> io::Result<OwnedFd> {
-    let file = std::fs::File::open("/dev/null")?;
-    above_stdio(file.into())
+/// `/dev/null`, every process's stdin: opened on the first spawn and kept.
+fn null_input() -> io::Result<RawFd> {
+    static NULL: OnceLock<OwnedFd> = OnceLock::new();
+    if let Some(fd) = NULL.get() {
+        return Ok(fd.as_raw_fd());
+    }
+    let file = above_stdio(std::fs::File::open("/dev/null")?.into())?;
+    // Another thread may have been first: its descriptor is kept, ours closed.
+    Ok(NULL.get_or_init(|| file).as_raw_fd())
 }
 
 /// `fd`, moved above 2 if it is one of the standard descriptors (when the executor runs with
@@ -304,39 +299,65 @@ fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
+/// What the process's standard streams are to be, opened before the clone.
+struct Streams {
+    stdin: RawFd,
+    /// Descriptors to install as stdout and stderr (`None`: inherited).
+    out: Option<OwnedFd>,
+    err: Option<OwnedFd>,
+    /// The read ends of [`Output::Pipe`] outputs.
+    out_read: Option<OwnedFd>,
+    err_read: Option<OwnedFd>,
+}
+
 /// Starts `spec` in a session of its own; see the module documentation. Returns once the
 /// program has been exec'd, or the error of the step that failed. Must be called within a
-/// Tokio runtime. Dropping the future before it is done kills and reaps the process if it
-/// was started meanwhile.
+/// Tokio runtime.
+///
+/// Errors read `cannot run <program>: <what failed>`, except the working directory's.
 pub(super) async fn spawn(spec: &CommandSpec, restore_huge_pages: bool) -> io::Result<Child> {
     let cannot_run =
         |e: io::Error| io::Error::new(e.kind(), format!("cannot run {}: {e}", spec.program));
-    let (job, answer) = prepare(spec, restore_huge_pages).map_err(cannot_run)?;
-    submit(job).map_err(cannot_run)?;
-    let mut job = answer
-        .await
-        .map_err(|_| cannot_run(io::Error::other("the launcher thread is gone")))?;
-    let launched = job
-        .outcome
-        .take()
-        .expect("the launcher fills in the outcome")?;
-    // Dropped here, on the caller's thread, which allocated it.
-    drop(job);
-    let reader = |fd: Option<OwnedFd>| fd.map(pipe::Receiver::from_owned_fd).transpose();
-    Ok(Child {
-        pid: launched.pid,
-        waiter: Some(waiter(launched.pid)),
-        status: None,
-        stdout: reader(launched.stdout).map_err(cannot_run)?,
-        stderr: reader(launched.stderr).map_err(cannot_run)?,
-    })
+    set_up_cwd(spec)?;
+    let (out, out_read) = stdio_fd(&spec.stdout).map_err(cannot_run)?;
+    let (err, err_read) = stdio_fd(&spec.stderr).map_err(cannot_run)?;
+    let streams = Streams {
+        stdin: null_input().map_err(cannot_run)?,
+        out,
+        err,
+        out_read,
+        err_read,
+    };
+    // The clone holds this thread until the exec (150–350 µs here): let the thread's other
+    // tasks run first. What they were waiting for and is ready gets done: in the executor,
+    // the connection reads the answer to TASK_STARTING and the sender takes it (two turns),
+    // so that the sender is free for TASK_RUNNING the moment the process has started
+    // (docs/benchmarks.md, executor latency).
+    tokio::task::yield_now().await;
+    tokio::task::yield_now().await;
+    start_with(spec, restore_huge_pages, streams).map_err(cannot_run)
 }
 
-/// The job for [`spawn`], and where its answer comes.
-fn prepare(
-    spec: &CommandSpec,
-    restore_huge_pages: bool,
-) -> io::Result<(Box<Job>, oneshot::Receiver<Box<Job>>)> {
+/// Checks the working directory, or creates it. Its errors name it.
+fn set_up_cwd(spec: &CommandSpec) -> io::Result<()> {
+    let Some(cwd) = &spec.cwd else {
+        return Ok(());
+    };
+    if spec.create_cwd {
+        std::fs::create_dir_all(cwd)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot create {}: {e}", cwd.display())))
+    } else {
+        std::fs::metadata(cwd).map(drop).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("working directory {}: {e}", cwd.display()),
+            )
+        })
+    }
+}
+
+/// The C strings and arrays for the child, the clone, and what the child reported.
+fn start_with(spec: &CommandSpec, restore_huge_pages: bool, streams: Streams) -> io::Result<Child> {
     let argv0 = spec.argv0.as_deref().unwrap_or(&spec.program);
     let argv: Vec<CString> = std::iter::once(argv0)
         .chain(spec.args.iter().map(String::as_str))
@@ -375,198 +396,35 @@ fn prepare(
     let mut sh_argv = vec![sh.as_ptr(), std::ptr::null()];
     sh_argv.extend(argv[1..].iter().map(|s| s.as_ptr()));
     sh_argv.push(std::ptr::null());
-    let args = ChildArgs {
+    let raw = |fd: &Option<OwnedFd>| fd.as_ref().map_or(-1, AsRawFd::as_raw_fd);
+    let mut args = ChildArgs {
         candidates: ptrs(&candidates),
         argv: ptrs(&argv),
         sh_argv,
         envp: ptrs(&env),
         cwd,
-        stdio: [-1; 3],
+        stdio: [streams.stdin, raw(&streams.out), raw(&streams.err)],
         restore_huge_pages,
         die_with_parent: spec.die_with_parent,
         parent: std::process::id() as libc::pid_t,
         failure: Failure::default(),
     };
-    let (reply, answer) = oneshot::channel();
-    let job = Box::new(Job {
-        args,
-        _strings: Strings {
-            _candidates: candidates,
-            _argv: argv,
-            _env: env,
-            _sh: sh,
-        },
-        setup: Setup {
-            program: spec.program.clone(),
-            cwd: spec.cwd.clone(),
-            create_cwd: spec.create_cwd,
-            stdout: spec.stdout.clone(),
-            stderr: spec.stderr.clone(),
-        },
-        outcome: None,
-        reply: Some(reply),
-    });
-    Ok((job, answer))
-}
-
-/// One spawn for the launcher: the child's arguments, the strings they point into, the
-/// file-system set-up, and, once done, the outcome. It travels to the launcher and back
-/// whole, so that it is allocated and freed by the caller.
-struct Job {
-    args: ChildArgs,
-    _strings: Strings,
-    setup: Setup,
-    outcome: Option<io::Result<Launched>>,
-    /// Where the job goes back; taken by the launcher.
-    reply: Option<oneshot::Sender<Box<Job>>>,
-}
-
-// SAFETY: the raw pointers in `args` point into the heap buffers of `_strings`, owned by the
-// same job; a job is used by one thread at a time (it moves whole, through the queue and the
-// reply), and those buffers do not move when the job does.
-unsafe impl Send for Job {}
-
-/// What the launcher opens or creates before the clone.
-struct Setup {
-    /// For error messages.
-    program: String,
-    cwd: Option<PathBuf>,
-    create_cwd: bool,
-    stdout: Output,
-    stderr: Output,
-}
-
-/// A started process, as the launcher reports it.
-struct Launched {
-    pid: libc::pid_t,
-    /// Read ends of [`Output::Pipe`] outputs.
-    stdout: Option<OwnedFd>,
-    stderr: Option<OwnedFd>,
-}
-
-/// Jobs waiting for the launcher.
-static JOBS: Mutex<VecDeque<Box<Job>>> = Mutex::new(VecDeque::new());
-static JOB_READY: Condvar = Condvar::new();
-/// Whether the launcher thread was started (or why not).
-static LAUNCHER: OnceLock<Result<(), String>> = OnceLock::new();
-
-/// The launcher's stack: it runs the file-system calls and formats error messages; the
-/// child has a stack of its own.
-const LAUNCHER_STACK: usize = 128 * 1024;
-
-/// Starts the launcher thread if it is not running yet. Spawning starts it too; an executor
-/// starts it ahead, so that its first launch does not pay for a new thread.
-pub(super) fn start_launcher() -> io::Result<()> {
-    LAUNCHER
-        .get_or_init(|| {
-            std::thread::Builder::new()
-                .name("mesokit-launch".into())
-                .stack_size(LAUNCHER_STACK)
-                .spawn(launcher)
-                .map(drop)
-                .map_err(|e| format!("cannot start the launcher thread: {e}"))
-        })
-        .clone()
-        .map_err(io::Error::other)
-}
-
-fn submit(job: Box<Job>) -> io::Result<()> {
-    start_launcher()?;
-    // The lock is never held across anything that can panic; a poisoned queue is intact.
-    JOBS.lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .push_back(job);
-    JOB_READY.notify_one();
-    Ok(())
-}
-
-/// The launcher thread: takes jobs one at a time, for the life of the process.
-fn launcher() {
-    // Every signal blocked for good: process-directed signals go to the other threads, and a
-    // child starts with this mask, so no handler can run in it before it resets them all.
-    // SAFETY: sigset_t is plain data; sigfillset and pthread_sigmask only write to it and to
-    // this thread's mask.
-    unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
-    }
-    let mut kept = Kept::default();
-    loop {
-        let mut job = {
-            let mut jobs = JOBS.lock().unwrap_or_else(PoisonError::into_inner);
-            loop {
-                if let Some(job) = jobs.pop_front() {
-                    break job;
-                }
-                jobs = JOB_READY.wait(jobs).unwrap_or_else(PoisonError::into_inner);
-            }
-        };
-        job.outcome = Some(launch(&mut job, &mut kept));
-        let reply = job.reply.take().expect("one reply per job");
-        if let Err(job) = reply.send(job) {
-            // The caller stopped waiting: nobody else will ever kill or reap the process.
-            if let Some(Ok(launched)) = &job.outcome {
-                // SAFETY: kill and waitpid on our own unreaped child, which leads its group.
-                unsafe {
-                    libc::kill(-launched.pid, libc::SIGKILL);
-                    libc::waitpid(launched.pid, std::ptr::null_mut(), 0);
-                }
-            }
-        }
-    }
-}
-
-/// What the launcher keeps from one spawn to the next.
-#[derive(Default)]
-struct Kept {
-    /// `/dev/null`, every process's stdin.
-    null: Option<OwnedFd>,
-    #[cfg(target_os = "linux")]
-    stack: Option<ChildStack>,
-}
-
-/// The file-system set-up, the clone, and what the child reported. Errors read as before
-/// the launcher existed: the working directory's as they are, the others after
-/// `cannot run <program>:`.
-fn launch(job: &mut Job, kept: &mut Kept) -> io::Result<Launched> {
-    let setup = &job.setup;
-    if let Some(cwd) = &setup.cwd {
-        if setup.create_cwd {
-            std::fs::create_dir_all(cwd).map_err(|e| {
-                io::Error::new(e.kind(), format!("cannot create {}: {e}", cwd.display()))
-            })?;
-        } else if let Err(e) = std::fs::metadata(cwd) {
-            // Checked here, where the error can say which directory.
-            return Err(io::Error::new(
-                e.kind(),
-                format!("working directory {}: {e}", cwd.display()),
-            ));
-        }
-    }
-    let cannot_run =
-        |e: io::Error| io::Error::new(e.kind(), format!("cannot run {}: {e}", setup.program));
-    let stdin = match &kept.null {
-        Some(fd) => fd.as_raw_fd(),
-        None => kept
-            .null
-            .insert(null_input().map_err(cannot_run)?)
-            .as_raw_fd(),
+    let _strings = Strings {
+        _candidates: candidates,
+        _argv: argv,
+        _env: env,
+        _sh: sh,
     };
-    let (out, stdout) = stdio_fd(&setup.stdout).map_err(cannot_run)?;
-    let (err, stderr) = stdio_fd(&setup.stderr).map_err(cannot_run)?;
-    let raw = |fd: &Option<OwnedFd>| fd.as_ref().map_or(-1, AsRawFd::as_raw_fd);
-    job.args.stdio = [stdin, raw(&out), raw(&err)];
 
-    let pid = start(&mut job.args, kept).map_err(cannot_run)?;
+    let pid = start(&mut args)?;
     // The child is gone from our memory: it exec'd or exited.
-    drop((out, err));
-    let step = job.args.failure.step.load(Ordering::Relaxed);
+    drop((streams.out, streams.err));
+    let step = args.failure.step.load(Ordering::Relaxed);
     if step != 0 {
         let mut raw_status = 0;
         // SAFETY: reaping our own child, which has exited (it reported a failure).
         unsafe { libc::waitpid(pid, &mut raw_status, 0) };
-        let os = io::Error::from_raw_os_error(job.args.failure.errno.load(Ordering::Relaxed));
+        let os = io::Error::from_raw_os_error(args.failure.errno.load(Ordering::Relaxed));
         let what = match step {
             STEP_SESSION => format!("cannot start a session: {os}"),
             STEP_PRCTL => format!("prctl: {os}"),
@@ -574,20 +432,19 @@ fn launch(job: &mut Job, kept: &mut Kept) -> io::Result<Launched> {
             STEP_STDIO => format!("cannot set up its standard streams: {os}"),
             STEP_CWD => format!(
                 "cannot change to {}: {os}",
-                setup
-                    .cwd
-                    .as_deref()
-                    .unwrap_or(std::path::Path::new(""))
-                    .display()
+                spec.cwd.as_deref().unwrap_or(Path::new("")).display()
             ),
             _ => os.to_string(),
         };
-        return Err(cannot_run(io::Error::new(os.kind(), what)));
+        return Err(io::Error::new(os.kind(), what));
     }
-    Ok(Launched {
+    let reader = |fd: Option<OwnedFd>| fd.map(pipe::Receiver::from_owned_fd).transpose();
+    Ok(Child {
         pid,
-        stdout,
-        stderr,
+        waiter: Some(waiter(pid)),
+        status: None,
+        stdout: reader(streams.out_read)?,
+        stderr: reader(streams.err_read)?,
     })
 }
 
@@ -611,11 +468,23 @@ fn waiter(pid: libc::pid_t) -> Waiter {
     let _ = pid;
     Waiter::Poll
 }
-
 /// Makes the child and runs [`child_main`] in it; returns its pid once it has exec'd or
-/// exited. Called on the launcher, whose signals are all blocked (see [`launcher`]).
-fn start(args: &mut ChildArgs, kept: &mut Kept) -> io::Result<libc::pid_t> {
-    let pid = clone_child(args, kept);
+/// exited. Signals are blocked in the calling thread meanwhile, so that none of the
+/// executor's handlers can run in the child (which shares the executor's memory on Linux)
+/// before it has set them all back to the default.
+fn start(args: &mut ChildArgs) -> io::Result<libc::pid_t> {
+    // SAFETY: sigset_t is plain data; sigfillset and pthread_sigmask only write to it and
+    // to this thread's mask, which is restored below on every path.
+    let old = unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        old
+    };
+    let pid = clone_child(args);
+    // SAFETY: restores the mask saved above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
     #[cfg(target_os = "linux")]
     if args.restore_huge_pages {
         // The child undid the opt-out in the memory it shared with us: take it back.
@@ -631,25 +500,28 @@ fn start(args: &mut ChildArgs, kept: &mut Kept) -> io::Result<libc::pid_t> {
 #[cfg(target_os = "linux")]
 const STACK: usize = 64 * 1024;
 
-/// The children's stack, a mapping of its own with a guard page below it, so that an
-/// overflow faults instead of writing over the executor's heap. Made on the first spawn and
-/// kept: one child at a time uses it, while the launcher waits for its exec.
+/// A stack for children: a mapping of its own with a guard page below it, so that an
+/// overflow faults instead of writing over the executor's heap.
 #[cfg(target_os = "linux")]
 struct ChildStack {
-    /// The top end (stacks grow down), page-aligned and so 16-aligned.
-    top: *mut libc::c_void,
+    base: *mut libc::c_void,
 }
+
+// SAFETY: the mapping belongs to no thread; whoever holds the ChildStack is its only user.
+#[cfg(target_os = "linux")]
+unsafe impl Send for ChildStack {}
 
 #[cfg(target_os = "linux")]
 impl ChildStack {
+    const GUARD: usize = 4096;
+
     fn new() -> io::Result<Self> {
-        let page = 4096;
-        // SAFETY: a fresh private anonymous mapping; checked for failure before use, never
-        // unmapped (the launcher keeps it for the life of the process).
+        // SAFETY: a fresh private anonymous mapping, checked for failure; its lowest page
+        // becomes the guard.
         unsafe {
             let base = libc::mmap(
                 std::ptr::null_mut(),
-                STACK + page,
+                STACK + Self::GUARD,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
                 -1,
@@ -658,29 +530,52 @@ impl ChildStack {
             if base == libc::MAP_FAILED {
                 return Err(io::Error::last_os_error());
             }
-            // The guard page is the lowest page of the mapping.
-            libc::mprotect(base, page, libc::PROT_NONE);
-            Ok(ChildStack {
-                top: (base as *mut u8).add(STACK + page).cast(),
-            })
+            libc::mprotect(base, Self::GUARD, libc::PROT_NONE);
+            Ok(ChildStack { base })
         }
+    }
+
+    /// The top end (stacks grow down), page-aligned and so 16-aligned.
+    fn top(&self) -> *mut libc::c_void {
+        // SAFETY: one past the end of the mapping made in `new`.
+        unsafe { self.base.cast::<u8>().add(STACK + Self::GUARD).cast() }
     }
 }
 
 #[cfg(target_os = "linux")]
-fn clone_child(args: &mut ChildArgs, kept: &mut Kept) -> io::Result<libc::pid_t> {
-    let top = match &kept.stack {
-        Some(stack) => stack.top,
-        None => kept.stack.insert(ChildStack::new()?).top,
+impl Drop for ChildStack {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, no longer used by any child (each exec'd or
+        // exited before its clone returned).
+        unsafe { libc::munmap(self.base, STACK + Self::GUARD) };
+    }
+}
+
+/// The stack kept from one spawn to the next (its mapping and its pages stay), for one
+/// spawn at a time; a spawn that finds it in use makes one of its own.
+#[cfg(target_os = "linux")]
+static KEPT_STACK: Mutex<Option<ChildStack>> = Mutex::new(None);
+
+#[cfg(target_os = "linux")]
+fn clone_child(args: &mut ChildArgs) -> io::Result<libc::pid_t> {
+    let mut kept = KEPT_STACK.try_lock().ok();
+    let own;
+    let stack = match kept.as_deref_mut() {
+        Some(Some(stack)) => &*stack,
+        Some(slot) => &*slot.insert(ChildStack::new()?),
+        None => {
+            own = ChildStack::new()?;
+            &own
+        }
     };
-    // SAFETY: CLONE_VM | CLONE_VFORK: the child runs in our memory on the kept stack, and
-    // this thread is suspended until it has exec'd or exited, so `args` and the stack
-    // outlive its use of them, and no other child uses the stack meanwhile. SIGCHLD: the
-    // child is reaped like any other child.
+    // SAFETY: CLONE_VM | CLONE_VFORK: the child runs in our memory on `stack`, which no
+    // other child uses meanwhile (held through the lock, or our own), and this thread is
+    // suspended until the child has exec'd or exited, so `args` and the stack outlive its
+    // use of them. SIGCHLD: the child is reaped like any other child.
     let pid = unsafe {
         libc::clone(
             child_main,
-            top,
+            stack.top(),
             libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
             (args as *mut ChildArgs).cast(),
         )
@@ -692,7 +587,7 @@ fn clone_child(args: &mut ChildArgs, kept: &mut Kept) -> io::Result<libc::pid_t>
 }
 
 #[cfg(not(target_os = "linux"))]
-fn clone_child(args: &mut ChildArgs, _kept: &mut Kept) -> io::Result<libc::pid_t> {
+fn clone_child(args: &mut ChildArgs) -> io::Result<libc::pid_t> {
     // SAFETY: after fork the child only runs child_main, which makes system calls and never
     // returns.
     match unsafe { libc::fork() } {
