@@ -9,7 +9,9 @@
 //!
 //! "cpu/call" is the CPU time (user + system, this process and its reaped children) spent
 //! per call in the timed rounds: it tells a runner that costs more work from one that waits
-//! more. `RUNNER_BENCH_SIDES=raw,tokio,runner` adds a third side, a plain
+//! more. After each row, a line on stderr gives each side's own CPU per call (this process
+//! alone, not its children): the work of the runner itself, steadier than the whole figure
+//! (the children's exec dominates that one and moves with the machine's state). `RUNNER_BENCH_SIDES=raw,tokio,runner` adds a third side, a plain
 //! `tokio::process::Command` spawn + wait with the same arguments and no files, which splits
 //! the runner's cost into the async spawn/wait and the file work; `runner1` adds the runner
 //! on a current-thread runtime (one worker, as in the executor). To profile one side or one
@@ -31,6 +33,7 @@ struct Acc {
     lat: Vec<Duration>,
     busy: Duration,
     cpu: Duration,
+    own: Duration,
 }
 
 impl Acc {
@@ -49,24 +52,41 @@ impl Acc {
         )
     }
 
+    /// CPU per call of this process alone (not its children), in µs; 0 for a side that did
+    /// not run.
+    fn own_per_call(&self) -> f64 {
+        let n = self.lat.len().max(1);
+        self.own.as_secs_f64() * 1e6 / n as f64
+    }
+
     /// Times `f` (wall and CPU) into this accumulator.
     fn timed<T>(&mut self, f: impl FnOnce() -> T) -> T {
-        let (start, cpu) = (Instant::now(), cpu_time());
+        let (start, cpu, own) = (Instant::now(), cpu_time(), own_cpu_time());
         let out = f();
         self.busy += start.elapsed();
         self.cpu += cpu_time().saturating_sub(cpu);
+        self.own += own_cpu_time().saturating_sub(own);
         out
     }
 }
 
+/// User + system time of this process alone.
+fn own_cpu_time() -> Duration {
+    rusage(&[libc::RUSAGE_SELF])
+}
+
 /// User + system time of this process and of its children that were waited for.
-#[allow(unsafe_code)]
 fn cpu_time() -> Duration {
+    rusage(&[libc::RUSAGE_SELF, libc::RUSAGE_CHILDREN])
+}
+
+#[allow(unsafe_code)]
+fn rusage(whos: &[libc::c_int]) -> Duration {
     let tv = |t: libc::timeval| {
         Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
     };
     let mut total = Duration::ZERO;
-    for who in [libc::RUSAGE_SELF, libc::RUSAGE_CHILDREN] {
+    for &who in whos {
         // SAFETY: getrusage writes one plain struct that we own and zeroed.
         let usage = unsafe {
             let mut usage: libc::rusage = std::mem::zeroed();
@@ -270,6 +290,13 @@ fn main() {
                 }
             }
             let [raw, tok, run, run1] = accs;
+            eprintln!(
+                "{name}, {parallel} in flight: own CPU/call (this process, not its children): raw {:.1} µs, tokio {:.1} µs, runner {:.1} µs, runner1 {:.1} µs",
+                raw.own_per_call(),
+                tok.own_per_call(),
+                run.own_per_call(),
+                run1.own_per_call()
+            );
             let (rc, rp50, rp99, rcpu) = raw.row();
             let (hc, hp50, hp99, hcpu) = run.row();
             println!(

@@ -154,6 +154,31 @@ impl Dir {
         Ok(unsafe { File::from_raw_fd(fd) })
     }
 
+    /// Creates the empty regular file `name` in this directory, mode 0600 (less the umask, as
+    /// `openat` with `O_CREAT` would); fails if `name` exists, as `O_EXCL` does. On Linux with
+    /// `mknodat(2)`: unlike `openat`, it sets up no open file to close again (4 µs less CPU
+    /// per run for the two files; docs/benchmarks.md, "Agent command modules"). Elsewhere
+    /// `mknod` of a regular file may need privileges, so it is `openat` and `close`.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[allow(unsafe_code)]
+    fn create_empty(&self, name: &CStr) -> io::Result<()> {
+        // SAFETY: as in `open`: a NUL-terminated string and a descriptor open for the call;
+        // mknodat only reads the string.
+        let made =
+            unsafe { libc::mknodat(self.fd.as_raw_fd(), name.as_ptr(), libc::S_IFREG | 0o600, 0) };
+        if made < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// See the Linux version above.
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    fn create_empty(&self, name: &CStr) -> io::Result<()> {
+        self.open(name, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL)
+            .map(drop)
+    }
+
     /// `unlinkat(2)` of `name` in this directory.
     #[allow(unsafe_code)]
     fn unlink(&self, name: &CStr) -> io::Result<()> {
@@ -848,16 +873,10 @@ impl RunFiles {
             .write_all_at(input, 0)
             .map_err(|e| (files.input.clone(), e))?;
         for at in 1..3 {
-            files
-                .dir
-                .open(
-                    &files.names[at],
-                    libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
-                )
-                .map_err(|e| {
-                    let path = if at == 1 { &files.output } else { &files.error };
-                    (path.clone(), e)
-                })?;
+            files.dir.create_empty(&files.names[at]).map_err(|e| {
+                let path = if at == 1 { &files.output } else { &files.error };
+                (path.clone(), e)
+            })?;
             files.absent[at] = false;
         }
         Ok((files, stdin))
