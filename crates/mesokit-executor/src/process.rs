@@ -17,7 +17,7 @@ use std::time::Duration;
 
 mod spawn;
 
-pub use spawn::Child;
+pub use mesokit_hooks::spawn::Child;
 
 /// The two signals of a kill.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -20,5 +20,6 @@ pub mod mesos;
 pub mod modules;
 pub mod proctree;
 pub mod runner;
+pub mod spawn;
 
 pub use runner::{DEFAULT_TIMEOUT, ExitKind, Invocation, Outcome, RunError, Runner};

@@ -28,7 +28,6 @@ use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
-use std::os::unix::process::CommandExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
@@ -39,6 +38,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use crate::proctree::{self, Proc};
+use crate::spawn::{Child, Spawn};
 
 /// Timeout of an [`Invocation`] built with [`Invocation::new`]: Criteo's
 /// `DEFAULT_COMMAND_TIMEOUT`.
@@ -484,7 +484,7 @@ enum Ended {
 /// One start of a command, handed to a run thread.
 struct Job {
     /// Boxed: a job travels through a queue, and back when no thread takes it.
-    command: Box<std::process::Command>,
+    command: Box<RunCommand>,
     started: Arc<Started>,
     ended: oneshot::Sender<Ended>,
 }
@@ -493,23 +493,20 @@ impl Job {
     /// Starts the command, waits for it (blocking: this is a run thread), kills what it
     /// left in its group, and reports. Nobody may be waiting for the report any more: a
     /// cancelled run gave the command up, which is then killed right after it starts.
-    fn run(mut self) {
-        let child = self.command.spawn();
-        // Closes our copy of the command's stdin (the input file) before the wait.
-        drop(self.command);
-        let mut child = match child {
-            Ok(child) => child,
+    fn run(self) {
+        // Also closes our copy of the command's stdin (the input file) before the wait.
+        let pid = match self.command.start() {
+            Ok(pid) => pid as u32,
             Err(e) => {
                 let _ = self.ended.send(Ended::NotStarted(e));
                 return;
             }
         };
-        let pid = child.id();
         self.started.pid.store(pid, Ordering::SeqCst);
         if self.started.given_up.load(Ordering::SeqCst) {
             signal_group(pid, libc::SIGKILL);
         }
-        let status = child.wait();
+        let status = wait_blocking(pid);
         // Stragglers: children the command left in its group.
         signal_group(pid, libc::SIGKILL);
         let _ = self.ended.send(Ended::Exited(status));
@@ -640,8 +637,8 @@ impl Drop for InFlight {
 
 /// A started command, waited for on the run's task or by a run thread.
 enum Running {
-    /// Spawned on the run's task; tokio reaps it.
-    Task(tokio::process::Child),
+    /// Spawned on the run's task, waited for through the reactor.
+    Task(Child),
     /// Spawned by a run thread, which reaps it and reports here; `None` once it has.
     Thread(Option<oneshot::Receiver<Ended>>),
 }
@@ -702,7 +699,7 @@ async fn execute(
             Some(file) => file,
             None => files.open_input().map_err(spawn_error)?,
         };
-        let command = command_for(inv, files, input);
+        let command = RunCommand::new(inv, files, input);
         let started = Arc::new(Started::default());
         let handed = if IN_FLIGHT.load(Ordering::Relaxed) > 1 {
             to_run_thread(command, &started)
@@ -714,14 +711,12 @@ async fn execute(
             Err(command) => {
                 let command = match command {
                     Some(command) => *command,
-                    None => command_for(inv, files, files.open_input().map_err(spawn_error)?),
+                    None => RunCommand::new(inv, files, files.open_input().map_err(spawn_error)?),
                 };
-                let mut command = tokio::process::Command::from(command);
-                command.kill_on_drop(true);
-                match command.spawn() {
-                    Ok(child) => {
-                        started.pid.store(child.id().unwrap_or(0), Ordering::SeqCst);
-                        Running::Task(child)
+                match command.start() {
+                    Ok(pid) => {
+                        started.pid.store(pid as u32, Ordering::SeqCst);
+                        Running::Task(Child::adopt(pid, None, None))
                     }
                     Err(e) if text_busy_again(&e, &mut attempt).await => continue,
                     Err(e) => return Err(spawn_error(e)),
@@ -773,9 +768,9 @@ async fn text_busy_again(e: &io::Error, attempt: &mut u64) -> bool {
 /// Hands `command` to a run thread. If none takes it, gives it back, or `None` if it was
 /// dropped with a thread that could not be started.
 fn to_run_thread(
-    command: std::process::Command,
+    command: RunCommand,
     started: &Arc<Started>,
-) -> Result<Running, Option<Box<std::process::Command>>> {
+) -> Result<Running, Option<Box<RunCommand>>> {
     let (tx, rx) = oneshot::channel();
     let job = Job {
         command: Box::new(command),
@@ -788,17 +783,56 @@ fn to_run_thread(
     }
 }
 
-/// The command of a run: `<cmd> <input> <output> <error>`, stdin = `input` (the input
-/// file), in a new process group.
-fn command_for(inv: &Invocation, files: &RunFiles, input: File) -> std::process::Command {
-    let mut command = std::process::Command::new(&inv.command);
-    command
-        .arg(&files.input)
-        .arg(&files.output)
-        .arg(&files.error)
-        .stdin(input)
-        .process_group(0);
-    command
+/// The command of a run: `<cmd> <input> <output> <error>`, stdin = the input file, in a
+/// process group of its own, this process's environment and directory.
+struct RunCommand {
+    program: String,
+    args: [PathBuf; 3],
+    stdin: File,
+}
+
+impl RunCommand {
+    fn new(inv: &Invocation, files: &RunFiles, stdin: File) -> Self {
+        RunCommand {
+            program: inv.command.clone(),
+            args: [
+                files.input.clone(),
+                files.output.clone(),
+                files.error.clone(),
+            ],
+            stdin,
+        }
+    }
+
+    /// Starts the command with [`crate::spawn`] (cheaper than `posix_spawn`: no stack
+    /// mapped per spawn, handlers cleared by the kernel); returns once it has exec'd. The
+    /// caller reaps it. Our copy of its stdin is closed on return.
+    fn start(self) -> io::Result<libc::pid_t> {
+        let [input, output, error] = &self.args;
+        let args = [input.as_os_str(), output.as_os_str(), error.as_os_str()];
+        Spawn {
+            stdio: [self.stdin.as_raw_fd(), -1, -1],
+            ..Spawn::new(&self.program, &args)
+        }
+        .start()
+    }
+}
+
+/// `waitpid` on `pid` until it has ended (blocking: a run thread's wait).
+#[allow(unsafe_code)]
+fn wait_blocking(pid: u32) -> io::Result<ExitStatus> {
+    loop {
+        let mut raw = 0;
+        // SAFETY: waitpid on our own unreaped child, writing its status into a local.
+        let reaped = unsafe { libc::waitpid(pid as libc::pid_t, &mut raw, 0) };
+        if reaped == pid as libc::pid_t {
+            return Ok(ExitStatus::from_raw(raw));
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
 }
 
 /// A timed-out command: the whole tree, as Mesos's `os::killtree`: the group, and what left
