@@ -12,6 +12,9 @@
 //! external command through the runner, Consul, an HTTP webhook, VaaS) and their chain.
 //! [`proctree`] lists a process tree as Mesos's `killtree` reaches it: the runner's
 //! timeout, the executor's kill and the local agent's clean-up all kill through it.
+//! [`spawn`] starts a process (`clone(CLONE_VM | CLONE_VFORK)`, cheaper than
+//! `posix_spawn`, with a session or group of its own): the runner's commands and the
+//! executor's tasks are started through it.
 
 pub mod agent;
 pub mod builtin;

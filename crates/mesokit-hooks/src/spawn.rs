@@ -448,15 +448,31 @@ const STACK: usize = 32 * 1024;
 #[repr(C, align(16))]
 struct Stack([MaybeUninit<u8>; STACK]);
 
-/// Whether `clone3` with `CLONE_CLEAR_SIGHAND` was refused once (older kernel, seccomp).
+/// Whether `clone3` with `CLONE_CLEAR_SIGHAND` was refused once (older kernel, seccomp), or
+/// is not to be tried: [`NO_CLONE3_VAR`] set to `1` when the first process starts.
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 static NO_CLONE3: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `MESOKIT_SPAWN_NO_CLONE3=1`: start processes with `clone` only, never `clone3` (for a
+/// sandbox whose seccomp filter kills a process on `clone3` instead of refusing it).
+pub const NO_CLONE3_VAR: &str = "MESOKIT_SPAWN_NO_CLONE3";
+
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+fn clone3_allowed() -> bool {
+    static CHECKED: std::sync::Once = std::sync::Once::new();
+    CHECKED.call_once(|| {
+        if std::env::var_os(NO_CLONE3_VAR).is_some_and(|v| v == "1") {
+            NO_CLONE3.store(true, Ordering::Relaxed);
+        }
+    });
+    !NO_CLONE3.load(Ordering::Relaxed)
+}
 
 #[cfg(target_os = "linux")]
 fn clone_child(args: &mut ChildArgs) -> io::Result<libc::pid_t> {
     let mut stack = Stack([MaybeUninit::uninit(); STACK]);
     #[cfg(target_arch = "x86_64")]
-    if !NO_CLONE3.load(Ordering::Relaxed) {
+    if clone3_allowed() {
         match clone3::spawn(&mut stack, args) {
             Ok(pid) => return Ok(pid),
             Err(e)
