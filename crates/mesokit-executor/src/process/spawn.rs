@@ -10,6 +10,7 @@
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
 use std::sync::OnceLock;
 
 use mesokit_hooks::spawn::{Child, Spawn};
@@ -19,11 +20,15 @@ use super::{CommandSpec, Output};
 
 /// Opens what the process's stdio is to be: `(fd to install, the read end of its pipe)`.
 /// Descriptors are close-on-exec and above 2, so installing one never overwrites another.
-fn stdio_fd(output: &Output) -> io::Result<(Option<OwnedFd>, Option<OwnedFd>)> {
+/// A file's directory is created if missing, unless it is `made` (just checked or created).
+fn stdio_fd(
+    output: &Output,
+    made: Option<&Path>,
+) -> io::Result<(Option<OwnedFd>, Option<OwnedFd>)> {
     match output {
         Output::Inherit => Ok((None, None)),
         Output::File(path) => {
-            if let Some(dir) = path.parent() {
+            if let Some(dir) = path.parent().filter(|dir| Some(*dir) != made) {
                 std::fs::create_dir_all(dir).map_err(|e| {
                     io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display()))
                 })?;
@@ -114,8 +119,10 @@ pub(super) async fn spawn(spec: &CommandSpec, restore_huge_pages: bool) -> io::R
     let cannot_run =
         |e: io::Error| io::Error::new(e.kind(), format!("cannot run {}: {e}", spec.program));
     set_up_cwd(spec)?;
-    let (out, out_read) = stdio_fd(&spec.stdout).map_err(cannot_run)?;
-    let (err, err_read) = stdio_fd(&spec.stderr).map_err(cannot_run)?;
+    // A task's output files are usually in its directory, which exists now.
+    let made = spec.cwd.as_deref();
+    let (out, out_read) = stdio_fd(&spec.stdout, made).map_err(cannot_run)?;
+    let (err, err_read) = stdio_fd(&spec.stderr, made).map_err(cannot_run)?;
     let streams = Streams {
         stdin: null_input().map_err(cannot_run)?,
         out,
