@@ -59,7 +59,9 @@ pub struct Spawn<'a> {
     pub env: Option<&'a [(String, String)]>,
     /// The working directory; `None`: this process's.
     pub cwd: Option<&'a Path>,
-    /// Descriptors to install as stdin, stdout and stderr; -1 leaves one as inherited.
+    /// Descriptors to install as stdin, stdout and stderr; -1 leaves one as inherited. Each
+    /// must be above 2 (or its own slot): they are installed in order, so a descriptor 0-2
+    /// could be overwritten before it is installed.
     pub stdio: [RawFd; 3],
     /// A session of its own (`setsid`), else only a process group of its own.
     pub session: bool,
@@ -93,8 +95,9 @@ impl<'a> Spawn<'a> {
     }
 
     /// Starts the process; returns its pid once it has exec'd, or the error of the step
-    /// that failed (`cannot start a session: …`, `cannot change to <dir>: …`, or the
-    /// `exec`'s own error, with its OS error code). Blocks the calling thread until then.
+    /// that failed (`cannot start a session or process group: …`, `cannot change to
+    /// <dir>: …`, or the `exec`'s own error, with its OS error code). Blocks the calling
+    /// thread until then.
     /// The caller owns the child: it must reap it (e.g. through [`Child::adopt`]).
     pub fn start(&self) -> io::Result<libc::pid_t> {
         let argv0 = self.argv0.unwrap_or(self.program);
