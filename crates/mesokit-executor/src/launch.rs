@@ -242,7 +242,12 @@ pub fn task_dir(sandbox: &Path, task_id: &str) -> PathBuf {
         n if n.is_empty() || n == "." || n == ".." => format!("_{n}"),
         n => n,
     };
-    sandbox.join("tasks").join(name)
+    tasks_dir(sandbox).join(name)
+}
+
+/// The directory holding the tasks' own directories: `<sandbox>/tasks`.
+pub fn tasks_dir(sandbox: &Path) -> PathBuf {
+    sandbox.join("tasks")
 }
 
 pub(crate) fn set(env: &mut Vec<(String, String)>, key: &str, value: &str) {

@@ -10,7 +10,7 @@
 
 use std::fmt;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -415,6 +415,19 @@ pub fn trim_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
+}
+
+/// Makes a task directory ahead in `tasks` (a sandbox's `tasks` directory), with empty
+/// `stdout` and `stderr`, unless one is ready: the next [`spawn`] whose [`CommandSpec::cwd`]
+/// is to be created there renames it instead of making a directory and two files on the way
+/// to TASK_RUNNING. Named `.mesokit-next-task`; [`remove_spare_task_dir`] removes it.
+pub fn prepare_task_dir(tasks: &Path) -> io::Result<()> {
+    spawn::prepare_task_dir(tasks)
+}
+
+/// Removes the directory [`prepare_task_dir`] made, if it is still there.
+pub fn remove_spare_task_dir() {
+    spawn::remove_spare_task_dir();
 }
 
 /// Starts the process in a new session (`setsid`), so that it leads a process group and a

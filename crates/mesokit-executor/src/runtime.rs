@@ -26,6 +26,10 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 /// the page faults once, not per event.
 const IDLE_TRIM: Duration = Duration::from_secs(1);
 
+/// How long after a launch the next task directory is made ahead: TASK_RUNNING and its
+/// forwarding have the CPUs first.
+const SPARE_DELAY: Duration = Duration::from_millis(20);
+
 /// Why the executor stopped before its work was done.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -123,6 +127,9 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
     let mut trimmed = false;
     let mut trim_at: Option<Instant> = None;
     let mut lost = None;
+    // When to make the next task directory ahead (see process::prepare_task_dir): a little
+    // after a launch that used one, once TASK_RUNNING is on its way.
+    let mut spare_at: Option<Instant> = None;
     // An update was handed to the sender since the loop last yielded.
     let mut unsent = false;
 
@@ -163,6 +170,9 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
                     } else {
                         sequence::Sinks::default()
                     };
+                    if command.create_cwd && sandbox.is_some() {
+                        spare_at = Some(Instant::now() + SPARE_DELAY);
+                    }
                     let mut steps = sequence::steps(*command, &plan);
                     // Events wait until the task has started, as the thread is held by
                     // the clone until the exec anyway.
@@ -242,7 +252,16 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
         let mut idle = false;
         tokio::select! {
             event = events.next_event(), if stream_open => match event {
-                Ok(ExecutorEvent::Connected { subscribed }) => sup.handle_subscribed(&subscribed),
+                Ok(ExecutorEvent::Connected { subscribed }) => {
+                    sup.handle_subscribed(&subscribed);
+                    // A default executor runs task groups, each task in a directory of its
+                    // own: have the first one ready.
+                    if subscribed.executor_info.r#type
+                        == Some(mesokit_proto::v1::executor_info::Type::Default as i32)
+                    {
+                        spare_at = Some(Instant::now());
+                    }
+                }
                 Ok(ExecutorEvent::Event(event)) => {
                     sup.handle_event(&event, Instant::now());
                     if !trimmed
@@ -305,6 +324,14 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
                 sup.handle_probe_result(&task_id, result, Instant::now());
             }
             () = sleep_until(timeout), if timeout.is_some() => sup.handle_timeout(Instant::now()),
+            () = sleep_until(spare_at), if spare_at.is_some() => {
+                spare_at = None;
+                if let Some(sandbox) = &sandbox
+                    && let Err(e) = process::prepare_task_dir(&crate::launch::tasks_dir(sandbox))
+                {
+                    tracing::debug!(error = %e, "cannot make a task directory ahead");
+                }
+            }
             () = sleep_until(trim_at), if trim_at.is_some() => {
                 idle = true;
                 process::trim_memory();
@@ -321,6 +348,7 @@ pub async fn run(config: ExecutorConfig, settings: Settings) -> Result<(), Error
         trim_at = (trimmed && !idle).then(|| Instant::now() + IDLE_TRIM);
     }
 
+    process::remove_spare_task_dir();
     // Daemons that double-forked out of their task were re-parented to us: they go too.
     let orphans = if own_process {
         process::kill_orphans(&[])

@@ -475,3 +475,56 @@ fn a_task_dies_with_the_thread_that_started_it() {
         Termination::Signaled(libc::SIGKILL)
     );
 }
+
+#[tokio::test]
+async fn a_task_directory_made_ahead_is_taken_by_the_next_task() {
+    let dir = scratch("spare");
+    let tasks = dir.join("tasks");
+    process::prepare_task_dir(&tasks).unwrap();
+    let spare = tasks.join(".mesokit-next-task");
+    assert!(spare.join("stdout").is_file() && spare.join("stderr").is_file());
+    // Ready already: nothing more is made.
+    process::prepare_task_dir(&tasks).unwrap();
+
+    let task = tasks.join("t1");
+    let mut spec = CommandSpec::shell("pwd; echo oops >&2");
+    spec.cwd = Some(task.clone());
+    spec.create_cwd = true;
+    spec.stdout = process::Output::File(task.join("stdout"));
+    spec.stderr = process::Output::File(task.join("stderr"));
+    let mut child = process::spawn(&spec).await.unwrap();
+    assert!(child.wait().await.unwrap().success());
+    assert!(!spare.exists(), "renamed to the task's directory");
+    assert_eq!(
+        std::fs::read_to_string(task.join("stdout"))
+            .unwrap()
+            .trim_end(),
+        task.display().to_string()
+    );
+    assert_eq!(
+        std::fs::read_to_string(task.join("stderr")).unwrap(),
+        "oops\n"
+    );
+
+    // The next one is made anew; a task whose directory exists and is not empty keeps it,
+    // and the spare stays for the next.
+    process::prepare_task_dir(&tasks).unwrap();
+    let mut again = CommandSpec::shell("echo again");
+    again.cwd = Some(task.clone());
+    again.create_cwd = true;
+    again.stdout = process::Output::File(task.join("stdout"));
+    let mut child = process::spawn(&again).await.unwrap();
+    assert!(child.wait().await.unwrap().success());
+    assert!(spare.join("stdout").is_file(), "still ready");
+    assert_eq!(
+        std::fs::read_to_string(task.join("stdout"))
+            .unwrap()
+            .lines()
+            .count(),
+        2,
+        "appended to the task's own file"
+    );
+    process::remove_spare_task_dir();
+    assert!(!spare.exists());
+    let _ = std::fs::remove_dir_all(dir);
+}
