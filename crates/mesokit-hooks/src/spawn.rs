@@ -12,9 +12,9 @@
 //! waits, until it has exec'd or failed; elsewhere than Linux it is a plain `fork`.
 //!
 //! Cheaper than glibc's `posix_spawn` (docs/benchmarks.md, "Agent command modules"):
-//! - the child's stack is a buffer in the calling thread's own stack frame (as musl does),
-//!   not a mapping made and unmapped for every spawn (an unmap in a process with several
-//!   threads costs TLB shoot-downs, and a fresh stack page faults);
+//! - the child's stack is a mapping kept by the spawning thread from one spawn to the next,
+//!   not one made and unmapped for every spawn (an unmap in a process with several threads
+//!   costs TLB shoot-downs, and a fresh stack page faults);
 //! - on Linux x86-64, `clone3` with `CLONE_CLEAR_SIGHAND` (Linux 5.5) has the kernel reset
 //!   the signal handlers, where glibc's child asks for and resets all 64 dispositions one
 //!   system call at a time; elsewhere, or where `clone3` is refused, `clone` and the loop.
@@ -33,7 +33,6 @@
 
 use std::ffi::{CStr, CString, OsStr};
 use std::io;
-use std::mem::MaybeUninit;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
@@ -209,6 +208,10 @@ pub struct Child {
     pub stdout: Option<pipe::Receiver>,
     /// The same for its stderr.
     pub stderr: Option<pipe::Receiver>,
+    /// Already the background reaper's: dropped unreaped (its runtime shutting down), it is
+    /// left to the process's end rather than handed to yet another task, which a runtime
+    /// shutting down would drop at once, and so on without end.
+    orphan: bool,
 }
 
 #[derive(Debug)]
@@ -237,6 +240,7 @@ impl Child {
             status: None,
             stdout,
             stderr,
+            orphan: false,
         }
     }
 
@@ -297,7 +301,7 @@ impl Child {
 
 impl Drop for Child {
     fn drop(&mut self) {
-        if matches!(self.try_wait(), Ok(Some(_)) | Err(_)) {
+        if self.orphan || matches!(self.try_wait(), Ok(Some(_)) | Err(_)) {
             return;
         }
         // Still running: reap it when it ends, so it does not stay a zombie.
@@ -308,6 +312,7 @@ impl Drop for Child {
                 status: None,
                 stdout: None,
                 stderr: None,
+                orphan: true,
             };
             handle.spawn(async move {
                 let mut orphan = orphan;
@@ -442,14 +447,70 @@ fn start(args: &mut ChildArgs) -> io::Result<libc::pid_t> {
     pid
 }
 
-/// The child's stack, in the calling thread's frame: the child's calls are system-call
-/// wrappers on what the parent prepared (glibc gives its `posix_spawn` child 32 KiB).
+/// The child's stack: its calls are system-call wrappers on what the parent prepared
+/// (glibc gives its `posix_spawn` child 32 KiB).
 #[cfg(target_os = "linux")]
-const STACK: usize = 32 * 1024;
+const STACK: usize = 64 * 1024;
+
+/// A stack for children, one per spawning thread, made on its first spawn and kept until
+/// the thread ends (glibc maps and unmaps one per spawn: an unmap in a process with several
+/// threads costs TLB shoot-downs, and a fresh stack page faults). A mapping of its own with
+/// a guard page below it, so that an overflow faults instead of writing over memory.
+#[cfg(target_os = "linux")]
+struct Stack {
+    base: *mut libc::c_void,
+}
 
 #[cfg(target_os = "linux")]
-#[repr(C, align(16))]
-struct Stack([MaybeUninit<u8>; STACK]);
+impl Stack {
+    const GUARD: usize = 4096;
+
+    fn new() -> io::Result<Self> {
+        // SAFETY: a fresh private anonymous mapping, checked for failure; its lowest page
+        // becomes the guard.
+        unsafe {
+            let base = libc::mmap(
+                std::ptr::null_mut(),
+                STACK + Self::GUARD,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            );
+            if base == libc::MAP_FAILED {
+                return Err(io::Error::last_os_error());
+            }
+            libc::mprotect(base, Self::GUARD, libc::PROT_NONE);
+            Ok(Stack { base })
+        }
+    }
+
+    /// The lowest usable address (above the guard page).
+    fn low(&self) -> *mut libc::c_void {
+        // SAFETY: within the mapping made in `new`.
+        unsafe { self.base.cast::<u8>().add(Self::GUARD).cast() }
+    }
+
+    /// The top end (stacks grow down), page-aligned and so 16-aligned.
+    fn top(&self) -> *mut libc::c_void {
+        // SAFETY: one past the end of the mapping made in `new`.
+        unsafe { self.base.cast::<u8>().add(Self::GUARD + STACK).cast() }
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`; no child uses it any more (each exec'd or
+        // exited before its clone returned, on this very thread).
+        unsafe { libc::munmap(self.base, STACK + Self::GUARD) };
+    }
+}
+
+#[cfg(target_os = "linux")]
+thread_local! {
+    static CHILD_STACK: std::cell::RefCell<Option<Stack>> = const { std::cell::RefCell::new(None) };
+}
 
 /// Whether `clone3` with `CLONE_CLEAR_SIGHAND` was refused once (older kernel, seccomp), or
 /// is not to be tried: [`NO_CLONE3_VAR`] set to `1` when the first process starts.
@@ -473,10 +534,23 @@ fn clone3_allowed() -> bool {
 
 #[cfg(target_os = "linux")]
 fn clone_child(args: &mut ChildArgs) -> io::Result<libc::pid_t> {
-    let mut stack = Stack([MaybeUninit::uninit(); STACK]);
+    CHILD_STACK.with(|kept| {
+        let mut kept = kept.borrow_mut();
+        let stack = match &*kept {
+            Some(stack) => stack,
+            None => kept.insert(Stack::new()?),
+        };
+        clone_on(stack, args)
+    })
+}
+
+/// The clone itself, the child on `stack`, which this thread holds until the child has
+/// exec'd or exited.
+#[cfg(target_os = "linux")]
+fn clone_on(stack: &Stack, args: &mut ChildArgs) -> io::Result<libc::pid_t> {
     #[cfg(target_arch = "x86_64")]
     if clone3_allowed() {
-        match clone3::spawn(&mut stack, args) {
+        match clone3::spawn(stack, args) {
             Ok(pid) => return Ok(pid),
             Err(e)
                 if e.raw_os_error().is_some_and(|e| {
@@ -489,15 +563,14 @@ fn clone_child(args: &mut ChildArgs) -> io::Result<libc::pid_t> {
         }
     }
     args.handlers_cleared = false;
-    // SAFETY: CLONE_VM | CLONE_VFORK: the child runs in our memory on `stack`, and this
-    // thread is suspended until it has exec'd or exited, so `args` and the stack (in this
-    // very frame) outlive its use of them. The stack's top is 16-aligned (the buffer is
-    // aligned and its size a multiple of 16). SIGCHLD: the child is reaped like any other.
+    // SAFETY: CLONE_VM | CLONE_VFORK: the child runs in our memory on `stack`, which no other
+    // child uses meanwhile (it is this thread's), and this thread is suspended until the
+    // child has exec'd or exited, so `args` and the stack outlive its use of them. SIGCHLD:
+    // the child is reaped like any other.
     let pid = unsafe {
-        let top = stack.0.as_mut_ptr().add(STACK).cast::<libc::c_void>();
         libc::clone(
             child_main,
-            top,
+            stack.top(),
             libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
             (args as *mut ChildArgs).cast(),
         )
@@ -535,7 +608,7 @@ mod clone3 {
     const CLONE_CLEAR_SIGHAND: u64 = 0x1_0000_0000;
     const SYS_CLONE3: i64 = 435;
 
-    pub(super) fn spawn(stack: &mut Stack, args: &mut ChildArgs) -> io::Result<libc::pid_t> {
+    pub(super) fn spawn(stack: &Stack, args: &mut ChildArgs) -> io::Result<libc::pid_t> {
         args.handlers_cleared = true;
         let clone_args = CloneArgs {
             flags: (libc::CLONE_VM | libc::CLONE_VFORK) as u64 | CLONE_CLEAR_SIGHAND,
@@ -543,7 +616,7 @@ mod clone3 {
             child_tid: 0,
             parent_tid: 0,
             exit_signal: libc::SIGCHLD as u64,
-            stack: stack.0.as_mut_ptr() as u64,
+            stack: stack.low() as u64,
             stack_size: STACK as u64,
             tls: 0,
             set_tid: 0,
