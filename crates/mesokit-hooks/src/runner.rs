@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use crate::proctree::{self, Proc};
-use crate::spawn::{Child, Spawn};
+use crate::spawn::{self, Child, Spawn};
 
 /// Timeout of an [`Invocation`] built with [`Invocation::new`]: Criteo's
 /// `DEFAULT_COMMAND_TIMEOUT`.
@@ -506,7 +506,7 @@ impl Job {
         if self.started.given_up.load(Ordering::SeqCst) {
             signal_group(pid, libc::SIGKILL);
         }
-        let status = wait_blocking(pid);
+        let status = spawn::wait_blocking(pid as libc::pid_t);
         // Stragglers: children the command left in its group.
         signal_group(pid, libc::SIGKILL);
         let _ = self.ended.send(Ended::Exited(status));
@@ -815,23 +815,6 @@ impl RunCommand {
             ..Spawn::new(&self.program, &args)
         }
         .start()
-    }
-}
-
-/// `waitpid` on `pid` until it has ended (blocking: a run thread's wait).
-#[allow(unsafe_code)]
-fn wait_blocking(pid: u32) -> io::Result<ExitStatus> {
-    loop {
-        let mut raw = 0;
-        // SAFETY: waitpid on our own unreaped child, writing its status into a local.
-        let reaped = unsafe { libc::waitpid(pid as libc::pid_t, &mut raw, 0) };
-        if reaped == pid as libc::pid_t {
-            return Ok(ExitStatus::from_raw(raw));
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
     }
 }
 

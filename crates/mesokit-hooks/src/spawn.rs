@@ -322,6 +322,22 @@ impl Drop for Child {
     }
 }
 
+/// Waits for `pid`, a child of this process that nothing else waits for, to end and reaps
+/// it, blocking the calling thread (a thread of its own, not a runtime's).
+pub fn wait_blocking(pid: libc::pid_t) -> io::Result<ExitStatus> {
+    loop {
+        let mut raw = 0;
+        // SAFETY: waitpid on our own unreaped child, writing its status into a local.
+        if unsafe { libc::waitpid(pid, &mut raw, 0) } == pid {
+            return Ok(ExitStatus::from_raw(raw));
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
 fn waiter(pid: libc::pid_t) -> Waiter {
     #[cfg(target_os = "linux")]
     {
@@ -485,7 +501,8 @@ impl Stack {
         }
     }
 
-    /// The lowest usable address (above the guard page).
+    /// The lowest usable address (above the guard page), for `clone3`.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     fn low(&self) -> *mut libc::c_void {
         // SAFETY: within the mapping made in `new`.
         unsafe { self.base.cast::<u8>().add(Self::GUARD).cast() }
